@@ -1,0 +1,1 @@
+"""The agent side: the Slack app. It calls the core operations and holds no state of its own."""

@@ -1,0 +1,1 @@
+"""Slack: chat cards with buttons in a channel, one thread per conversation."""

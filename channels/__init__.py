@@ -1,0 +1,14 @@
+"""Customer platforms. Each module turns its platform's webhooks into
+``gateway.message.InboundMessage`` and sends ``OutboundMessage``; no other
+package knows a platform's wire format."""
+
+from __future__ import annotations
+
+
+class DeliveryError(Exception):
+    """Sending failed. ``permanent`` errors are not retried; ``retry_after`` is the platform's wish."""
+
+    def __init__(self, message: str, permanent: bool = False, retry_after: float | None = None):
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after

@@ -1,0 +1,145 @@
+"""Telegram: the Bot API webhook in, ``sendMessage`` out, through python-telegram-bot."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+from telegram import Bot, Message, Update
+from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
+
+from gateway.config import TelegramConfig
+from gateway.message import Attachment, InboundMessage, OutboundMessage
+
+from . import DeliveryError
+
+__all__ = ["CHANNEL", "Start", "parse", "webhook_handler", "send", "set_webhook"]
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+@dataclass(frozen=True)
+class Start:
+    """The customer pressed Start (``/start``): they get the greeting."""
+
+    customer_id: str
+
+
+def _name(message: Message) -> str:
+    user = message.from_user
+    if user is None:
+        return message.chat.full_name or message.chat.title or ""
+    return user.full_name or (user.username or "")
+
+
+def parse(data: dict) -> InboundMessage | Start | None:
+    """Normalize a Telegram update; None for updates chatgate does not handle.
+
+    Raises ValueError when ``data`` is not a Telegram update at all.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+        raise ValueError("not a Telegram update: an object with an integer update_id is expected")
+    try:
+        update = Update.de_json(data, None)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"malformed Telegram update ({exc.__class__.__name__})") from None
+    message = update.message
+    if message is None or message.chat is None:
+        return None  # edits, channel posts, callbacks: nothing for the customer chat
+    customer = str(message.chat.id)
+    text = message.text or message.caption or ""
+    if text.strip().split(" ")[0].split("@")[0] == "/start":
+        return Start(customer)
+
+    attachments: list[Attachment] = []
+    phone = location = ""
+    if message.photo:
+        largest = max(message.photo, key=lambda p: (p.width or 0) * (p.height or 0))
+        attachments.append(Attachment("photo", largest.file_id, "image/jpeg"))
+    if message.document:
+        doc = message.document
+        attachments.append(Attachment("document", doc.file_id, doc.mime_type or "", doc.file_name or ""))
+    if message.location:
+        lat, lon = message.location.latitude, message.location.longitude
+        location = f"{lat:.5f}, {lon:.5f}"
+        if message.venue:
+            location = f"{message.venue.title}, {message.venue.address} ({location})"
+        text = text or f"Shared location: {location}"
+    if message.contact:
+        phone = message.contact.phone_number or ""
+        if phone and not phone.startswith("+"):
+            phone = "+" + phone
+        text = text or f"Shared contact: {phone}"
+    if not text and not attachments:
+        return None  # stickers, voice notes and the like are not relayed yet
+    return InboundMessage(
+        channel=CHANNEL,
+        customer_id=customer,
+        platform_id=f"{customer}:{message.message_id}",
+        text=text,
+        name=_name(message),
+        phone=phone,
+        location=location,
+        attachments=tuple(attachments),
+    )
+
+
+def webhook_handler(config: TelegramConfig, conversations) -> "web.Handler":
+    """The aiohttp handler for ``POST /webhooks/telegram``."""
+
+    async def handle(request: web.Request) -> web.Response:
+        given = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), config.secret_token.encode()):
+            return web.json_response({"error": "bad or missing secret token"}, status=401)
+        try:
+            data = json.loads(await request.read())
+            parsed = parse(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return web.json_response({"error": f"malformed body: {exc}"}, status=400)
+        if isinstance(parsed, Start):
+            await conversations.notify_customer(CHANNEL, parsed.customer_id, config.greeting)
+        elif parsed is not None:
+            await conversations.receive(parsed)
+        return web.json_response({"ok": True})
+
+    return handle
+
+
+def _bot(config: TelegramConfig) -> Bot:
+    return Bot(config.token, base_url=config.api_url)
+
+
+async def send(config: TelegramConfig, message: OutboundMessage) -> str:
+    """Send a text to the customer's chat; the Telegram message id."""
+    bot = _bot(config)
+    try:
+        sent = await bot.send_message(chat_id=int(message.customer_id), text=message.text)
+    except RetryAfter as exc:
+        retry = exc.retry_after
+        seconds = retry.total_seconds() if hasattr(retry, "total_seconds") else float(retry)
+        raise DeliveryError(f"Telegram rate limit: {exc.message}", retry_after=seconds) from None
+    except (BadRequest, Forbidden, InvalidToken) as exc:
+        # The chat is gone, the bot was blocked or the token is wrong: retrying won't help.
+        raise DeliveryError(f"Telegram refused the message: {exc.message}", permanent=True) from None
+    except TelegramError as exc:
+        raise DeliveryError(f"Telegram is unreachable or failing: {exc.message}") from None
+    finally:
+        await bot.shutdown()
+    return str(sent.message_id)
+
+
+async def set_webhook(config: TelegramConfig, public_url: str) -> str:
+    """Register ``{public_url}/webhooks/telegram`` with the secret token; the URL set."""
+    url = f"{public_url}/webhooks/telegram"
+    bot = _bot(config)
+    try:
+        await bot.set_webhook(url=url, secret_token=config.secret_token, allowed_updates=["message"])
+    finally:
+        await bot.shutdown()
+    return url

@@ -1,0 +1,63 @@
+"""The aiohttp application: webhooks of every enabled platform, Slack, health."""
+
+from __future__ import annotations
+
+import logging
+
+import redis.exceptions
+from aiohttp import web
+
+from channels import telegram
+from agent_console.slack import app as slack_app
+
+from .config import Config
+from .services import Services, connect
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+SERVICES = web.AppKey("services", Services)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler):
+    """Redis down → 503 so the platforms retry later; never a stack trace to the caller."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        log.error("Redis unavailable while handling %s: %s", request.path, exc)
+        return web.json_response({"error": "storage unavailable, retry later"}, status=503)
+    except Exception:
+        log.exception("unhandled error on %s", request.path)
+        return web.json_response({"error": "internal error"}, status=500)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    try:
+        await services.store.redis.ping()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        return web.json_response({"ok": False, "redis": f"unreachable: {exc}"}, status=503)
+    return web.json_response({"ok": True, "redis": "ok"})
+
+
+def create_app(config: Config, redis_url: str) -> web.Application:
+    """The web application for ``config``, storing in the Redis at ``redis_url``."""
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[_errors])
+    services = connect(config, redis_url)
+    app[SERVICES] = services
+    app.router.add_get("/healthz", _healthz)
+    if config.telegram.enabled:
+        app.router.add_post("/webhooks/telegram", telegram.webhook_handler(config.telegram, services.conversations))
+    if config.slack.enabled:
+        bolt = slack_app.build(config.slack, services.conversations, services.store)
+        app.router.add_post("/slack/events", slack_app.events_handler(bolt))
+
+    async def close(_app: web.Application) -> None:
+        await services.close()
+
+    app.on_cleanup.append(close)
+    return app

@@ -1,0 +1,188 @@
+"""The ``chatgate`` command: run, web, worker, check-config, telegram set-webhook."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from . import config as config_module
+from .config import Config, ConfigError
+from .redis_server import EmbeddedRedis
+
+log = logging.getLogger("chatgate")
+
+
+def _load(path_arg: str | None) -> Config:
+    path = config_module.find_config_file(path_arg)
+    if path.name == "config.example.toml" and not path_arg:
+        log.warning("no config.toml here: running with %s (copy it to config.toml and edit it)", path)
+    return config_module.load(path)
+
+
+@contextmanager
+def _redis(config: Config, url_arg: str | None):
+    """The Redis URL to use: the argument, the config's, or an embedded server's."""
+    url = url_arg or config.redis.url
+    if url:
+        yield url
+        return
+    server = EmbeddedRedis(config.redis.data_dir).start()
+    log.info("embedded Redis at %s (data in %s)", server.url, server.data_dir)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _serve(config: Config, redis_url: str) -> None:
+    from aiohttp import web
+
+    from .app import create_app
+
+    log.info("web server on http://%s:%s", config.server.host, config.server.port)
+    web.run_app(
+        create_app(config, redis_url), host=config.server.host, port=config.server.port,
+        print=None, access_log=None, shutdown_timeout=5,
+    )
+
+
+def cmd_web(args) -> int:
+    config = _load(args.config)
+    with _redis(config, args.redis_url) as url:
+        _serve(config, url)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from workers.worker import run_worker
+
+    config = _load(args.config)
+    with _redis(config, args.redis_url) as url:
+        run_worker(config, url, burst=args.burst)
+    return 0
+
+
+def _stop_worker(process: subprocess.Popen) -> None:
+    """Warm shutdown, then make sure the worker and its work horses are gone.
+
+    RQ's work horse moves to its own process group, so killing the worker's
+    group alone can leave it behind.
+    """
+    import psutil
+
+    try:
+        family = [psutil.Process(process.pid)] + psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            pass
+    for member in family:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass
+    process.wait()
+
+
+def cmd_run(args) -> int:
+    """Embedded Redis (when no URL is set), one worker and the web server; Ctrl-C stops all."""
+    config = _load(args.config)
+    with _redis(config, args.redis_url) as url:
+        worker_args = [sys.executable, "-m", "gateway.cli", "worker", "--redis-url", url]
+        if args.config:
+            worker_args += ["--config", args.config]
+        elif config.path:
+            worker_args += ["--config", config.path]
+        # The worker gets its own session so a terminal Ctrl-C reaches only us; we
+        # then stop it in order (web first, worker, Redis last).
+        worker = subprocess.Popen(worker_args, start_new_session=True)
+        try:
+            _serve(config, url)
+        finally:
+            log.info("stopping the worker")
+            _stop_worker(worker)
+    log.info("stopped")
+    return 0
+
+
+def cmd_check_config(args) -> int:
+    path = config_module.find_config_file(args.file)
+    try:
+        config = config_module.load(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in {path}", file=sys.stderr)
+        return 1
+    enabled = [name for name in ("telegram", "slack") if getattr(config, name).enabled]
+    print(f"{path}: OK (enabled: {', '.join(enabled) or 'no platform yet'}; {len(config.topics)} topic rules)")
+    return 0
+
+
+def cmd_telegram_set_webhook(args) -> int:
+    from channels import telegram
+
+    config = _load(args.config)
+    if not config.telegram.enabled:
+        print(f"{config.path}: telegram.enabled: expected true to register the webhook", file=sys.stderr)
+        return 1
+    url = asyncio.run(telegram.set_webhook(config.telegram, config.server.public_url))
+    print(f"Telegram will deliver updates to {url}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="chatgate", description="Contact-center gateway: customers on "
+                                "WhatsApp, SMS and Telegram, agents in Slack.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp):
+        sp.add_argument("-c", "--config", help="config file (default: $CHATGATE_CONFIG, ./config.toml, "
+                        "else ./config.example.toml)")
+        sp.add_argument("--redis-url", help="use this Redis instead of redis.url / the embedded server")
+        return sp
+
+    with_config(sub.add_parser("run", help="web server, a worker and (if needed) Redis, in one command")).set_defaults(func=cmd_run)
+    with_config(sub.add_parser("web", help="the web server only")).set_defaults(func=cmd_web)
+    w = with_config(sub.add_parser("worker", help="an RQ worker with the scheduler"))
+    w.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    w.set_defaults(func=cmd_worker)
+    c = sub.add_parser("check-config", help="list every problem in a config file")
+    c.add_argument("file", nargs="?")
+    c.set_defaults(func=cmd_check_config)
+    t = sub.add_parser("telegram", help="Telegram set-up")
+    tsub = t.add_subparsers(dest="telegram_command", required=True)
+    with_config(tsub.add_parser("set-webhook", help="register the webhook and its secret with Telegram")).set_defaults(func=cmd_telegram_set_webhook)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("CHATGATE_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Library loggers that would print request bodies or tokens at DEBUG stay at INFO.
+    for noisy in ("httpx", "httpcore", "telegram", "slack_sdk", "slack_bolt"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""What agents, customers and timers do to a conversation.
+
+Each operation runs one atomic step of the state machine (``machine.lua``) and
+then asks the dispatcher to deliver whatever the step put into an outbox. The
+Slack app, the web console and the workers call these and nothing else to
+change a conversation.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from .config import ConversationConfig
+from .message import InboundMessage, OutboundMessage, Refused
+from .store import Store
+from .topics import Topics
+
+__all__ = ["Conversations", "Dispatch", "Received", "refusal_text"]
+
+# Platform message ids are remembered this long for deduplication.
+SEEN_TTL = 7 * 24 * 3600
+
+
+class Dispatch(Protocol):
+    """Where the core hands work to the workers (see ``workers/dispatch.py``)."""
+
+    async def to_customer(self, channel: str, customer_id: str) -> None: ...
+
+    async def to_agents(self, conversation_id: str) -> None: ...
+
+    async def auto_close(self, conversation_id: str, token: str, delay: float) -> None: ...
+
+    async def cancel_auto_close(self, conversation_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Received:
+    """What an inbound message did: ``created``, ``message``, ``reopened``, ``rated`` or ``duplicate``."""
+
+    event: str
+    conversation_id: str
+    seq: int = 0
+
+
+def refusal_text(code: str, detail: str) -> str:
+    """A plain sentence for an agent whose action the state machine refused."""
+    who = f"<@{detail}>" if detail else "another agent"
+    return {
+        "unknown": "This chat does not exist (any more).",
+        "closed": "This chat is closed; nothing can change it now.",
+        "not_accepted": "Accept this chat first: its controls work only after accept.",
+        "not_assignee": f"Only the agent who accepted this chat ({who}) can do that.",
+        "already_yours": "You have already accepted this chat.",
+        "taken": f"Too late: {who} has already accepted this chat.",
+        "not_new": f"This chat is no longer waiting: {who} has accepted it.",
+        "already_declined": "You have already declined this chat.",
+        "already_resolved": "This chat is already resolved.",
+        "resolved": "This chat is resolved, so your message was not sent. "
+        "It reopens when the customer writes again.",
+        "stale": "This chat is no longer resolved.",
+    }.get(code, f"Refused ({code}).")
+
+
+class Conversations:
+    """The operations of the conversation state machine."""
+
+    def __init__(self, store: Store, dispatch: Dispatch, config: ConversationConfig, topics: Topics):
+        self.store = store
+        self.dispatch = dispatch
+        self.config = config
+        self.topics = topics
+
+    async def _run(self, op: str, *args: str) -> list[str]:
+        reply = await self.store.run(op, time.time(), *args)
+        if reply[0] == "refused":
+            raise Refused(reply[1], refusal_text(reply[1], reply[2]))
+        return reply
+
+    async def receive(self, message: InboundMessage) -> Received:
+        """Store a customer's message: new conversation, relay, reopen or rating."""
+        attachments = "[]"
+        if message.attachments:
+            attachments = json.dumps(
+                [{"kind": a.kind, "ref": a.ref, "content_type": a.content_type, "name": a.name}
+                 for a in message.attachments],
+                ensure_ascii=False,
+            )
+        reply = await self._run(
+            "ingest", message.channel, message.customer_id, message.platform_id,
+            message.text, message.name, message.phone, message.location, attachments,
+            self.topics.tag(message.text), self.config.rating_thanks, str(SEEN_TTL),
+        )
+        if reply[0] == "duplicate":
+            return Received("duplicate", reply[1])
+        event, conversation_id, seq, thanked = reply
+        await self.dispatch.to_agents(conversation_id)
+        if thanked == "1":
+            await self.dispatch.to_customer(message.channel, message.customer_id)
+        if event == "reopened":
+            await self.dispatch.cancel_auto_close(conversation_id)
+        return Received(event, conversation_id, int(seq))
+
+    async def accept(self, conversation_id: str, agent: str) -> None:
+        """E: the agent takes a new chat; exactly one agent wins a race."""
+        await self._run("accept", conversation_id, agent)
+        await self.dispatch.to_agents(conversation_id)
+
+    async def reject(self, conversation_id: str, agent: str) -> None:
+        """F: the agent declines a new chat; it stays in the Inbox for the others."""
+        await self._run("reject", conversation_id, agent)
+        await self.dispatch.to_agents(conversation_id)
+
+    async def reply(self, conversation_id: str, agent: str, text: str, platform_id: str = "") -> bool:
+        """The assignee's message to the customer; False if ``platform_id`` was seen before."""
+        reply = await self._run("reply", conversation_id, agent, text, platform_id, str(SEEN_TTL))
+        if reply[0] == "duplicate":
+            return False
+        conversation = await self.store.get(conversation_id)
+        await self.dispatch.to_customer(conversation.channel, conversation.customer_id)
+        if reply[3] == "1":
+            await self.dispatch.to_agents(conversation_id)
+        return True
+
+    async def resolve(self, conversation_id: str, agent: str) -> None:
+        """D: the assignee marks the chat resolved; the customer is asked for a rating."""
+        reply = await self._run("resolve", conversation_id, agent, self.config.rating_question)
+        conversation = await self.store.get(conversation_id)
+        await self.dispatch.to_customer(conversation.channel, conversation.customer_id)
+        await self.dispatch.to_agents(conversation_id)
+        if self.config.auto_close:
+            await self.dispatch.auto_close(conversation_id, reply[2], self.config.auto_close_after)
+
+    async def leave(self, conversation_id: str, agent: str) -> str:
+        """C: active chats go back to the Inbox, resolved ones close. Returns the new state."""
+        reply = await self._run("leave", conversation_id, agent)
+        await self.dispatch.to_agents(conversation_id)
+        if reply[0] == "closed":
+            await self.dispatch.cancel_auto_close(conversation_id)
+            return "closed"
+        return "new"
+
+    async def auto_close(self, conversation_id: str, token: str) -> bool:
+        """Close a resolved chat if it was not reopened since ``token`` was issued."""
+        try:
+            await self._run("auto_close", conversation_id, token)
+        except Refused:
+            return False
+        await self.dispatch.to_agents(conversation_id)
+        return True
+
+    async def notify_customer(self, channel: str, customer_id: str, text: str) -> None:
+        """Queue an automatic message outside any conversation (the greeting)."""
+        await self.store.queue_to_customer(OutboundMessage(channel, customer_id, text))
+        await self.dispatch.to_customer(channel, customer_id)
+
+    async def record_delivery(self, conversation_id: str, seq: int, status: str, detail: str = "") -> None:
+        """Mark an outbound message sent or failed in the history (failures reach the agents)."""
+        if not conversation_id or not seq:
+            return
+        await self._run("delivery", conversation_id, str(seq), status, detail)
+        if status == "failed":
+            await self.dispatch.to_agents(conversation_id)

@@ -1,0 +1,256 @@
+-- The conversation state machine: every transition of DESIGN.md, atomic in Redis.
+--
+-- KEYS[1] is the hash-tagged key prefix, e.g. "{chatgate}"; every key this
+-- script touches starts with it, so all of them live in one Cluster slot.
+-- ARGV[1] is the operation, ARGV[2] the time (seconds, float), the rest
+-- depends on the operation. Replies are arrays: {"ok"|event, ...} or
+-- {"refused", code, detail}.
+
+local P = KEYS[1]
+local op = ARGV[1]
+local now = tonumber(ARGV[2])
+
+local function key(...)
+  return P .. ':' .. table.concat({...}, ':')
+end
+
+local function conv_key(id) return key('conv', id) end
+
+local function field(id, name)
+  local value = redis.call('HGET', conv_key(id), name)
+  if value == false then return '' end
+  return value
+end
+
+-- Keep the Inbox and Assigned lists ordered by last activity.
+local function touch(id, state, assignee)
+  if state == 'new' then
+    redis.call('ZADD', key('inbox'), now, id)
+  elseif (state == 'active' or state == 'resolved') and assignee ~= '' then
+    redis.call('ZADD', key('assigned', assignee), now, id)
+  end
+  redis.call('HSET', conv_key(id), 'updated_at', now)
+end
+
+-- Append a message to the conversation's history; its seq is its 1-based index.
+local function append(id, direction, text, by, attachments)
+  local seq = redis.call('HINCRBY', conv_key(id), 'seq', 1)
+  redis.call('RPUSH', key('msgs', id), cjson.encode({
+    seq = seq, dir = direction, text = text, by = by, at = now,
+    attachments = attachments or '[]', status = (direction == 'out' and 'queued' or ''),
+  }))
+  return seq
+end
+
+-- Events for the agent console, delivered in order by the workers.
+local function to_agents(id, event, seq, by)
+  redis.call('RPUSH', key('out', 'agent', id), cjson.encode({
+    conversation_id = id, event = event, seq = seq or 0, by = by or '', at = now,
+  }))
+end
+
+local function to_customer(id, text, seq)
+  local channel = field(id, 'channel')
+  local customer = field(id, 'customer_id')
+  redis.call('RPUSH', key('out', 'customer', channel, customer), cjson.encode({
+    channel = channel, customer_id = customer, text = text, conversation_id = id, seq = seq or 0,
+  }))
+end
+
+local function refused(code, detail)
+  return {'refused', code, detail or ''}
+end
+
+-- Common checks for A-D: only the assignee of an accepted chat.
+local function check_assignee(id, agent)
+  if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
+  local state = field(id, 'state')
+  local assignee = field(id, 'assignee')
+  if state == 'closed' then return refused('closed') end
+  if state == 'new' then return refused('not_accepted') end
+  if assignee ~= agent then return refused('not_assignee', assignee) end
+  return nil
+end
+
+local function close(id)
+  local assignee = field(id, 'assignee')
+  local channel = field(id, 'channel')
+  local customer = field(id, 'customer_id')
+  redis.call('HSET', conv_key(id), 'state', 'closed', 'closed_at', now)
+  if redis.call('GET', key('open', channel, customer)) == id then
+    redis.call('DEL', key('open', channel, customer))
+  end
+  redis.call('SET', key('last', channel, customer), id)
+  if assignee ~= '' then redis.call('ZREM', key('assigned', assignee), id) end
+  redis.call('ZREM', key('inbox'), id)
+  redis.call('ZADD', key('closed'), now, id)
+  redis.call('HSET', conv_key(id), 'updated_at', now)
+  to_agents(id, 'closed', 0, assignee)
+  return {'closed', id}
+end
+
+if op == 'ingest' then
+  local channel, customer, platform_id = ARGV[3], ARGV[4], ARGV[5]
+  local text, name, phone, location = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+  local attachments, topic, rating_thanks, seen_ttl = ARGV[10], ARGV[11], ARGV[12], tonumber(ARGV[13])
+
+  if platform_id ~= '' then
+    if not redis.call('SET', key('seen', channel, platform_id), '1', 'NX', 'EX', seen_ttl) then
+      return {'duplicate', redis.call('GET', key('open', channel, customer)) or ''}
+    end
+  end
+
+  -- The customer's profile outlives conversations: a phone shared once stays known.
+  local profile = key('customer', channel, customer)
+  if name ~= '' then redis.call('HSET', profile, 'name', name) end
+  if phone ~= '' then redis.call('HSET', profile, 'phone', phone) end
+  if location ~= '' then redis.call('HSET', profile, 'location', location) end
+  local known = redis.call('HMGET', profile, 'name', 'phone', 'location')
+
+  local id = redis.call('GET', key('open', channel, customer))
+  local event
+  if not id then
+    id = tostring(redis.call('INCR', key('next_id')))
+    local previous = ''
+    local last = redis.call('GET', key('last', channel, customer))
+    if last then previous = field(last, 'last_agent') end
+    redis.call('HSET', conv_key(id),
+      'id', id, 'channel', channel, 'customer_id', customer, 'state', 'new', 'topic', topic,
+      'created_at', now, 'updated_at', now, 'query', text,
+      'name', known[1] or '', 'phone', known[2] or '', 'location', known[3] or '',
+      'assignee', '', 'previous_agent', previous, 'last_agent', '',
+      'messages_in', 0, 'messages_out', 0, 'seq', 0, 'close_token', 0)
+    redis.call('SET', key('open', channel, customer), id)
+    event = 'created'
+  else
+    redis.call('HSET', conv_key(id), 'name', known[1] or '', 'phone', known[2] or '', 'location', known[3] or '')
+    local state = field(id, 'state')
+    event = 'message'
+    if state == 'resolved' then
+      if field(id, 'rating') == '' and string.match(text, '^%s*[1-5]%s*$') then
+        redis.call('HSET', conv_key(id), 'rating', tonumber(string.match(text, '[1-5]')))
+        event = 'rated'
+      else
+        -- Anything but a first rating reopens the chat to the same agent; bumping
+        -- the token makes a pending auto-close a no-op.
+        redis.call('HSET', conv_key(id), 'state', 'active')
+        redis.call('HDEL', conv_key(id), 'resolved_at')
+        redis.call('HINCRBY', conv_key(id), 'close_token', 1)
+        event = 'reopened'
+      end
+    end
+  end
+
+  local seq = append(id, 'in', text, 'customer', attachments)
+  redis.call('HINCRBY', conv_key(id), 'messages_in', 1)
+  if field(id, 'first_customer_at') == '' then
+    redis.call('HSET', conv_key(id), 'first_customer_at', now)
+  end
+  touch(id, field(id, 'state'), field(id, 'assignee'))
+  to_agents(id, event, seq)
+  local thanked = '0'
+  if event == 'rated' and rating_thanks ~= '' then
+    to_customer(id, rating_thanks, append(id, 'out', rating_thanks, 'system'))
+    thanked = '1'
+  end
+  return {event, id, tostring(seq), thanked}
+end
+
+local id = ARGV[3]
+
+if op == 'accept' then
+  local agent = ARGV[4]
+  if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
+  local state = field(id, 'state')
+  if state == 'closed' then return refused('closed') end
+  if state ~= 'new' then
+    local assignee = field(id, 'assignee')
+    if assignee == agent then return refused('already_yours', agent) end
+    return refused('taken', assignee)
+  end
+  redis.call('HSET', conv_key(id), 'state', 'active', 'assignee', agent, 'last_agent', agent,
+    'accepted_at', now)
+  redis.call('ZREM', key('inbox'), id)
+  touch(id, 'active', agent)
+  to_agents(id, 'accepted', 0, agent)
+  return {'accepted', id}
+
+elseif op == 'reject' then
+  local agent = ARGV[4]
+  if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
+  local state = field(id, 'state')
+  if state ~= 'new' then
+    if state == 'closed' then return refused('closed') end
+    return refused('not_new', field(id, 'assignee'))
+  end
+  if redis.call('SADD', key('declined', id), agent) == 0 then return refused('already_declined') end
+  to_agents(id, 'declined', 0, agent)
+  return {'declined', id}
+
+elseif op == 'resolve' then
+  local agent, question = ARGV[4], ARGV[5]
+  local refusal = check_assignee(id, agent)
+  if refusal then return refusal end
+  if field(id, 'state') == 'resolved' then return refused('already_resolved') end
+  redis.call('HSET', conv_key(id), 'state', 'resolved', 'resolved_at', now)
+  local token = redis.call('HINCRBY', conv_key(id), 'close_token', 1)
+  touch(id, 'resolved', agent)
+  to_customer(id, question, append(id, 'out', question, 'system'))
+  to_agents(id, 'resolved', 0, agent)
+  return {'resolved', id, tostring(token)}
+
+elseif op == 'leave' then
+  local agent = ARGV[4]
+  local refusal = check_assignee(id, agent)
+  if refusal then return refusal end
+  if field(id, 'state') == 'resolved' then return close(id) end
+  -- Active chat handed back to the Inbox; the agent is remembered as previous.
+  redis.call('HSET', conv_key(id), 'state', 'new', 'assignee', '', 'previous_agent', agent)
+  redis.call('ZREM', key('assigned', agent), id)
+  touch(id, 'new', '')
+  to_agents(id, 'left', 0, agent)
+  return {'left', id}
+
+elseif op == 'auto_close' then
+  local token = ARGV[4]
+  if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
+  if field(id, 'state') ~= 'resolved' or field(id, 'close_token') ~= token then
+    return refused('stale')
+  end
+  return close(id)
+
+elseif op == 'reply' then
+  local agent, text, platform_id, seen_ttl = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+  local refusal = check_assignee(id, agent)
+  if refusal then return refusal end
+  if field(id, 'state') == 'resolved' then return refused('resolved') end
+  if platform_id ~= '' then
+    if not redis.call('SET', key('seen', 'agent', platform_id), '1', 'NX', 'EX', seen_ttl) then
+      return {'duplicate', id}
+    end
+  end
+  local seq = append(id, 'out', text, agent)
+  redis.call('HINCRBY', conv_key(id), 'messages_out', 1)
+  touch(id, 'active', agent)
+  to_customer(id, text, seq)
+  if field(id, 'first_response_at') == '' then
+    redis.call('HSET', conv_key(id), 'first_response_at', now)
+    to_agents(id, 'first_response', seq, agent)
+    return {'replied', id, tostring(seq), '1'}
+  end
+  return {'replied', id, tostring(seq), '0'}
+
+elseif op == 'delivery' then
+  -- Record what happened to an outbound message: sent (with the platform's id) or failed.
+  local seq, status, detail = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+  local raw = redis.call('LINDEX', key('msgs', id), seq - 1)
+  if not raw then return refused('unknown') end
+  local message = cjson.decode(raw)
+  message.status = status
+  if detail ~= '' then message.detail = detail end
+  redis.call('LSET', key('msgs', id), seq - 1, cjson.encode(message))
+  if status == 'failed' then to_agents(id, 'delivery_failed', seq) end
+  return {'ok', id}
+end
+
+return redis.error_reply('unknown operation ' .. tostring(op))

@@ -1,0 +1,121 @@
+"""The types the core speaks: a normalized inbound message, an outbound one, a conversation.
+
+Connectors in ``channels/`` turn platform payloads into ``InboundMessage`` and
+send ``OutboundMessage``; nothing in the core sees a platform's wire format.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+
+__all__ = ["Attachment", "InboundMessage", "OutboundMessage", "Conversation", "State", "Refused"]
+
+
+class State(str, Enum):
+    NEW = "new"
+    ACTIVE = "active"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file the customer sent: a platform file id or a URL, with its kind."""
+
+    kind: str  # "photo", "document", "image", "audio", "video", "file"
+    ref: str  # platform file id or URL
+    content_type: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One message from a customer, whatever platform it came from."""
+
+    channel: str  # "telegram", "sms", "whatsapp", "webchat"
+    customer_id: str  # the platform's address of the customer (chat id, E.164 number)
+    platform_id: str  # the platform's message id, for deduplication
+    text: str = ""
+    name: str = ""
+    phone: str = ""
+    location: str = ""
+    attachments: tuple[Attachment, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One message to a customer, as queued in their outbox."""
+
+    channel: str
+    customer_id: str
+    text: str
+    conversation_id: str = ""
+    seq: int = 0  # position in the conversation's history; 0 for messages outside one
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> "OutboundMessage":
+        data = json.loads(raw)
+        return cls(
+            channel=data["channel"],
+            customer_id=data["customer_id"],
+            text=data["text"],
+            conversation_id=data.get("conversation_id", ""),
+            seq=int(data.get("seq", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A conversation as stored, with its profile and metrics."""
+
+    id: str
+    channel: str
+    customer_id: str
+    state: State
+    topic: str
+    created_at: float
+    updated_at: float
+    name: str = ""
+    phone: str = ""
+    location: str = ""
+    query: str = ""
+    assignee: str = ""
+    previous_agent: str = ""
+    first_customer_at: float | None = None
+    first_response_at: float | None = None
+    resolved_at: float | None = None
+    closed_at: float | None = None
+    messages_in: int = 0
+    messages_out: int = 0
+    rating: int | None = None
+    declined_by: tuple[str, ...] = field(default=())
+
+    @property
+    def first_response(self) -> float | None:
+        """Seconds from the first customer message to the first agent reply."""
+        if self.first_response_at is None or self.first_customer_at is None:
+            return None
+        return self.first_response_at - self.first_customer_at
+
+    def duration(self, now: float) -> float:
+        """Seconds from creation to close, or to ``now`` while open."""
+        end = self.closed_at if self.closed_at is not None else now
+        return max(0.0, end - self.created_at)
+
+    @property
+    def message_count(self) -> int:
+        return self.messages_in + self.messages_out
+
+
+class Refused(Exception):
+    """The state machine refused an operation; ``reason`` says why in plain words."""
+
+    def __init__(self, code: str, reason: str):
+        self.code = code
+        self.reason = reason
+        super().__init__(reason)

@@ -1,0 +1,219 @@
+"""The Redis store: key layout, reads, the state-machine script and the outboxes.
+
+All keys start with one hash tag (``{prefix}``) so a Redis Cluster keeps them in
+one slot and the Lua script may touch several of them atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass
+from importlib import resources
+
+import redis.asyncio as aioredis
+
+from .message import Conversation, OutboundMessage, State
+
+__all__ = ["Store", "Page", "HistoryEntry"]
+
+_MACHINE = resources.files(__package__).joinpath("machine.lua").read_text()
+
+# Compare-and-delete for the per-outbox delivery lock; pop-if-head for acks.
+_UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+_ACK = (
+    "if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) return 1 end return 0"
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a conversation list, newest activity first."""
+
+    conversations: tuple[Conversation, ...]
+    total: int
+    offset: int
+    limit: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.offset + len(self.conversations) < self.total
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    seq: int
+    direction: str  # "in" from the customer, "out" to the customer
+    text: str
+    by: str  # "customer", "system" or the agent's id
+    at: float
+    status: str = ""
+    detail: str = ""
+    attachments: tuple[dict, ...] = ()
+
+
+def _float(value: str | None) -> float | None:
+    return float(value) if value not in (None, "") else None
+
+
+class Store:
+    """Async access to chatgate's data in Redis."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str = "chatgate"):
+        self.redis = redis
+        self.tag = "{" + prefix + "}"
+        self._machine = redis.register_script(_MACHINE)
+        self._unlock = redis.register_script(_UNLOCK)
+        self._ack = redis.register_script(_ACK)
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.tag, *parts))
+
+    async def run(self, op: str, now: float, *args: str | int | float) -> list[str]:
+        """Run one state-machine operation atomically; see machine.lua."""
+        reply = await self._machine(keys=[self.tag], args=[op, repr(now), *args])
+        return [part.decode() if isinstance(part, bytes) else str(part) for part in reply]
+
+    # -- reads ---------------------------------------------------------------
+
+    async def get(self, conversation_id: str) -> Conversation | None:
+        """The conversation with that id, or None."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.key("conv", conversation_id))
+            pipe.smembers(self.key("declined", conversation_id))
+            raw, declined = await pipe.execute()
+        if not raw:
+            return None
+        return self._conversation(raw, declined)
+
+    async def get_many(self, ids: list[str]) -> list[Conversation]:
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for conversation_id in ids:
+                pipe.hgetall(self.key("conv", conversation_id))
+                pipe.smembers(self.key("declined", conversation_id))
+            replies = await pipe.execute()
+        found = []
+        for raw, declined in zip(replies[::2], replies[1::2]):
+            if raw:
+                found.append(self._conversation(raw, declined))
+        return found
+
+    @staticmethod
+    def _conversation(raw: dict, declined: set) -> Conversation:
+        d = {k.decode(): v.decode() for k, v in raw.items()}
+        return Conversation(
+            id=d["id"],
+            channel=d["channel"],
+            customer_id=d["customer_id"],
+            state=State(d["state"]),
+            topic=d.get("topic", ""),
+            created_at=float(d["created_at"]),
+            updated_at=float(d.get("updated_at") or d["created_at"]),
+            name=d.get("name", ""),
+            phone=d.get("phone", ""),
+            location=d.get("location", ""),
+            query=d.get("query", ""),
+            assignee=d.get("assignee", ""),
+            previous_agent=d.get("previous_agent", ""),
+            first_customer_at=_float(d.get("first_customer_at")),
+            first_response_at=_float(d.get("first_response_at")),
+            resolved_at=_float(d.get("resolved_at")),
+            closed_at=_float(d.get("closed_at")),
+            messages_in=int(d.get("messages_in") or 0),
+            messages_out=int(d.get("messages_out") or 0),
+            rating=int(d["rating"]) if d.get("rating") else None,
+            declined_by=tuple(sorted(v.decode() for v in declined)),
+        )
+
+    async def open_conversation(self, channel: str, customer_id: str) -> Conversation | None:
+        """The customer's open (not closed) conversation on that channel, if any."""
+        conversation_id = await self.redis.get(self.key("open", channel, customer_id))
+        return await self.get(conversation_id.decode()) if conversation_id else None
+
+    async def history(self, conversation_id: str) -> list[HistoryEntry]:
+        """Every message of the conversation, oldest first."""
+        raw = await self.redis.lrange(self.key("msgs", conversation_id), 0, -1)
+        return [self._entry(item) for item in raw]
+
+    async def message(self, conversation_id: str, seq: int) -> HistoryEntry | None:
+        raw = await self.redis.lindex(self.key("msgs", conversation_id), seq - 1)
+        return self._entry(raw) if raw else None
+
+    @staticmethod
+    def _entry(raw: bytes) -> HistoryEntry:
+        d = json.loads(raw)
+        attachments = json.loads(d.get("attachments") or "[]")
+        return HistoryEntry(
+            seq=int(d["seq"]),
+            direction=d["dir"],
+            text=d.get("text", ""),
+            by=d.get("by", ""),
+            at=float(d["at"]),
+            status=d.get("status", ""),
+            detail=d.get("detail", ""),
+            attachments=tuple(attachments) if isinstance(attachments, list) else (),
+        )
+
+    async def _page(self, list_key: str, offset: int, limit: int) -> Page:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrevrange(list_key, offset, offset + limit - 1)
+            pipe.zcard(list_key)
+            ids, total = await pipe.execute()
+        conversations = await self.get_many([i.decode() for i in ids])
+        return Page(tuple(conversations), total, offset, limit)
+
+    async def inbox(self, offset: int = 0, limit: int = 20) -> Page:
+        """New conversations, most recent activity first."""
+        return await self._page(self.key("inbox"), offset, limit)
+
+    async def assigned(self, agent: str, offset: int = 0, limit: int = 20) -> Page:
+        """The agent's active and resolved conversations, most recent activity first."""
+        return await self._page(self.key("assigned", agent), offset, limit)
+
+    async def closed(self, offset: int = 0, limit: int = 20) -> Page:
+        return await self._page(self.key("closed"), offset, limit)
+
+    # -- outboxes ------------------------------------------------------------
+    # An outbox is a Redis list drained in order by whichever worker holds its lock.
+
+    def customer_outbox(self, channel: str, customer_id: str) -> str:
+        return self.key("out", "customer", channel, customer_id)
+
+    def agent_outbox(self, conversation_id: str) -> str:
+        return self.key("out", "agent", conversation_id)
+
+    async def queue_to_customer(self, message: OutboundMessage) -> None:
+        await self.redis.rpush(
+            self.customer_outbox(message.channel, message.customer_id), json.dumps(asdict(message))
+        )
+
+    async def outbox_head(self, outbox: str) -> bytes | None:
+        return await self.redis.lindex(outbox, 0)
+
+    async def outbox_ack(self, outbox: str, item: bytes) -> bool:
+        """Remove ``item`` if it is still the head (a second drainer may have done so)."""
+        return bool(await self._ack(keys=[outbox], args=[item]))
+
+    async def outbox_length(self, outbox: str) -> int:
+        return await self.redis.llen(outbox)
+
+    async def lock(self, outbox: str, ttl: float) -> str | None:
+        """Take the outbox's delivery lock; the token to release it, or None if held."""
+        token = secrets.token_hex(8)
+        ok = await self.redis.set(outbox + ":lock", token, nx=True, px=int(ttl * 1000))
+        return token if ok else None
+
+    async def unlock(self, outbox: str, token: str) -> None:
+        await self._unlock(keys=[outbox + ":lock"], args=[token])
+
+    # -- console state ---------------------------------------------------------
+    # Small per-console mappings (a Slack card's ts for a conversation, etc.).
+
+    async def set_ref(self, kind: str, name: str, value: str) -> None:
+        await self.redis.hset(self.key("ref", kind), name, value)
+
+    async def get_ref(self, kind: str, name: str) -> str | None:
+        value = await self.redis.hget(self.key("ref", kind), name)
+        return value.decode() if value is not None else None

@@ -1,0 +1,106 @@
+"""The RQ jobs: deliver to customers, deliver to agents, close resolved chats.
+
+Each job drains one outbox in order (see ``outbox.py``). A failed send stays at
+the head of its outbox and the job raises, so RQ retries it with backoff; on
+the last attempt, or for an error no retry can fix, the message is marked
+failed in the history and the agents are told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from rq import get_current_job
+
+from channels import DeliveryError, telegram
+from gateway.message import OutboundMessage
+from gateway.services import Services, connect
+
+from .context import current
+from .outbox import drain
+
+__all__ = ["deliver_to_customer", "deliver_to_agents", "close_resolved"]
+
+log = logging.getLogger(__name__)
+
+
+def _last_attempt() -> bool:
+    job = get_current_job()
+    return job is None or not job.retries_left
+
+
+def _run(work) -> None:
+    context = current()
+
+    async def main() -> None:
+        services = connect(context.config, context.redis_url)
+        try:
+            await work(services)
+        finally:
+            await services.close()
+
+    asyncio.run(main())
+
+
+async def _send_to_customer(services: Services, message: OutboundMessage) -> str:
+    config = services.config
+    if message.channel == telegram.CHANNEL:
+        return await telegram.send(config.telegram, message)
+    raise DeliveryError(f"no connector for channel {message.channel!r}", permanent=True)
+
+
+def deliver_to_customer(channel: str, customer_id: str) -> None:
+    """Send the customer's queued messages, in order."""
+
+    async def work(services: Services) -> None:
+        async def send(item: bytes) -> None:
+            message = OutboundMessage.from_json(item)
+            record = services.conversations.record_delivery
+            try:
+                ref = await _send_to_customer(services, message)
+            except DeliveryError as exc:
+                if exc.permanent or _last_attempt():
+                    log.warning("giving up on a message to %s %s: %s", channel, customer_id, exc)
+                    await record(message.conversation_id, message.seq, "failed", str(exc))
+                    return
+                raise
+            await record(message.conversation_id, message.seq, "sent", ref)
+
+        await drain(services.store, services.store.customer_outbox(channel, customer_id), send)
+
+    _run(work)
+
+
+def deliver_to_agents(conversation_id: str) -> None:
+    """Show the conversation's queued events in the agents' console, in order."""
+    from agent_console.slack.deliver import client, deliver_event
+
+    async def work(services: Services) -> None:
+        slack = services.config.slack
+        web = client(slack) if slack.enabled else None
+
+        async def send(item: bytes) -> None:
+            if web is None:
+                return
+            try:
+                await deliver_event(web, services.store, slack, item)
+            except DeliveryError as exc:
+                if exc.permanent or _last_attempt():
+                    log.error("dropping a Slack update for chat %s: %s", conversation_id, exc)
+                    return
+                raise
+
+        await drain(services.store, services.store.agent_outbox(conversation_id), send)
+
+    _run(work)
+
+
+def close_resolved(conversation_id: str, token: str) -> None:
+    """The auto-close: close the chat if it is still resolved since ``token``."""
+
+    async def work(services: Services) -> None:
+        closed = await services.conversations.auto_close(conversation_id, token)
+        log.info("auto-close of chat %s: %s", conversation_id, "closed" if closed else "not needed")
+
+    _run(work)
