@@ -1,0 +1,129 @@
+"""A fake Slack Web API (``/api/<method>``) and helpers to sign requests as Slack does."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from .server import FakeServer
+
+BOT_USER = "UBOT00001"
+
+
+class FakeSlack(FakeServer):
+    def __init__(self):
+        super().__init__()
+        self._ts = itertools.count(1)
+        self.messages: dict[str, dict] = {}  # ts -> latest message (posted or updated)
+        self.responses: list[dict] = []  # bodies posted to response_url
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/"
+
+    @property
+    def response_url(self) -> str:
+        return f"{self.url}/respond"
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._handle)
+        app.router.add_post("/respond", self._respond)
+        return app
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.record("response_url", body)
+        return web.Response(text="ok")
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if not request.headers.get("Authorization", "").startswith("Bearer xoxb-"):
+            return web.json_response({"ok": False, "error": "not_authed"})
+        if request.content_type == "application/json":
+            params = await request.json()
+        else:
+            params = dict(await request.post())
+        for key in ("blocks", "attachments"):
+            if isinstance(params.get(key), str):
+                params[key] = json.loads(params[key])
+        failure = self.take_failure()
+        if failure:
+            status, body, headers = failure
+            return web.json_response(body, status=status, headers=headers)
+        self.record(method, params)
+        if method == "auth.test":
+            return web.json_response({"ok": True, "url": "https://example.slack.com/", "team": "Team",
+                                      "user": "support", "team_id": "T0001", "user_id": BOT_USER,
+                                      "bot_id": "B0001", "is_enterprise_install": False})
+        if method == "chat.postMessage":
+            ts = f"{int(time.time())}.{next(self._ts):06d}"
+            self.messages[ts] = dict(params, ts=ts)
+            return web.json_response({"ok": True, "channel": params.get("channel"), "ts": ts,
+                                      "message": {"text": params.get("text", ""), "ts": ts, "bot_id": "B0001"}})
+        if method == "chat.update":
+            ts = params.get("ts")
+            if ts not in self.messages:
+                return web.json_response({"ok": False, "error": "message_not_found"})
+            self.messages[ts] = dict(self.messages[ts], **params)
+            return web.json_response({"ok": True, "channel": params.get("channel"), "ts": ts})
+        if method == "chat.postEphemeral":
+            return web.json_response({"ok": True, "message_ts": f"{int(time.time())}.{next(self._ts):06d}"})
+        if method in ("views.publish", "conversations.open"):
+            return web.json_response({"ok": True, "channel": {"id": "D0001"}, "view": {"id": "V1"}})
+        return web.json_response({"ok": False, "error": "unknown_method"})
+
+    def thread_texts(self, thread_ts: str) -> list[str]:
+        return [c.params.get("text", "") for c in self.calls_to("chat.postMessage")
+                if c.params.get("thread_ts") == thread_ts]
+
+    def ephemerals(self) -> list[str]:
+        texts = [c.params.get("text", "") for c in self.calls_to("chat.postEphemeral")]
+        texts += [c.params.get("text", "") for c in self.calls_to("response_url")]
+        return texts
+
+
+def sign(secret: str, body: str, timestamp: int | None = None) -> dict:
+    """Headers of a request signed with the app's signing secret, as Slack signs them."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    base = f"v0:{timestamp}:{body}".encode()
+    signature = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": signature}
+
+
+def block_action(action_id: str, value: str, user: str, channel: str, message_ts: str, response_url: str) -> str:
+    """The form body of a ``block_actions`` interactivity request."""
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0001", "domain": "team"},
+        "user": {"id": user, "username": user.lower(), "team_id": "T0001"},
+        "api_app_id": "A0001",
+        "token": "legacy",
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
+        "trigger_id": "1.2.3",
+        "channel": {"id": channel, "name": "support"},
+        "message": {"type": "message", "ts": message_ts, "text": "card"},
+        "response_url": response_url,
+        "actions": [{"action_id": action_id, "block_id": f"chat-{value}", "value": value, "type": "button",
+                     "text": {"type": "plain_text", "text": action_id}, "action_ts": str(time.time())}],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def message_event(user: str, channel: str, text: str, ts: str, thread_ts: str | None = None) -> str:
+    """The JSON body of an Events API ``message`` event callback."""
+    event = {"type": "message", "user": user, "text": text, "ts": ts, "channel": channel,
+             "channel_type": "channel", "event_ts": ts}
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    return json.dumps({
+        "token": "legacy", "team_id": "T0001", "api_app_id": "A0001", "type": "event_callback",
+        "event_id": f"Ev{ts.replace('.', '')}", "event_time": int(time.time()), "event": event,
+        "authorizations": [{"team_id": "T0001", "user_id": BOT_USER, "is_bot": True}],
+    })
