@@ -170,9 +170,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("CHATGATE_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Library loggers that would print request bodies or tokens at DEBUG stay at INFO.
+    # httpx logs every request URL at INFO, and Telegram's URLs carry the bot token;
+    # the others print request bodies or tokens at DEBUG.
     for noisy in ("httpx", "httpcore", "telegram", "slack_sdk", "slack_bolt"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = parser().parse_args(argv)
     try:
         return args.func(args)

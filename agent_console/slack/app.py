@@ -30,7 +30,6 @@ ACTIONS = ("accept", "reject", "resolve", "leave")
 def build(config: SlackConfig, conversations: Conversations, store: Store) -> AsyncApp:
     """The bolt app for one workspace, with its handlers."""
     app = AsyncApp(
-        token=config.bot_token,
         signing_secret=config.signing_secret,
         client=client(config),
         # Bolt would log the unhandled events; we ignore most message subtypes on purpose.

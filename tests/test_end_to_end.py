@@ -1,0 +1,225 @@
+"""A customer on Telegram and agents in Slack, through the real web server and a real worker.
+
+Slack and Telegram are local fakes speaking their wire format; chatgate runs as
+two processes (``chatgate web`` and ``chatgate worker``) on a real Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+import redis as redis_sync
+
+from tests.conftest import Process, free_port, wait_http
+from tests.fakes.slack import FakeSlack, block_action, message_event, sign
+from tests.fakes.telegram import FakeTelegram, text_update
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+TELEGRAM_SECRET = "s3cr3t-token_for-webhook"
+CHANNEL = "C0SUPPORT"
+CHAT_ID = 777000111
+
+
+class Gateway:
+    """The running chatgate: post webhooks to it."""
+
+    def __init__(self, port: int, slack: FakeSlack):
+        self.base = f"http://127.0.0.1:{port}"
+        self.slack = slack
+
+    def post(self, path: str, body: bytes, headers: dict) -> tuple[int, str]:
+        request = urllib.request.Request(self.base + path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def telegram(self, update: dict, secret: str = TELEGRAM_SECRET) -> tuple[int, str]:
+        return self.post("/webhooks/telegram", json.dumps(update).encode(),
+                         {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret})
+
+    def slack_form(self, body: str, secret: str = SIGNING_SECRET) -> tuple[int, str]:
+        return self.post("/slack/events", body.encode(),
+                         {"Content-Type": "application/x-www-form-urlencoded", **sign(secret, body)})
+
+    def slack_event(self, body: str, secret: str = SIGNING_SECRET) -> tuple[int, str]:
+        return self.post("/slack/events", body.encode(), {"Content-Type": "application/json", **sign(secret, body)})
+
+    def click(self, action: str, conversation_id: str, user: str, card_ts: str) -> tuple[int, str]:
+        return self.slack_form(block_action(action, conversation_id, user, CHANNEL, card_ts, self.slack.response_url))
+
+    def say(self, user: str, text: str, thread_ts: str) -> tuple[int, str]:
+        ts = f"{time.time():.6f}"
+        return self.slack_event(message_event(user, CHANNEL, text, ts, thread_ts))
+
+
+@pytest.fixture
+def running(redis_url, tmp_path):
+    slack, telegram = FakeSlack().start(), FakeTelegram().start()
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[server]
+port = {port}
+public_url = "http://127.0.0.1:{port}"
+[redis]
+url = "{redis_url}"
+[telegram]
+enabled = true
+token = "{telegram.token}"
+secret_token = "{TELEGRAM_SECRET}"
+api_url = "{telegram.api_url}"
+greeting = "Welcome to Acme support!"
+[slack]
+enabled = true
+bot_token = "xoxb-test-token"
+signing_secret = "env:TEST_SLACK_SIGNING_SECRET"
+channel = "{CHANNEL}"
+api_url = "{slack.api_url}"
+[conversation]
+auto_close_after = 1
+[delivery]
+retry_intervals = [0.2, 0.5]
+[[topics]]
+name = "delivery"
+keywords = ["parcel"]
+""")
+    env = {"TEST_SLACK_SIGNING_SECRET": SIGNING_SECRET}
+    web = Process(["web", "-c", str(config)], tmp_path / "web.log", env)
+    worker = Process(["worker", "-c", str(config)], tmp_path / "worker.log", env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", process=web)
+        yield Gateway(port, slack), slack, telegram
+    finally:
+        web.stop()
+        worker.stop()
+        slack.stop()
+        telegram.stop()
+        print("--- web log ---\n" + web.output()[-3000:])
+        print("--- worker log ---\n" + worker.output()[-3000:])
+
+
+def card_posts(slack: FakeSlack):
+    return [c for c in slack.calls_to("chat.postMessage")
+            if c.params.get("channel") == CHANNEL and "thread_ts" not in c.params]
+
+
+def latest_card(slack: FakeSlack, ts: str) -> str:
+    """The card's current blocks, as text."""
+    return json.dumps(slack.messages[ts].get("blocks", []))
+
+
+def buttons(slack: FakeSlack, ts: str) -> list[str]:
+    blocks = slack.messages[ts].get("blocks", [])
+    return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+
+def test_telegram_customer_and_slack_agent_full_flow(running, redis_url):
+    gateway, slack, telegram = running
+
+    # /start gets the greeting and opens no chat.
+    assert gateway.telegram(text_update(1, CHAT_ID, "/start"))[0] == 200
+    telegram.wait_for(lambda t: t.sent_texts(CHAT_ID), what="the greeting")
+    assert telegram.sent_texts(CHAT_ID) == ["Welcome to Acme support!"]
+
+    # The customer writes: a card appears in the channel with the profile and Accept/Reject.
+    assert gateway.telegram(text_update(2, CHAT_ID, "My parcel is late"))[0] == 200
+    cards = slack.wait_for(card_posts, what="the chat card")
+    card_ts = slack.messages and next(ts for ts, m in slack.messages.items() if m.get("channel") == CHANNEL)
+    card = latest_card(slack, card_ts)
+    for expected in ("Ada Lovelace", "My parcel is late", "Telegram", "delivery"):
+        assert expected in card
+    assert buttons(slack, card_ts) == ["accept", "reject"]
+    conversation_id = cards[0].params["blocks"][-1]["elements"][0]["value"]
+
+    # An agent accepts: the card shows the assignee and Resolve/Leave.
+    assert gateway.click("accept", conversation_id, "UAGENT1", card_ts)[0] == 200
+    slack.wait_for(lambda s: buttons(s, card_ts) == ["resolve", "leave"], what="the accepted card")
+    assert "<@UAGENT1>" in latest_card(slack, card_ts)
+
+    # A second agent is too late, and told so privately.
+    assert gateway.click("accept", conversation_id, "UAGENT2", card_ts)[0] == 200
+    slack.wait_for(lambda s: any("Too late" in t for t in s.ephemerals()), what="the refusal")
+
+    # The customer's next message lands in the card's thread.
+    gateway.telegram(text_update(3, CHAT_ID, "Order 5521, sent last week"))
+    slack.wait_for(lambda s: any("Order 5521" in t for t in s.thread_texts(card_ts)), what="the thread message")
+
+    # The assignee replies in the thread: Telegram gets it.
+    assert gateway.say("UAGENT1", "Hi Ada, let me check that for you.", card_ts)[0] == 200
+    telegram.wait_for(lambda t: "Hi Ada, let me check that for you." in t.sent_texts(CHAT_ID), what="the reply")
+
+    # Someone else's reply is not sent, and they are told why.
+    gateway.say("UAGENT2", "I can help too", card_ts)
+    slack.wait_for(lambda s: any("Not sent to the customer" in t for t in s.ephemerals()), what="the refusal")
+    assert "I can help too" not in telegram.sent_texts(CHAT_ID)
+
+    # Resolve: the customer gets the rating question and answers 5.
+    gateway.click("resolve", conversation_id, "UAGENT1", card_ts)
+    telegram.wait_for(lambda t: any("rate" in x for x in t.sent_texts(CHAT_ID)), what="the rating question")
+    gateway.telegram(text_update(4, CHAT_ID, "5"))
+    slack.wait_for(lambda s: "5/5" in latest_card(s, card_ts), what="the rating on the card")
+    store = redis_sync.Redis.from_url(redis_url)
+    assert store.hget("{chatgate}:conv:" + conversation_id, "rating") == b"5"
+
+    # Auto-close after 1 s: the card shows Closed and no buttons.
+    slack.wait_for(lambda s: "Closed" in latest_card(s, card_ts), timeout=20, what="the auto-close")
+    assert buttons(slack, card_ts) == []
+    assert store.hget("{chatgate}:conv:" + conversation_id, "state") == b"closed"
+    sent_before = len(telegram.sent_texts(CHAT_ID))
+    assert telegram.sent_texts(CHAT_ID)[:4] == [
+        "Welcome to Acme support!", "Hi Ada, let me check that for you.",
+        "Your chat has been resolved. How would you rate our help from 1 (poor) to 5 (excellent)?",
+        "Thank you for your rating!",
+    ]
+
+    # The customer writes again: a new chat, and the previous agent hears first, in a DM.
+    gateway.telegram(text_update(5, CHAT_ID, "Hello again, new question"))
+    new_cards = slack.wait_for(lambda s: card_posts(s)[1:], what="the second card")
+    dms = [c for c in slack.calls_to("chat.postMessage") if c.params.get("channel") == "UAGENT1"]
+    assert len(dms) == 1 and "Hello again, new question" in dms[0].params["text"]
+    assert dms[0].at <= new_cards[0].at
+    assert new_cards[0].params["blocks"][-1]["elements"][0]["value"] != conversation_id
+    # Nothing was sent to the customer twice.
+    assert len(telegram.sent_texts(CHAT_ID)) == sent_before
+
+
+def test_forged_telegram_secret_and_bad_slack_signature_store_nothing(running, redis_url):
+    gateway, slack, telegram = running
+    store = redis_sync.Redis.from_url(redis_url)
+    status, body = gateway.telegram(text_update(10, CHAT_ID, "hello"), secret="wrong")
+    assert status == 401 and "secret" in body
+    status, _ = gateway.post("/webhooks/telegram", json.dumps(text_update(11, CHAT_ID, "hi")).encode(),
+                             {"Content-Type": "application/json"})
+    assert status == 401
+    assert store.keys("{chatgate}:*") == []
+
+    # A real chat, then a forged click and a forged reply on it.
+    gateway.telegram(text_update(12, CHAT_ID, "hello"))
+    slack.wait_for(card_posts, what="the card")
+    card_ts = next(ts for ts, m in slack.messages.items() if m.get("channel") == CHANNEL)
+    body = block_action("accept", "1", "UEVIL", CHANNEL, card_ts, slack.response_url)
+    assert gateway.slack_form(body, secret="not-the-secret")[0] == 401
+    stale = {"Content-Type": "application/x-www-form-urlencoded",
+             **sign(SIGNING_SECRET, body, timestamp=int(time.time()) - 600)}
+    assert gateway.post("/slack/events", body.encode(), stale)[0] == 401
+    assert store.hget("{chatgate}:conv:1", "state") == b"new"
+    forged_reply = message_event("UEVIL", CHANNEL, "phishing link", "1.000001", card_ts)
+    assert gateway.slack_event(forged_reply, secret="nope")[0] == 401
+    assert store.hget("{chatgate}:conv:1", "messages_out") == b"0"
+
+
+def test_malformed_and_oversized_webhooks_are_refused(running, redis_url):
+    gateway, _, _ = running
+    headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
+    status, body = gateway.post("/webhooks/telegram", b"{not json", headers)
+    assert status == 400 and "malformed" in body
+    status, body = gateway.post("/webhooks/telegram", b'{"message": {}}', headers)
+    assert status == 400 and "update_id" in body
+    status, _ = gateway.post("/webhooks/telegram", b"x" * (1024 * 1024 + 10), headers)
+    assert status == 413
+    assert redis_sync.Redis.from_url(redis_url).keys("{chatgate}:*") == []
