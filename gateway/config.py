@@ -76,6 +76,12 @@ class SlackConfig:
     signing_secret: str = ""
     channel: str = ""
     api_url: str = "https://slack.com/api/"
+    # Who may work chats (Slack user ids, or members of a user group id "S…").
+    # With neither agents nor agent_group set, every workspace member is an agent.
+    agents: tuple[str, ...] = ()
+    agent_group: str = ""
+    admins: tuple[str, ...] = ()
+    admin_group: str = ""
 
 
 @dataclass(frozen=True)
@@ -341,7 +347,19 @@ def from_dict(data: dict, path: str = "<dict>") -> Config:
         signing_secret=sl.string("signing_secret", ""),
         channel=sl.string("channel", ""),
         api_url=_url(sl, "api_url", SlackConfig.api_url),
+        agents=sl.strings("agents"),
+        agent_group=sl.string("agent_group", ""),
+        admins=sl.strings("admins"),
+        admin_group=sl.string("admin_group", ""),
     )
+    for name in ("agents", "admins"):
+        for user in getattr(slack, name):
+            if not re.match(r"^[UW][A-Z0-9]{2,}$", user):
+                sl.problem(name, "Slack user ids like U0123ABCD", user)
+    for name in ("agent_group", "admin_group"):
+        value = getattr(slack, name)
+        if value and not re.match(r"^S[A-Z0-9]{2,}$", value):
+            sl.problem(name, "a Slack user group id like S0123ABCD", value)
     if slack.enabled:
         if not slack.bot_token.startswith("xoxb-"):
             sl.problem("bot_token", "a bot token starting with xoxb-")
@@ -349,7 +367,8 @@ def from_dict(data: dict, path: str = "<dict>") -> Config:
             sl.problem("signing_secret", "the app's signing secret (Basic Information page)")
         if not slack.channel:
             sl.problem("channel", "the id of the channel where chat cards are posted, like C0123456789")
-    sl.unknown_keys({"enabled", "bot_token", "signing_secret", "channel", "api_url"})
+    sl.unknown_keys({"enabled", "bot_token", "signing_secret", "channel", "api_url",
+                     "agents", "agent_group", "admins", "admin_group"})
 
     c = top.table("conversation")
     conversation = ConversationConfig(
