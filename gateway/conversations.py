@@ -35,6 +35,10 @@ class Dispatch(Protocol):
 
     async def cancel_auto_close(self, conversation_id: str) -> None: ...
 
+    async def enqueue(self, agents: tuple[str, ...] = (), customers: tuple[tuple[str, str], ...] = (),
+                      cancel_auto_close: tuple[str, ...] = ()) -> None:
+        """All of the above for several outboxes at once, in one round trip."""
+
 
 @dataclass(frozen=True)
 class Received:
@@ -96,11 +100,11 @@ class Conversations:
         if reply[0] == "duplicate":
             return Received("duplicate", reply[1])
         event, conversation_id, seq, thanked = reply
-        await self.dispatch.to_agents(conversation_id)
-        if thanked == "1":
-            await self.dispatch.to_customer(message.channel, message.customer_id)
-        if event == "reopened":
-            await self.dispatch.cancel_auto_close(conversation_id)
+        await self.dispatch.enqueue(
+            agents=(conversation_id,),
+            customers=((message.channel, message.customer_id),) if thanked == "1" else (),
+            cancel_auto_close=(conversation_id,) if event == "reopened" else (),
+        )
         return Received(event, conversation_id, int(seq))
 
     async def accept(self, conversation_id: str, agent: str) -> None:

@@ -11,7 +11,6 @@ from datetime import timedelta
 
 from redis import Redis
 from rq import Queue, Retry
-from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from gateway.config import DeliveryConfig
@@ -36,15 +35,33 @@ class RQDispatch:
         self.retry = Retry(max=len(delivery.retry_intervals), interval=list(delivery.retry_intervals))
         self.timeout = int(delivery.timeout * 4 + 60)
 
-    def _enqueue(self, func, *args) -> None:
-        self.queue.enqueue(func, *args, retry=self.retry, job_timeout=self.timeout,
-                           result_ttl=60, failure_ttl=7 * 24 * 3600)
+    def _enqueue_all(self, agents: tuple[str, ...], customers: tuple[tuple[str, str], ...],
+                     cancel_auto_close: tuple[str, ...]) -> None:
+        # One pipeline, so storing a webhook's message costs one Lua call plus
+        # one round trip here, whatever it triggers.
+        with self.connection.pipeline() as pipe:
+            options = dict(retry=self.retry, job_timeout=self.timeout, result_ttl=60,
+                           failure_ttl=7 * 24 * 3600, pipeline=pipe)
+            for conversation_id in agents:
+                self.queue.enqueue(jobs.deliver_to_agents, conversation_id, **options)
+            for channel, customer_id in customers:
+                self.queue.enqueue(jobs.deliver_to_customer, channel, customer_id, **options)
+            for conversation_id in cancel_auto_close:
+                job_id = _auto_close_id(conversation_id)
+                self.queue.scheduled_job_registry.remove(job_id, pipeline=pipe)
+                pipe.delete(Job.key_for(job_id))
+            pipe.execute()
+
+    async def enqueue(self, agents: tuple[str, ...] = (), customers: tuple[tuple[str, str], ...] = (),
+                      cancel_auto_close: tuple[str, ...] = ()) -> None:
+        """Drain jobs for these outboxes, and auto-close cancellations, in one round trip."""
+        await asyncio.to_thread(self._enqueue_all, agents, customers, cancel_auto_close)
 
     async def to_customer(self, channel: str, customer_id: str) -> None:
-        await asyncio.to_thread(self._enqueue, jobs.deliver_to_customer, channel, customer_id)
+        await self.enqueue(customers=((channel, customer_id),))
 
     async def to_agents(self, conversation_id: str) -> None:
-        await asyncio.to_thread(self._enqueue, jobs.deliver_to_agents, conversation_id)
+        await self.enqueue(agents=(conversation_id,))
 
     async def auto_close(self, conversation_id: str, token: str, delay: float) -> None:
         await asyncio.to_thread(
@@ -53,12 +70,6 @@ class RQDispatch:
         )
 
     async def cancel_auto_close(self, conversation_id: str) -> None:
-        def cancel() -> None:
-            try:
-                Job.fetch(_auto_close_id(conversation_id), connection=self.connection).delete()
-            except NoSuchJobError:
-                pass
-
         # The close token in the store already makes a stale job harmless; this
         # just keeps the scheduled registry clean.
-        await asyncio.to_thread(cancel)
+        await self.enqueue(cancel_auto_close=(conversation_id,))

@@ -1,0 +1,80 @@
+"""How many Redis round trips the web process makes per inbound customer message.
+
+Counts every request written to Redis (a pipeline is one round trip) by the
+async store client and the sync RQ client while ``Conversations.receive`` takes
+N messages spread over M customers, on the embedded Redis. Prints the figure
+and the time per message.
+
+    .venv/bin/python bench/round_trips.py [--messages 2000] [--customers 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.connection import UnixDomainSocketConnection as AsyncUnixConnection
+from redis.connection import UnixDomainSocketConnection
+
+from gateway.config import Config
+from gateway.conversations import Conversations
+from gateway.message import InboundMessage
+from gateway.redis_server import EmbeddedRedis
+from gateway.store import Store
+from gateway.topics import Topics
+from workers.dispatch import RQDispatch
+
+COUNT = {"async": 0, "sync": 0}
+
+
+class CountingAsync(AsyncUnixConnection):
+    async def send_packed_command(self, command, check_health=True):
+        COUNT["async"] += 1
+        return await super().send_packed_command(command, check_health)
+
+
+class CountingSync(UnixDomainSocketConnection):
+    def send_packed_command(self, command, check_health=True):
+        COUNT["sync"] += 1
+        return super().send_packed_command(command, check_health)
+
+
+async def run(messages: int, customers: int, socket_path: str) -> None:
+    config = Config()
+    async_pool = aioredis.ConnectionPool(connection_class=CountingAsync, path=socket_path)
+    sync_pool = redis.ConnectionPool(connection_class=CountingSync, path=socket_path)
+    store = Store(aioredis.Redis(connection_pool=async_pool))
+    conversations = Conversations(store, RQDispatch(redis.Redis(connection_pool=sync_pool), config.delivery),
+                                  config.conversation, Topics.compile(config.topics))
+    # Warm up: load the script and open connections, not counted.
+    await conversations.receive(InboundMessage("telegram", "warmup", "warmup:1", "hello"))
+    COUNT.update({"async": 0, "sync": 0})
+    started = time.perf_counter()
+    for i in range(messages):
+        customer = str(i % customers)
+        await conversations.receive(InboundMessage("telegram", customer, f"{customer}:{i}", f"message {i}"))
+    elapsed = time.perf_counter() - started
+    total = COUNT["async"] + COUNT["sync"]
+    print(f"messages: {messages} over {customers} customers")
+    print(f"round trips per inbound message: {total / messages:.2f} "
+          f"(store/Lua {COUNT['async'] / messages:.2f}, RQ enqueue {COUNT['sync'] / messages:.2f})")
+    print(f"time per message (receive + enqueue, one client, in-process): {elapsed / messages * 1000:.2f} ms")
+    await store.redis.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--customers", type=int, default=100)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cg-bench-") as data_dir:
+        with EmbeddedRedis(data_dir) as server:
+            asyncio.run(run(args.messages, args.customers, str(server.socket_path)))
+
+
+if __name__ == "__main__":
+    main()
