@@ -140,6 +140,10 @@ class _Reader:
         return f"{self.section}.{name}" if self.section else name
 
     def problem(self, name: str, expected: str, got: Any = None) -> None:
+        # One problem per key: the first one says the most (a missing env var, say).
+        prefix = f"{self.path}: {self.key(name)}: "
+        if any(p.startswith(prefix) for p in self.problems):
+            return
         got_text = "" if got is None else f", got {got!r}"
         self.problems.append(f"{self.path}: {self.key(name)}: expected {expected}{got_text}")
 
