@@ -99,6 +99,9 @@ class DeliveryConfig:
     # Backoff between attempts; its length is the number of retries.
     retry_intervals: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0, 600.0)
     timeout: float = 30.0
+    # An outbox left with messages and no worker draining it this long (its
+    # worker died) is drained again.
+    recovery_after: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -387,8 +390,9 @@ def from_dict(data: dict, path: str = "<dict>") -> Config:
     delivery = DeliveryConfig(
         retry_intervals=d.durations("retry_intervals", DeliveryConfig.retry_intervals),
         timeout=d.duration("timeout", DeliveryConfig.timeout),
+        recovery_after=d.duration("recovery_after", DeliveryConfig.recovery_after),
     )
-    d.unknown_keys({"retry_intervals", "timeout"})
+    d.unknown_keys({"retry_intervals", "timeout", "recovery_after"})
 
     topics = _load_topics(top._raw("topics"), path, problems)
     top.unknown_keys({"server", "redis", "telegram", "slack", "conversation", "delivery", "topics"})

@@ -98,6 +98,10 @@ class Conversations:
             self.topics.tag(message.text), self.config.rating_thanks, str(SEEN_TTL),
         )
         if reply[0] == "duplicate":
+            # The platform retried, perhaps because our first answer never reached
+            # it after the message was stored: make sure its delivery is queued.
+            if reply[1]:
+                await self.dispatch.to_agents(reply[1])
             return Received("duplicate", reply[1])
         event, conversation_id, seq, thanked = reply
         await self.dispatch.enqueue(

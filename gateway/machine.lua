@@ -42,9 +42,16 @@ local function append(id, direction, text, by, attachments)
   return seq
 end
 
+-- Every outbox push is also noted in the dirty set, so a sweep can restart the
+-- drain of an outbox whose worker died (see workers/sweep.py).
+local function push_out(outbox, item)
+  redis.call('RPUSH', outbox, item)
+  redis.call('ZADD', key('dirty'), now, outbox)
+end
+
 -- Events for the agent console, delivered in order by the workers.
 local function to_agents(id, event, seq, by)
-  redis.call('RPUSH', key('out', 'agent', id), cjson.encode({
+  push_out(key('out', 'agent', id), cjson.encode({
     conversation_id = id, event = event, seq = seq or 0, by = by or '', at = now,
   }))
 end
@@ -52,7 +59,7 @@ end
 local function to_customer(id, text, seq)
   local channel = field(id, 'channel')
   local customer = field(id, 'customer_id')
-  redis.call('RPUSH', key('out', 'customer', channel, customer), cjson.encode({
+  push_out(key('out', 'customer', channel, customer), cjson.encode({
     channel = channel, customer_id = customer, text = text, conversation_id = id, seq = seq or 0,
   }))
 end

@@ -7,7 +7,7 @@ one slot and the Lua script may touch several of them atomically.
 from __future__ import annotations
 
 import json
-import secrets
+import time
 from dataclasses import asdict, dataclass
 from importlib import resources
 
@@ -19,11 +19,6 @@ __all__ = ["Store", "Page", "HistoryEntry"]
 
 _MACHINE = resources.files(__package__).joinpath("machine.lua").read_text()
 
-# Compare-and-delete for the per-outbox delivery lock; pop-if-head for acks.
-_UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-_ACK = (
-    "if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) return 1 end return 0"
-)
 
 
 @dataclass(frozen=True)
@@ -63,8 +58,6 @@ class Store:
         self.redis = redis
         self.tag = "{" + prefix + "}"
         self._machine = redis.register_script(_MACHINE)
-        self._unlock = redis.register_script(_UNLOCK)
-        self._ack = redis.register_script(_ACK)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.tag, *parts))
@@ -176,7 +169,7 @@ class Store:
         return await self._page(self.key("closed"), offset, limit)
 
     # -- outboxes ------------------------------------------------------------
-    # An outbox is a Redis list drained in order by whichever worker holds its lock.
+    # An outbox is a Redis list drained in order by the workers (workers/outbox.py).
 
     def customer_outbox(self, channel: str, customer_id: str) -> str:
         return self.key("out", "customer", channel, customer_id)
@@ -185,28 +178,12 @@ class Store:
         return self.key("out", "agent", conversation_id)
 
     async def queue_to_customer(self, message: OutboundMessage) -> None:
-        await self.redis.rpush(
-            self.customer_outbox(message.channel, message.customer_id), json.dumps(asdict(message))
-        )
-
-    async def outbox_head(self, outbox: str) -> bytes | None:
-        return await self.redis.lindex(outbox, 0)
-
-    async def outbox_ack(self, outbox: str, item: bytes) -> bool:
-        """Remove ``item`` if it is still the head (a second drainer may have done so)."""
-        return bool(await self._ack(keys=[outbox], args=[item]))
-
-    async def outbox_length(self, outbox: str) -> int:
-        return await self.redis.llen(outbox)
-
-    async def lock(self, outbox: str, ttl: float) -> str | None:
-        """Take the outbox's delivery lock; the token to release it, or None if held."""
-        token = secrets.token_hex(8)
-        ok = await self.redis.set(outbox + ":lock", token, nx=True, px=int(ttl * 1000))
-        return token if ok else None
-
-    async def unlock(self, outbox: str, token: str) -> None:
-        await self._unlock(keys=[outbox + ":lock"], args=[token])
+        """Append a message outside any conversation (a greeting) to the customer's outbox."""
+        outbox = self.customer_outbox(message.channel, message.customer_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(outbox, json.dumps(asdict(message)))
+            pipe.zadd(self.key("dirty"), {outbox: time.time()})
+            await pipe.execute()
 
     # -- console state ---------------------------------------------------------
     # Small per-console mappings (a Slack card's ts for a conversation, etc.).

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from redis import Redis
 from rq import Queue, Worker
 
 from gateway.config import Config
+from gateway.services import connect
 
 from .context import WorkerContext, current_context
 from .dispatch import QUEUE_NAME
+from .outbox import sweep
 
 __all__ = ["ChatgateWorker", "run_worker"]
 
+log = logging.getLogger(__name__)
+
 
 class ChatgateWorker(Worker):
-    """An RQ worker whose jobs can read the config through ``workers.context.current()``."""
+    """An RQ worker whose jobs can read the config through ``workers.context.current()``,
+    and whose periodic maintenance also restarts outboxes whose drainer died."""
 
     def __init__(self, *args, context: WorkerContext, **kwargs):
         super().__init__(*args, **kwargs)
@@ -27,6 +35,25 @@ class ChatgateWorker(Worker):
         finally:
             current_context.reset(token)
 
+    def run_maintenance_tasks(self) -> None:
+        # RQ's own maintenance requeues abandoned jobs that have retries left.
+        super().run_maintenance_tasks()
+        try:
+            asyncio.run(self._restart_stuck_outboxes())
+        except Exception:  # noqa: BLE001 - maintenance must never stop the worker
+            log.exception("outbox sweep failed")
+
+    async def _restart_stuck_outboxes(self) -> None:
+        services = connect(self.context.config, self.context.redis_url)
+        try:
+            agents, customers = await sweep(services.store, self.context.config.delivery.recovery_after)
+            if agents or customers:
+                log.warning("restarting delivery of %d outbox(es) left by a dead worker",
+                            len(agents) + len(customers))
+                await services.conversations.dispatch.enqueue(agents=tuple(agents), customers=tuple(customers))
+        finally:
+            await services.close()
+
 
 def run_worker(config: Config, redis_url: str, burst: bool = False) -> bool:
     """Work on chatgate's queue until stopped; also runs the scheduler for auto-close."""
@@ -35,5 +62,7 @@ def run_worker(config: Config, redis_url: str, burst: bool = False) -> bool:
         [Queue(QUEUE_NAME, connection=connection)],
         connection=connection,
         context=WorkerContext(config=config, redis_url=redis_url),
+        # Maintenance (abandoned jobs, stuck outboxes) runs this often.
+        maintenance_interval=max(1, int(config.delivery.recovery_after / 2)),
     )
     return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
