@@ -43,7 +43,7 @@ local function append(id, direction, text, by, attachments)
 end
 
 -- Every outbox push is also noted in the dirty set, so a sweep can restart the
--- drain of an outbox whose worker died (see workers/sweep.py).
+-- drain of an outbox whose worker died (see workers/outbox.py).
 local function push_out(outbox, item)
   redis.call('RPUSH', outbox, item)
   redis.call('ZADD', key('dirty'), now, outbox)
