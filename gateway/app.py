@@ -7,7 +7,7 @@ import logging
 import redis.exceptions
 from aiohttp import web
 
-from channels import telegram
+from channels import telegram, twilio
 from agent_console.slack import app as slack_app
 
 from .config import Config
@@ -52,6 +52,11 @@ def create_app(config: Config, redis_url: str) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     if config.telegram.enabled:
         app.router.add_post("/webhooks/telegram", telegram.webhook_handler(config.telegram, services.conversations))
+    if config.twilio.enabled:
+        twilio_message, twilio_status = twilio.webhook_handlers(
+            config.twilio, config.server.public_url, services.conversations)
+        app.router.add_post("/webhooks/twilio", twilio_message)
+        app.router.add_post("/webhooks/twilio/status", twilio_status)
     if config.slack.enabled:
         bolt = slack_app.build(config.slack, services.conversations, services.store)
         app.router.add_post("/slack/events", slack_app.events_handler(bolt))

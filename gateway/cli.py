@@ -125,7 +125,7 @@ def cmd_check_config(args) -> int:
             print(problem, file=sys.stderr)
         print(f"{len(exc.problems)} problem(s) in {path}", file=sys.stderr)
         return 1
-    enabled = [name for name in ("telegram", "slack") if getattr(config, name).enabled]
+    enabled = [name for name in ("telegram", "twilio", "slack") if getattr(config, name).enabled]
     print(f"{path}: OK (enabled: {', '.join(enabled) or 'no platform yet'}; {len(config.topics)} topic rules)")
     return 0
 

@@ -25,6 +25,7 @@ __all__ = [
     "RedisConfig",
     "TelegramConfig",
     "SlackConfig",
+    "TwilioConfig",
     "ConversationConfig",
     "DeliveryConfig",
     "TopicRule",
@@ -85,6 +86,20 @@ class SlackConfig:
 
 
 @dataclass(frozen=True)
+class TwilioConfig:
+    enabled: bool = False
+    account_sid: str = ""
+    auth_token: str = ""
+    api_url: str = "https://api.twilio.com"
+    # Senders: an SMS number, a WhatsApp sender (E.164) and/or a Messaging Service.
+    sms_from: str = ""
+    whatsapp_from: str = ""
+    messaging_service_sid: str = ""
+    # Off only for local development: then anyone can post as Twilio.
+    validate_signatures: bool = True
+
+
+@dataclass(frozen=True)
 class ConversationConfig:
     auto_close: bool = True
     auto_close_after: float = 15 * 60.0
@@ -118,6 +133,7 @@ class Config:
     redis: RedisConfig = field(default_factory=RedisConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
     slack: SlackConfig = field(default_factory=SlackConfig)
+    twilio: TwilioConfig = field(default_factory=TwilioConfig)
     conversation: ConversationConfig = field(default_factory=ConversationConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     topics: tuple[TopicRule, ...] = ()
@@ -290,6 +306,42 @@ def _load_topics(raw: Any, path: str, problems: list[str]) -> tuple[TopicRule, .
     return tuple(rules)
 
 
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def _load_twilio(tw: _Reader) -> TwilioConfig:
+    tw.env_required = tw.boolean("enabled", TwilioConfig.enabled)
+    whatsapp_from = tw.string("whatsapp_from", "")
+    twilio = TwilioConfig(
+        enabled=tw.env_required,
+        account_sid=tw.string("account_sid", ""),
+        auth_token=tw.string("auth_token", ""),
+        api_url=_url(tw, "api_url", TwilioConfig.api_url).rstrip("/"),
+        sms_from=tw.string("sms_from", ""),
+        # Written with or without Twilio's "whatsapp:" prefix; kept without it.
+        whatsapp_from=whatsapp_from.removeprefix("whatsapp:"),
+        messaging_service_sid=tw.string("messaging_service_sid", ""),
+        validate_signatures=tw.boolean("validate_signatures", TwilioConfig.validate_signatures),
+    )
+    for name in ("sms_from", "whatsapp_from"):
+        value = getattr(twilio, name)
+        if value and not _E164.match(value):
+            tw.problem(name, "a phone number in E.164 form like \"+14155550123\"", value)
+    if twilio.messaging_service_sid and not re.match(r"^MG[0-9a-fA-F]{32}$", twilio.messaging_service_sid):
+        tw.problem("messaging_service_sid", "a Messaging Service SID: MG followed by 32 hex digits",
+                   twilio.messaging_service_sid)
+    if twilio.enabled:
+        if not re.match(r"^AC[0-9a-fA-F]{32}$", twilio.account_sid):
+            tw.problem("account_sid", "the Account SID from the Twilio console: AC followed by 32 hex digits")
+        if not twilio.auth_token:
+            tw.problem("auth_token", "the account's Auth Token (or \"env:TWILIO_AUTH_TOKEN\")")
+        if not (twilio.sms_from or twilio.whatsapp_from or twilio.messaging_service_sid):
+            tw.problem("sms_from", "at least one sender: sms_from, whatsapp_from or messaging_service_sid")
+    tw.unknown_keys({"enabled", "account_sid", "auth_token", "api_url", "sms_from", "whatsapp_from",
+                     "messaging_service_sid", "validate_signatures"})
+    return twilio
+
+
 def load(path: str | os.PathLike) -> Config:
     """Load and check the TOML file at ``path``; raise ConfigError listing every problem."""
     path_text = str(path)
@@ -377,6 +429,8 @@ def from_dict(data: dict, path: str = "<dict>") -> Config:
     sl.unknown_keys({"enabled", "bot_token", "signing_secret", "channel", "api_url",
                      "agents", "agent_group", "admins", "admin_group"})
 
+    twilio = _load_twilio(top.table("twilio"))
+
     c = top.table("conversation")
     conversation = ConversationConfig(
         auto_close=c.boolean("auto_close", ConversationConfig.auto_close),
@@ -395,7 +449,7 @@ def from_dict(data: dict, path: str = "<dict>") -> Config:
     d.unknown_keys({"retry_intervals", "timeout", "recovery_after"})
 
     topics = _load_topics(top._raw("topics"), path, problems)
-    top.unknown_keys({"server", "redis", "telegram", "slack", "conversation", "delivery", "topics"})
+    top.unknown_keys({"server", "redis", "telegram", "slack", "twilio", "conversation", "delivery", "topics"})
 
     if problems:
         raise ConfigError(problems)
@@ -405,6 +459,7 @@ def from_dict(data: dict, path: str = "<dict>") -> Config:
         redis=redis,
         telegram=telegram,
         slack=slack,
+        twilio=twilio,
         conversation=conversation,
         delivery=delivery,
         topics=topics,

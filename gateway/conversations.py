@@ -65,6 +65,8 @@ def refusal_text(code: str, detail: str) -> str:
         "resolved": "This chat is resolved, so your message was not sent. "
         "It reopens when the customer writes again.",
         "stale": "This chat is no longer resolved.",
+        "opted_out": "The customer has opted out of messages on this channel (for SMS: they texted STOP), "
+        "so your message was not sent. It can be sent once they opt back in (for SMS: they text START).",
     }.get(code, f"Refused ({code}).")
 
 
@@ -163,6 +165,14 @@ class Conversations:
         """Queue an automatic message outside any conversation (the greeting)."""
         await self.store.queue_to_customer(OutboundMessage(channel, customer_id, text))
         await self.dispatch.to_customer(channel, customer_id)
+
+    async def set_opt_out(self, channel: str, customer_id: str, opted_out: bool) -> bool:
+        """The customer opted out of (or back into) messages on ``channel``; whether they were out before.
+
+        While out, the assignee's replies are refused at once (``Refused("opted_out")``).
+        """
+        reply = await self._run("opt_out", channel, customer_id, "1" if opted_out else "0")
+        return reply[1] == "1"
 
     async def record_delivery(self, conversation_id: str, seq: int, status: str, detail: str = "") -> None:
         """Mark an outbound message sent or failed in the history (failures reach the agents)."""

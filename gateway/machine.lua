@@ -231,6 +231,9 @@ elseif op == 'reply' then
   local refusal = check_assignee(id, agent)
   if refusal then return refusal end
   if field(id, 'state') == 'resolved' then return refused('resolved') end
+  if redis.call('EXISTS', key('optout', field(id, 'channel'), field(id, 'customer_id'))) == 1 then
+    return refused('opted_out')
+  end
   if platform_id ~= '' then
     if not redis.call('SET', key('seen', 'agent', platform_id), '1', 'NX', 'EX', seen_ttl) then
       return {'duplicate', id}
@@ -253,11 +256,26 @@ elseif op == 'delivery' then
   local raw = redis.call('LINDEX', key('msgs', id), seq - 1)
   if not raw then return refused('unknown') end
   local message = cjson.decode(raw)
+  -- Status callbacks may arrive late or twice: never step back (delivered → sent),
+  -- and a failure is final (and reported once).
+  local rank = {queued = 1, sent = 2, delivered = 3, read = 4, failed = 5}
+  local current = message.status or ''
+  if current == 'failed' or (rank[status] or 0) < (rank[current] or 0) then return {'ok', id} end
   message.status = status
   if detail ~= '' then message.detail = detail end
   redis.call('LSET', key('msgs', id), seq - 1, cjson.encode(message))
   if status == 'failed' then to_agents(id, 'delivery_failed', seq) end
   return {'ok', id}
+end
+
+if op == 'opt_out' then
+  -- The customer opted out of (ARGV[5] '1') or back into ('0') messages on a channel;
+  -- while out, agents' replies are refused. Replies whether they were out before.
+  local channel, customer, out = ARGV[3], ARGV[4], ARGV[5]
+  local flag = key('optout', channel, customer)
+  local was = tostring(redis.call('EXISTS', flag))
+  if out == '1' then redis.call('SET', flag, now) else redis.call('DEL', flag) end
+  return {'ok', was}
 end
 
 return redis.error_reply('unknown operation ' .. tostring(op))

@@ -194,3 +194,14 @@ class Store:
     async def get_ref(self, kind: str, name: str) -> str | None:
         value = await self.redis.hget(self.key("ref", kind), name)
         return value.decode() if value is not None else None
+
+    # -- customers ---------------------------------------------------------------
+
+    async def opted_out(self, channel: str, customer_id: str) -> bool:
+        """Whether the customer opted out of messages on ``channel`` (see ``Conversations.set_opt_out``)."""
+        return bool(await self.redis.exists(self.key("optout", channel, customer_id)))
+
+    async def customer_location(self, channel: str, customer_id: str) -> str:
+        """The location kept in the customer's profile, or ""."""
+        value = await self.redis.hget(self.key("customer", channel, customer_id), "location")
+        return value.decode() if value else ""

@@ -13,7 +13,7 @@ import logging
 
 from rq import get_current_job
 
-from channels import DeliveryError, telegram
+from channels import DeliveryError, telegram, twilio
 from gateway.message import OutboundMessage
 from gateway.services import Services, connect
 
@@ -47,6 +47,9 @@ async def _send_to_customer(services: Services, message: OutboundMessage) -> str
     config = services.config
     if message.channel == telegram.CHANNEL:
         return await telegram.send(config.telegram, message)
+    if message.channel in twilio.CHANNELS:
+        return await twilio.send(config.twilio, config.server.public_url, message, services.store,
+                                 timeout=config.delivery.timeout)
     raise DeliveryError(f"no connector for channel {message.channel!r}", permanent=True)
 
 

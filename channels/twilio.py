@@ -1,0 +1,357 @@
+"""Twilio: SMS and WhatsApp webhooks in, the Messages API out, delivery status back.
+
+Twilio posts form-encoded webhooks signed with ``X-Twilio-Signature``; the
+signature covers the URL Twilio called, which behind proxies is the configured
+``server.public_url`` plus the path and query, never the URL the web server sees.
+Twilio's client is synchronous, so it runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, replace
+
+import phonenumbers
+import requests
+from aiohttp import web
+from phonenumbers import geocoder
+from twilio.base.exceptions import TwilioException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.request_validator import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER, RequestValidator, \
+    get_signature_algorithm
+from twilio.rest import Client
+from twilio.twiml.messaging_response import MessagingResponse
+
+from gateway.config import TwilioConfig
+from gateway.message import Attachment, InboundMessage, OutboundMessage
+
+from . import DeliveryError
+
+__all__ = [
+    "CHANNELS", "SMS", "WHATSAPP", "MAX_BODY", "Parsed", "parse", "split_body", "explain",
+    "webhook_handlers", "send", "RewritingHttpClient",
+]
+
+log = logging.getLogger(__name__)
+
+SMS, WHATSAPP = "sms", "whatsapp"
+CHANNELS = (SMS, WHATSAPP)
+TWILIO_API = "https://api.twilio.com"
+# Twilio refuses a Body longer than this; longer replies go out as several messages.
+MAX_BODY = 1600
+
+# Twilio's default opt-out and opt-in keywords (the whole message, any case).
+OPT_OUT_WORDS = {"STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
+OPT_IN_WORDS = {"START", "YES", "UNSTOP"}
+
+OPTED_OUT_NOTE = ("[Opted out: the customer texted {word}. chatgate will not send them any message "
+                  "on this channel until they text START.]")
+OPTED_IN_NOTE = "[Opted back in: the customer texted {word}. Replies are sent again.]"
+
+# Twilio's error codes an agent is most likely to meet, in plain words.
+ERRORS = {
+    20003: "Twilio refused chatgate's credentials (check twilio.account_sid and twilio.auth_token)",
+    21211: "the number is not a valid phone number",
+    21408: "sending to this country or region is not enabled on the Twilio account",
+    21606: "the sender is not a Twilio number that can send messages (check twilio.sms_from)",
+    21610: "the customer has unsubscribed (texted STOP); they must text START before they can be messaged",
+    21612: "Twilio cannot send from this sender to this number",
+    21614: "the number is not a mobile number that can receive SMS",
+    30003: "the customer's phone is unreachable (switched off or out of coverage)",
+    30004: "the message was blocked (the customer may have blocked this sender)",
+    30005: "unknown number: it does not exist or is no longer in service",
+    30006: "landline or unreachable carrier: the number cannot receive SMS",
+    30007: "the carrier filtered the message as spam",
+    30008: "the carrier reported an unknown error",
+    63003: "this number cannot be reached on WhatsApp",
+    63016: "outside WhatsApp's 24-hour window: the customer has not written in the last 24 hours, so only "
+           "an approved template can reach them; ask them to write again",
+}
+
+_EMPTY_TWIML = str(MessagingResponse())
+
+
+def explain(code: int | str | None) -> str:
+    """``"Twilio error 63016: <plain explanation>"`` (or just the code when unknown)."""
+    try:
+        number = int(code)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "Twilio gave no error code"
+    reason = ERRORS.get(number)
+    return f"Twilio error {number}: {reason}" if reason else f"Twilio error {number} (see twilio.com/docs/errors/{number})"
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A normalized inbound webhook; ``opt`` is "out" or "in" for an SMS opt-out/opt-in keyword."""
+
+    message: InboundMessage
+    opt: str = ""
+    opt_word: str = ""
+
+
+def _address(value: str) -> tuple[str, str]:
+    """(channel, E.164 number) of a Twilio ``From``/``To`` like ``whatsapp:+447…`` or ``+1415…``."""
+    channel = SMS
+    if value.startswith("whatsapp:"):
+        channel, value = WHATSAPP, value[len("whatsapp:"):]
+    try:
+        number = phonenumbers.parse(value, None)
+        return channel, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        return channel, value.strip()  # short codes and the like stay as Twilio wrote them
+
+
+def _region(number: str) -> str:
+    """Where a number is from, by the phonenumbers geocoder: "London, United Kingdom" or ""."""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return ""
+    place = geocoder.description_for_number(parsed, "en")
+    country = geocoder.country_name_for_number(parsed, "en")
+    if place and country and place != country:
+        return f"{place}, {country}"
+    return place or country or (phonenumbers.region_code_for_number(parsed) or "")
+
+
+def _shared_location(form) -> str:
+    latitude, longitude = form.get("Latitude", ""), form.get("Longitude", "")
+    try:
+        point = f"{float(latitude):.5f}, {float(longitude):.5f}"
+    except ValueError:
+        return ""
+    label = ", ".join(part for part in (form.get("Label", ""), form.get("Address", "")) if part)
+    return f"{label} ({point})" if label else point
+
+
+def _sender_location(form, number: str) -> str:
+    parts = [form.get(name, "") for name in ("FromCity", "FromState", "FromCountry")]
+    return ", ".join(part for part in parts if part) or _region(number)
+
+
+def _kind(content_type: str) -> str:
+    major = content_type.split("/", 1)[0]
+    return major if major in ("image", "audio", "video") else "file"
+
+
+def _opt_keyword(text: str) -> str:
+    return " ".join(text.strip().strip(".!").upper().split())
+
+
+def parse(form, known_location: str = "") -> Parsed | None:
+    """Normalize Twilio's messaging webhook (a mapping of its form fields).
+
+    ``known_location`` is what the customer's profile holds: a number's region
+    never overwrites it, a location the customer shares does. None for a
+    message with nothing to relay. ValueError when required fields are missing.
+    """
+    sender, sid = form.get("From", ""), form.get("MessageSid", "") or form.get("SmsSid", "")
+    if not sender or not sid:
+        raise ValueError("a Twilio message webhook needs From and MessageSid")
+    channel, number = _address(sender)
+    text = form.get("Body", "")
+
+    attachments = []
+    try:
+        count = int(form.get("NumMedia", "0") or 0)
+    except ValueError:
+        raise ValueError("NumMedia is not a number") from None
+    for index in range(count):
+        url = form.get(f"MediaUrl{index}", "")
+        if url:
+            content_type = form.get(f"MediaContentType{index}", "")
+            attachments.append(Attachment(_kind(content_type), url, content_type))
+
+    location = _shared_location(form)
+    if location:
+        text = text or f"Shared location: {location}"
+    elif not known_location:
+        location = _sender_location(form, number)
+    if not text and not attachments:
+        return None
+
+    opt = word = ""
+    if channel == SMS:
+        word = _opt_keyword(text)
+        opt = "out" if word in OPT_OUT_WORDS else "in" if word in OPT_IN_WORDS else ""
+    message = InboundMessage(
+        channel=channel,
+        customer_id=number,
+        platform_id=sid,
+        text=text,
+        name=form.get("ProfileName", "") or number,
+        phone=number,
+        location=location,
+        attachments=tuple(attachments),
+    )
+    return Parsed(message, opt, word if opt else "")
+
+
+def _signed(config: TwilioConfig, public_url: str, request: web.Request, form) -> bool:
+    if not config.validate_signatures:
+        return True
+    signature = request.headers.get(SIGNATURE_HEADER, "")
+    if not signature:
+        return False
+    algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER, ""))
+    # The URL Twilio called: our public address, whatever proxies rewrote on the way.
+    url = public_url + request.path_qs
+    return RequestValidator(config.auth_token).validate(url, form, signature, algorithm)
+
+
+def _twiml() -> web.Response:
+    return web.Response(text=_EMPTY_TWIML, content_type="text/xml")
+
+
+def webhook_handlers(config: TwilioConfig, public_url: str, conversations) -> tuple["web.Handler", "web.Handler"]:
+    """The aiohttp handlers for ``POST /webhooks/twilio`` and ``POST /webhooks/twilio/status``."""
+    if not config.validate_signatures:
+        log.warning("!!! twilio.validate_signatures = false: Twilio webhooks are NOT authenticated, anyone "
+                    "can post messages as any customer. Use this for local development only !!!")
+    store = conversations.store
+
+    async def message(request: web.Request) -> web.Response:
+        form = await request.post()
+        if not _signed(config, public_url, request, form):
+            return web.json_response({"error": "missing or wrong X-Twilio-Signature"}, status=403)
+        sender = form.get("From", "")
+        channel, number = _address(sender) if sender else ("", "")
+        try:
+            known = await store.customer_location(channel, number) if number else ""
+            parsed = parse(form, known)
+        except ValueError as exc:
+            return web.json_response({"error": f"malformed Twilio webhook: {exc}"}, status=400)
+        if parsed is None:
+            return _twiml()
+        inbound = parsed.message
+        if parsed.opt:
+            was_out = await conversations.set_opt_out(inbound.channel, inbound.customer_id, parsed.opt == "out")
+            note = ""
+            if parsed.opt == "out":
+                note = OPTED_OUT_NOTE.format(word=parsed.opt_word)
+            elif was_out:
+                note = OPTED_IN_NOTE.format(word=parsed.opt_word)
+            if note:
+                inbound = replace(inbound, text=f"{inbound.text}\n{note}")
+        await conversations.receive(inbound)
+        return _twiml()
+
+    async def status(request: web.Request) -> web.Response:
+        form = await request.post()
+        if not _signed(config, public_url, request, form):
+            return web.json_response({"error": "missing or wrong X-Twilio-Signature"}, status=403)
+        sid, state = form.get("MessageSid", "") or form.get("SmsSid", ""), form.get("MessageStatus", "")
+        if not sid or not state:
+            return web.json_response({"error": "malformed status callback: MessageSid and MessageStatus "
+                                      "are required"}, status=400)
+        where = await store.get_ref("twilio-sid", sid)
+        if where is None:
+            log.info("status %s for a Twilio message chatgate does not know (%s)", state, sid)
+            return web.Response(status=204)
+        conversation_id, seq = where.rsplit(":", 1)
+        if state in ("failed", "undelivered"):
+            detail = f"{state}: {explain(form.get('ErrorCode'))}"
+            await conversations.record_delivery(conversation_id, int(seq), "failed", detail)
+        elif state in ("queued", "sent", "delivered", "read"):
+            await conversations.record_delivery(conversation_id, int(seq), state)
+        return web.Response(status=204)
+
+    return message, status
+
+
+# -- sending ----------------------------------------------------------------------
+
+
+class RewritingHttpClient(TwilioHttpClient):
+    """Twilio's HTTP client, sending what it addresses to api.twilio.com to ``api_url`` instead.
+
+    Twilio's ``Client`` has no base-URL setting; this is how tests and staging
+    point it at a local fake.
+    """
+
+    def __init__(self, api_url: str, timeout: float | None = None):
+        super().__init__(timeout=timeout)
+        self.api_url = api_url.rstrip("/")
+
+    def request(self, method, url, *args, **kwargs):
+        if url.startswith(TWILIO_API):
+            url = self.api_url + url[len(TWILIO_API):]
+        return super().request(method, url, *args, **kwargs)
+
+
+def client(config: TwilioConfig, timeout: float | None = None) -> Client:
+    """A Twilio REST client for the configured account and API base URL."""
+    return Client(config.account_sid, config.auth_token,
+                  http_client=RewritingHttpClient(config.api_url, timeout=timeout))
+
+
+def split_body(text: str, limit: int = MAX_BODY) -> list[str]:
+    """``text`` in parts of at most ``limit`` characters, cut at a line break or space when possible."""
+    parts = []
+    while len(text) > limit:
+        cut = max(text.rfind("\n", 0, limit), text.rfind(" ", 0, limit))
+        if cut < limit // 2:
+            parts.append(text[:limit])  # no break near the end: cut inside the word
+            text = text[limit:]
+        else:
+            parts.append(text[:cut])
+            text = text[cut + 1:]
+    if text or not parts:
+        parts.append(text)
+    return parts
+
+
+def _sender(config: TwilioConfig, channel: str) -> dict:
+    if channel == WHATSAPP and config.whatsapp_from:
+        return {"from_": f"whatsapp:{config.whatsapp_from}"}
+    if channel == SMS and config.sms_from:
+        return {"from_": config.sms_from}
+    if config.messaging_service_sid:
+        return {"messaging_service_sid": config.messaging_service_sid}
+    raise DeliveryError(f"no Twilio sender for {channel}: set twilio.{channel}_from or "
+                        "twilio.messaging_service_sid", permanent=True)
+
+
+def _delivery_error(exc: Exception) -> DeliveryError:
+    status = getattr(exc, "status", 0) or 0
+    if isinstance(exc, TwilioException) and status and status != 429 and 400 <= status < 500:
+        return DeliveryError(f"Twilio refused the message: {explain(getattr(exc, 'code', None))}", permanent=True)
+    if status == 429:
+        return DeliveryError("Twilio rate limit (429); retrying")
+    return DeliveryError(f"Twilio is unreachable or failing ({status or exc.__class__.__name__}); retrying")
+
+
+async def send(config: TwilioConfig, public_url: str, message: OutboundMessage, store,
+               timeout: float | None = None) -> str:
+    """Send a text to the customer by SMS or WhatsApp; the Twilio message SIDs, comma-separated.
+
+    A text over 1,600 characters goes out as several messages, in order. The
+    parts already sent are remembered, so a retry after a failure in the
+    middle does not send them twice. Every SID is mapped to the history entry
+    so ``/webhooks/twilio/status`` can record its delivery.
+    """
+    if await store.opted_out(message.channel, message.customer_id):
+        raise DeliveryError("customer opted out by texting STOP; not sent (they can text START to opt back in)",
+                            permanent=True)
+    prefix = "whatsapp:" if message.channel == WHATSAPP else ""
+    sender = _sender(config, message.channel)
+    entry = f"{message.conversation_id}:{message.seq}" if message.conversation_id and message.seq else ""
+    parts = split_body(message.text)
+    done = (await store.get_ref("twilio-sent", entry) or "") if entry else ""
+    sids = [sid for sid in done.split(",") if sid]
+    twilio = client(config, timeout)
+    for part in parts[len(sids):]:
+        try:
+            created = await asyncio.to_thread(
+                twilio.messages.create, to=prefix + message.customer_id, body=part,
+                status_callback=f"{public_url}/webhooks/twilio/status", **sender,
+            )
+        except (TwilioException, requests.RequestException) as exc:
+            raise _delivery_error(exc) from None
+        sids.append(created.sid)
+        if entry:
+            await store.set_ref("twilio-sid", created.sid, entry)
+            await store.set_ref("twilio-sent", entry, ",".join(sids))
+    return ",".join(sids)

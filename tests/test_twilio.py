@@ -1,0 +1,434 @@
+"""Customers on SMS and WhatsApp through Twilio, agents in Slack.
+
+The parser and the splitting are tested directly; everything else runs through
+the real ``chatgate web`` and ``chatgate worker`` processes on a real Redis,
+with local fakes of Twilio's Messages API and of Slack. Webhooks are signed
+with the twilio package's own ``RequestValidator``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+import redis as redis_sync
+
+from channels import twilio
+from gateway import config as config_module
+from tests.conftest import Process, free_port, wait_http
+from tests.fakes.slack import FakeSlack, message_event, sign, block_action
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, error, inbound, signed, status_callback
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+CHANNEL = "C0SUPPORT"
+PUBLIC_URL = "https://support.example.com"  # what Twilio calls; the proxy forwards to our port
+SMS_FROM = "+15005550006"
+WHATSAPP_FROM = "+14155238886"
+SMS_CUSTOMER = "+442079460958"  # a London number
+WA_CUSTOMER = "+4915123456789"
+PREFIX = "{chatgate}"
+
+
+# -- the parser, without processes ------------------------------------------------
+
+
+def test_sms_message_is_normalized_with_number_region_and_e164():
+    parsed = twilio.parse(inbound("SM1", "+44 20 7946 0958", "Where is my parcel?"))
+    message = parsed.message
+    assert (message.channel, message.customer_id, message.platform_id) == ("sms", SMS_CUSTOMER, "SM1")
+    assert message.text == "Where is my parcel?"
+    assert message.name == SMS_CUSTOMER and message.phone == SMS_CUSTOMER
+    assert message.location == "London, United Kingdom"
+    assert parsed.opt == ""
+
+
+def test_twilio_sender_location_wins_over_the_number_region_and_never_overwrites_a_known_one():
+    form = inbound("SM2", "+14155550123", "hi", FromCity="OAKLAND", FromState="CA", FromCountry="US")
+    assert twilio.parse(form).message.location == "OAKLAND, CA, US"
+    assert twilio.parse(inbound("SM3", "+14155550123", "hi")).message.location == "San Francisco, CA, United States"
+    # The profile already has a location (e.g. one the customer shared): the region must not replace it.
+    assert twilio.parse(form, known_location="Pier 39 (37.80, -122.40)").message.location == ""
+
+
+def test_whatsapp_message_media_and_shared_location():
+    form = inbound("SM4", "whatsapp:" + WA_CUSTOMER, "", ProfileName="Grace Hopper", NumMedia=2,
+                   MediaUrl0="https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1",
+                   MediaContentType0="image/jpeg",
+                   MediaUrl1="https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME2",
+                   MediaContentType1="application/pdf")
+    message = twilio.parse(form).message
+    assert (message.channel, message.customer_id, message.name) == ("whatsapp", WA_CUSTOMER, "Grace Hopper")
+    assert [(a.kind, a.content_type) for a in message.attachments] == [("image", "image/jpeg"),
+                                                                        ("file", "application/pdf")]
+    assert message.attachments[0].ref.endswith("/ME1")
+
+    shared = twilio.parse(inbound("SM5", "whatsapp:" + WA_CUSTOMER, "", Latitude="52.520008",
+                                  Longitude="13.404954", Address="Pariser Platz", Label="Brandenburg Gate"),
+                          known_location="Germany").message
+    assert shared.location == "Brandenburg Gate, Pariser Platz (52.52001, 13.40495)"
+    assert shared.text == "Shared location: Brandenburg Gate, Pariser Platz (52.52001, 13.40495)"
+
+
+def test_opt_out_and_opt_in_keywords_only_on_sms():
+    assert twilio.parse(inbound("SM6", SMS_CUSTOMER, " stop ")).opt == "out"
+    assert twilio.parse(inbound("SM7", SMS_CUSTOMER, "Unsubscribe")).opt == "out"
+    assert twilio.parse(inbound("SM8", SMS_CUSTOMER, "START")).opt == "in"
+    assert twilio.parse(inbound("SM9", SMS_CUSTOMER, "please stop the delivery")).opt == ""
+    assert twilio.parse(inbound("SM10", "whatsapp:" + WA_CUSTOMER, "STOP")).opt == ""
+
+
+def test_malformed_and_empty_webhooks():
+    with pytest.raises(ValueError):
+        twilio.parse({"Body": "no sender"})
+    with pytest.raises(ValueError):
+        twilio.parse(inbound("SM11", SMS_CUSTOMER, "x", NumMedia="lots"))
+    assert twilio.parse(inbound("SM12", SMS_CUSTOMER, "")) is None
+
+
+def test_long_text_is_split_under_twilios_limit_and_keeps_every_word():
+    words = [f"word{i}" for i in range(700)]
+    text = " ".join(words)
+    parts = twilio.split_body(text)
+    assert len(parts) == 4 and all(twilio.MAX_BODY - 10 < len(p) <= twilio.MAX_BODY for p in parts[:3])
+    assert " ".join(parts).split() == words
+    assert twilio.split_body("x" * 3300) == ["x" * 1600, "x" * 1600, "x" * 100]
+    assert twilio.split_body("short") == ["short"]
+
+
+def test_error_codes_are_explained():
+    assert "24-hour window" in twilio.explain(63016)
+    assert twilio.explain("21211").startswith("Twilio error 21211: ") and "not a valid phone number" in twilio.explain(21211)
+    assert "99999" in twilio.explain(99999)
+
+
+def test_twilio_config_problems_name_key_file_and_expectation(make_config):
+    with pytest.raises(config_module.ConfigError) as raised:
+        make_config('[twilio]\nenabled = true\naccount_sid = "SK123"\nsms_from = "0044 20"\n')
+    problems = "\n".join(raised.value.problems)
+    assert "config.toml: twilio.account_sid: expected the Account SID" in problems
+    assert "twilio.auth_token: expected" in problems
+    assert "twilio.sms_from: expected a phone number in E.164 form" in problems
+    with pytest.raises(config_module.ConfigError) as raised:
+        make_config(f'[twilio]\nenabled = true\naccount_sid = "{ACCOUNT_SID}"\nauth_token = "x"\n')
+    assert "at least one sender" in raised.value.problems[0]
+    config = make_config(f'[twilio]\nenabled = true\naccount_sid = "{ACCOUNT_SID}"\nauth_token = "x"\n'
+                         f'whatsapp_from = "whatsapp:{WHATSAPP_FROM}"\n')
+    assert config.twilio.whatsapp_from == WHATSAPP_FROM and config.twilio.validate_signatures
+
+
+# -- through real processes -------------------------------------------------------
+
+
+class Gateway:
+    """The running chatgate: post signed Twilio and Slack webhooks to it."""
+
+    def __init__(self, port: int, slack: FakeSlack, redis_url: str):
+        self.base = f"http://127.0.0.1:{port}"
+        self.slack = slack
+        self.redis = redis_sync.Redis.from_url(redis_url)
+
+    def post(self, path: str, body: bytes, headers: dict) -> tuple[int, str]:
+        request = urllib.request.Request(self.base + path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode()
+
+    def twilio(self, params: dict, path: str = "/webhooks/twilio", token: str = AUTH_TOKEN) -> tuple[int, str]:
+        body, headers = signed(token, PUBLIC_URL + path, params)
+        return self.post(path, body, headers)
+
+    def click(self, action: str, conversation_id: str, user: str, card_ts: str) -> tuple[int, str]:
+        body = block_action(action, conversation_id, user, CHANNEL, card_ts, self.slack.response_url)
+        return self.post("/slack/events", body.encode(), {"Content-Type": "application/x-www-form-urlencoded",
+                                                          **sign(SIGNING_SECRET, body)})
+
+    def say(self, user: str, text: str, thread_ts: str) -> tuple[int, str]:
+        body = message_event(user, CHANNEL, text, f"{time.time():.6f}", thread_ts)
+        return self.post("/slack/events", body.encode(), {"Content-Type": "application/json",
+                                                          **sign(SIGNING_SECRET, body)})
+
+    # Reads of the stored state, by the documented key layout.
+
+    def open_chat(self, channel: str, number: str) -> str | None:
+        value = self.redis.get(f"{PREFIX}:open:{channel}:{number}")
+        return value.decode() if value else None
+
+    def chat(self, conversation_id: str) -> dict:
+        return {k.decode(): v.decode() for k, v in self.redis.hgetall(f"{PREFIX}:conv:{conversation_id}").items()}
+
+    def history(self, conversation_id: str) -> list[dict]:
+        return [json.loads(item) for item in self.redis.lrange(f"{PREFIX}:msgs:{conversation_id}", 0, -1)]
+
+    def card_ts(self, conversation_id: str) -> str:
+        return self.slack.wait_for(lambda s: (self.redis.hget(f"{PREFIX}:ref:slack-card", conversation_id)
+                                              or b"").decode(), what="the chat card")
+
+    def wait_state(self, conversation_id: str, state: str, timeout: float = 15.0) -> None:
+        self.slack.wait_for(lambda s: self.chat(conversation_id).get("state") == state, timeout=timeout,
+                            what=f"chat {conversation_id} to be {state}")
+
+    def start_chat(self, params: dict, agent: str = "UAGENT1") -> tuple[str, str]:
+        """The customer writes, the agent accepts: (conversation id, card ts)."""
+        channel, number = twilio._address(params["From"])
+        assert self.twilio(params)[0] == 200
+        conversation_id = self.slack.wait_for(lambda s: self.open_chat(channel, number), what="the chat")
+        card_ts = self.card_ts(conversation_id)
+        assert self.click("accept", conversation_id, agent, card_ts)[0] == 200
+        self.wait_state(conversation_id, "active")
+        return conversation_id, card_ts
+
+
+@pytest.fixture
+def running(redis_url, tmp_path):
+    slack, fake = FakeSlack().start(), FakeTwilio().start()
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[server]
+port = {port}
+public_url = "{PUBLIC_URL}"
+[redis]
+url = "{redis_url}"
+[twilio]
+enabled = true
+account_sid = "{ACCOUNT_SID}"
+auth_token = "env:TEST_TWILIO_AUTH_TOKEN"
+api_url = "{fake.api_url}"
+sms_from = "{SMS_FROM}"
+whatsapp_from = "whatsapp:{WHATSAPP_FROM}"
+[slack]
+enabled = true
+bot_token = "xoxb-test-token"
+signing_secret = "{SIGNING_SECRET}"
+channel = "{CHANNEL}"
+api_url = "{slack.api_url}"
+[conversation]
+auto_close_after = 1
+[delivery]
+retry_intervals = [0.2, 0.5]
+""")
+    env = {"TEST_TWILIO_AUTH_TOKEN": AUTH_TOKEN}
+    web = Process(["web", "-c", str(config)], tmp_path / "web.log", env)
+    worker = Process(["worker", "-c", str(config)], tmp_path / "worker.log", env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", process=web)
+        yield Gateway(port, slack, redis_url), slack, fake
+    finally:
+        web.stop()
+        worker.stop()
+        slack.stop()
+        fake.stop()
+        print("--- web log ---\n" + web.output()[-3000:])
+        print("--- worker log ---\n" + worker.output()[-3000:])
+
+
+def thread_has(slack: FakeSlack, card_ts: str, *needles: str):
+    return lambda s: [t for t in s.thread_texts(card_ts) if all(n in t for n in needles)]
+
+
+@pytest.mark.parametrize("channel", ["sms", "whatsapp"])
+def test_full_flow_over_twilio(running, channel):
+    gateway, slack, fake = running
+    whatsapp = channel == "whatsapp"
+    number = WA_CUSTOMER if whatsapp else SMS_CUSTOMER
+    sender = ("whatsapp:" if whatsapp else "") + number
+    extra = {"ProfileName": "Grace Hopper"} if whatsapp else {}
+
+    status, body = gateway.twilio(inbound("SMa1", sender, "My parcel never arrived", **extra))
+    assert status == 200 and body.strip().endswith("<Response />") and "<?xml" in body
+    conversation_id = slack.wait_for(lambda s: gateway.open_chat(channel, number), what="the chat")
+    card_ts = gateway.card_ts(conversation_id)
+    card = json.dumps(slack.messages[card_ts]["blocks"])
+    assert "My parcel never arrived" in card and number in card
+    assert ("WhatsApp" if whatsapp else "SMS") in card
+    assert ("Grace Hopper" if whatsapp else "London, United Kingdom") in card
+    assert ("Germany" if whatsapp else "London") in gateway.chat(conversation_id)["location"]
+
+    assert gateway.click("accept", conversation_id, "UAGENT1", card_ts)[0] == 200
+    gateway.wait_state(conversation_id, "active")
+    assert gateway.say("UAGENT1", "Sorry about that, I'm on it.", card_ts)[0] == 200
+    to = ("whatsapp:" if whatsapp else "") + number
+    fake.wait_for(lambda f: f.bodies(to), what="the reply at Twilio")
+    sent = fake.messages(to)[0]
+    assert sent["Body"] == "Sorry about that, I'm on it."
+    assert sent["From"] == ("whatsapp:" + WHATSAPP_FROM if whatsapp else SMS_FROM)
+    assert sent["StatusCallback"] == PUBLIC_URL + "/webhooks/twilio/status"
+
+    gateway.click("resolve", conversation_id, "UAGENT1", card_ts)
+    fake.wait_for(lambda f: any("rate" in b for b in f.bodies(to)), what="the rating question")
+    gateway.twilio(inbound("SMa2", sender, "5", **extra))
+    fake.wait_for(lambda f: "Thank you for your rating!" in f.bodies(to), what="the thanks")
+    assert gateway.chat(conversation_id)["rating"] == "5"
+    gateway.wait_state(conversation_id, "closed", timeout=20)
+    slack.wait_for(lambda s: "Closed" in json.dumps(s.messages[card_ts]["blocks"]), what="the closed card")
+    assert fake.bodies(to) == [
+        "Sorry about that, I'm on it.",
+        "Your chat has been resolved. How would you rate our help from 1 (poor) to 5 (excellent)?",
+        "Thank you for your rating!",
+    ]
+
+
+def test_forged_or_missing_signature_is_refused_and_stores_nothing(running, redis_url):
+    gateway, slack, fake = running
+    params = inbound("SMf1", SMS_CUSTOMER, "hello")
+    status, body = gateway.twilio(params, token="not-the-auth-token")
+    assert status == 403 and "X-Twilio-Signature" in body
+    form, headers = signed(AUTH_TOKEN, PUBLIC_URL + "/webhooks/twilio", params)
+    del headers["X-Twilio-Signature"]
+    assert gateway.post("/webhooks/twilio", form, headers)[0] == 403
+    # Signed for the address the web server sees instead of the public one Twilio calls.
+    form, headers = signed(AUTH_TOKEN, gateway.base + "/webhooks/twilio", params)
+    assert gateway.post("/webhooks/twilio", form, headers)[0] == 403
+    # A body changed after signing.
+    form, headers = signed(AUTH_TOKEN, PUBLIC_URL + "/webhooks/twilio", params)
+    assert gateway.post("/webhooks/twilio", form.replace(b"hello", b"hacked"), headers)[0] == 403
+    assert gateway.twilio(status_callback("SMx", "failed", SMS_CUSTOMER, 30003), path="/webhooks/twilio/status",
+                          token="forged")[0] == 403
+    assert redis_sync.Redis.from_url(redis_url).keys(f"{PREFIX}:*") == []
+    # A signed but malformed webhook is a clear 400, and stores nothing either.
+    status, body = gateway.twilio({"Body": "no sender"})
+    assert status == 400 and "From and MessageSid" in body
+    assert redis_sync.Redis.from_url(redis_url).keys(f"{PREFIX}:*") == []
+
+
+def test_duplicate_message_sid_is_stored_once(running):
+    gateway, slack, fake = running
+    params = inbound("SMdup", SMS_CUSTOMER, "Is anyone there?")
+    assert gateway.twilio(params)[0] == 200
+    assert gateway.twilio(params)[0] == 200  # Twilio's retry
+    conversation_id = slack.wait_for(lambda s: gateway.open_chat("sms", SMS_CUSTOMER), what="the chat")
+    gateway.card_ts(conversation_id)
+    gateway.twilio(inbound("SMdup2", SMS_CUSTOMER, "Hello?"))
+    slack.wait_for(lambda s: len(gateway.history(conversation_id)) == 2, what="the second message")
+    assert [m["text"] for m in gateway.history(conversation_id)] == ["Is anyone there?", "Hello?"]
+    assert gateway.chat(conversation_id)["messages_in"] == "2"
+
+
+def test_media_and_shared_location_reach_profile_and_thread(running):
+    gateway, slack, fake = running
+    sender = "whatsapp:" + WA_CUSTOMER
+    photo = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/MM1/Media/ME1"
+    conversation_id, card_ts = gateway.start_chat(inbound(
+        "SMm1", sender, "The box was broken", ProfileName="Grace Hopper", NumMedia=1, MediaUrl0=photo,
+        MediaContentType0="image/jpeg"))
+    slack.wait_for(thread_has(slack, card_ts, "The box was broken", photo), what="the photo in the thread")
+    assert gateway.history(conversation_id)[0]["attachments"]
+
+    gateway.twilio(inbound("SMm2", sender, "", ProfileName="Grace Hopper", Latitude="52.520008",
+                           Longitude="13.404954", Address="Pariser Platz", Label="Brandenburg Gate"))
+    slack.wait_for(thread_has(slack, card_ts, "Shared location: Brandenburg Gate"), what="the location")
+    location = "Brandenburg Gate, Pariser Platz (52.52001, 13.40495)"
+    assert gateway.chat(conversation_id)["location"] == location
+    # The next plain message keeps the shared location (the number's region does not replace it).
+    gateway.twilio(inbound("SMm3", sender, "Are you there?", ProfileName="Grace Hopper"))
+    slack.wait_for(thread_has(slack, card_ts, "Are you there?"), what="the next message")
+    assert gateway.chat(conversation_id)["location"] == location
+    gateway.click("leave", conversation_id, "UAGENT1", card_ts)  # a card update shows the new profile
+    slack.wait_for(lambda s: "Brandenburg Gate" in json.dumps(s.messages[card_ts]["blocks"]),
+                   what="the location on the card")
+
+
+def test_stop_opts_out_refuses_replies_and_start_opts_back_in(running):
+    gateway, slack, fake = running
+    conversation_id, card_ts = gateway.start_chat(inbound("SMs1", SMS_CUSTOMER, "Question about my bill"))
+
+    gateway.twilio(inbound("SMs2", SMS_CUSTOMER, "STOP"))
+    slack.wait_for(thread_has(slack, card_ts, "STOP", "Opted out"), what="the opt-out in the thread")
+    gateway.say("UAGENT1", "Please don't go!", card_ts)
+    slack.wait_for(lambda s: any("opted out" in t and "not sent" in t for t in s.ephemerals()),
+                   what="the refusal to the agent")
+    assert all("opted out" not in m["text"] for m in gateway.history(conversation_id)[2:])
+    assert "Please don't go!" not in [m["text"] for m in gateway.history(conversation_id)]
+
+    gateway.twilio(inbound("SMs3", SMS_CUSTOMER, "start"))
+    slack.wait_for(thread_has(slack, card_ts, "start", "Opted back in"), what="the opt-in in the thread")
+    gateway.say("UAGENT1", "Welcome back.", card_ts)
+    fake.wait_for(lambda f: f.bodies(SMS_CUSTOMER), what="the reply after START")
+    assert fake.bodies(SMS_CUSTOMER) == ["Welcome back."]
+
+
+def _sent_sid(gateway: Gateway, conversation_id: str, text: str) -> str:
+    def sent(_):
+        for entry in gateway.history(conversation_id):
+            if entry["text"] == text and entry.get("status") == "sent":
+                return entry["detail"]
+        return None
+
+    return gateway.slack.wait_for(sent, what=f"{text!r} recorded as sent")
+
+
+def test_delivery_status_is_recorded_and_a_failure_reaches_the_agent(running):
+    gateway, slack, fake = running
+    sender = "whatsapp:" + WA_CUSTOMER
+    conversation_id, card_ts = gateway.start_chat(inbound("SMd1", sender, "hello", ProfileName="Grace"))
+    gateway.say("UAGENT1", "First answer", card_ts)
+    first = _sent_sid(gateway, conversation_id, "First answer")
+    status = "/webhooks/twilio/status"
+    assert gateway.twilio(status_callback(first, "delivered", sender), path=status)[0] == 204
+    assert gateway.twilio(status_callback(first, "sent", sender), path=status)[0] == 204  # late, out of order
+    assert gateway.twilio(status_callback(first, "read", sender), path=status)[0] == 204
+    assert gateway.history(conversation_id)[1]["status"] == "read"
+
+    gateway.say("UAGENT1", "Second answer", card_ts)
+    second = _sent_sid(gateway, conversation_id, "Second answer")
+    gateway.twilio(status_callback(second, "undelivered", sender, error_code=63016), path=status)
+    found = slack.wait_for(thread_has(slack, card_ts, "Not delivered", "Second answer", "63016", "24-hour window"),
+                           what="the failure in the thread")
+    assert len(found) == 1
+    gateway.twilio(status_callback(second, "failed", sender, error_code=63016), path=status)  # reported once
+    assert gateway.history(conversation_id)[2]["status"] == "failed"
+    # An unknown SID is acknowledged and changes nothing.
+    assert gateway.twilio(status_callback("SMunknown", "failed", sender, 30003), path=status)[0] == 204
+    time.sleep(0.5)  # let a wrongly queued second notice show up, if any
+    assert len(thread_has(slack, card_ts, "Not delivered")(slack)) == 1
+
+
+def test_a_500_is_retried_and_the_message_arrives_once(running):
+    gateway, slack, fake = running
+    conversation_id, card_ts = gateway.start_chat(inbound("SMr1", SMS_CUSTOMER, "hello"))
+    fake.failures.append((500, {"code": 20500, "message": "Internal Server Error", "status": 500}, {}))
+    fake.failures.append((429, {"code": 20429, "message": "Too Many Requests", "status": 429}, {}))
+    gateway.say("UAGENT1", "Here is your answer", card_ts)
+    fake.wait_for(lambda f: f.bodies(SMS_CUSTOMER), what="the retried reply")
+    _sent_sid(gateway, conversation_id, "Here is your answer")
+    assert [c.params["status"] for c in fake.calls_to("failure")] == [500, 429]
+    assert fake.bodies(SMS_CUSTOMER) == ["Here is your answer"]
+
+
+def test_a_400_is_not_retried_and_the_agent_is_told(running):
+    gateway, slack, fake = running
+    conversation_id, card_ts = gateway.start_chat(inbound("SMe1", SMS_CUSTOMER, "hello"))
+    fake.failures.append(error(21211, "The 'To' number +44... is not a valid phone number."))
+    gateway.say("UAGENT1", "Can you hear me?", card_ts)
+    slack.wait_for(thread_has(slack, card_ts, "Not delivered", "Can you hear me?", "21211", "not a valid phone number"),
+                   what="the failure in the thread")
+    assert len(fake.calls_to("failure")) == 1 and fake.messages() == []
+    assert gateway.history(conversation_id)[1]["status"] == "failed"
+    # The next reply goes through: the failed one does not block the customer's outbox.
+    gateway.say("UAGENT1", "Trying again", card_ts)
+    fake.wait_for(lambda f: f.bodies(SMS_CUSTOMER), what="the next reply")
+    time.sleep(0.5)  # a wrong retry of the refused message would show up here
+    assert fake.bodies(SMS_CUSTOMER) == ["Trying again"] and len(fake.calls_to("failure")) == 1
+
+
+def test_long_sms_reply_is_split_and_sent_in_order(running):
+    gateway, slack, fake = running
+    conversation_id, card_ts = gateway.start_chat(inbound("SMl1", SMS_CUSTOMER, "Tell me everything"))
+    words = [f"step{i}" for i in range(500)]  # about 3,400 characters
+    # The second part fails once: the retry must not send the first part again.
+    fake.fail_request[2] = (503, {"code": 20503, "message": "Service Unavailable", "status": 503}, {})
+    gateway.say("UAGENT1", " ".join(words), card_ts)
+    fake.wait_for(lambda f: len(f.bodies(SMS_CUSTOMER)) >= 3, what="three parts")
+    parts = fake.bodies(SMS_CUSTOMER)
+    assert len(parts) == 3 and all(len(p) <= 1600 for p in parts)
+    assert [c.params["status"] for c in fake.calls_to("failure")] == [503]
+    assert " ".join(parts).split() == words
+    sids = _sent_sid(gateway, conversation_id, " ".join(words)).split(",")
+    assert len(sids) == 3
+    # A failure callback for any part reaches the agent.
+    gateway.twilio(status_callback(sids[2], "failed", SMS_CUSTOMER, 30007), path="/webhooks/twilio/status")
+    slack.wait_for(thread_has(slack, card_ts, "Not delivered", "30007", "spam"), what="the failed part")
