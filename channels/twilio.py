@@ -201,6 +201,17 @@ def _signed(config: TwilioConfig, public_url: str, request: web.Request, form) -
     return RequestValidator(config.auth_token).validate(url, form, signature, algorithm)
 
 
+async def _form(request: web.Request):
+    """The posted form; HTTP 400 when the body cannot be read as one."""
+    try:
+        return await request.post()
+    except web.HTTPException:
+        raise  # 413 for bodies over server.max_body_bytes
+    except Exception as exc:  # noqa: BLE001 - aiohttp raises many kinds for a broken body
+        raise web.HTTPBadRequest(text=f'{{"error": "malformed form body ({exc.__class__.__name__})"}}',
+                                 content_type="application/json") from None
+
+
 def _twiml() -> web.Response:
     return web.Response(text=_EMPTY_TWIML, content_type="text/xml")
 
@@ -213,7 +224,7 @@ def webhook_handlers(config: TwilioConfig, public_url: str, conversations) -> tu
     store = conversations.store
 
     async def message(request: web.Request) -> web.Response:
-        form = await request.post()
+        form = await _form(request)
         if not _signed(config, public_url, request, form):
             return web.json_response({"error": "missing or wrong X-Twilio-Signature"}, status=403)
         sender = form.get("From", "")
@@ -239,7 +250,7 @@ def webhook_handlers(config: TwilioConfig, public_url: str, conversations) -> tu
         return _twiml()
 
     async def status(request: web.Request) -> web.Response:
-        form = await request.post()
+        form = await _form(request)
         if not _signed(config, public_url, request, form):
             return web.json_response({"error": "missing or wrong X-Twilio-Signature"}, status=403)
         sid, state = form.get("MessageSid", "") or form.get("SmsSid", ""), form.get("MessageStatus", "")

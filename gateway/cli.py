@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every request URL at INFO, and Telegram's URLs carry the bot token;
     # the others print request bodies or tokens at DEBUG.
-    for noisy in ("httpx", "httpcore", "telegram", "slack_sdk", "slack_bolt"):
+    for noisy in ("httpx", "httpcore", "telegram", "slack_sdk", "slack_bolt", "twilio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = parser().parse_args(argv)
     try:

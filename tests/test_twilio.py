@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -344,11 +345,56 @@ def test_stop_opts_out_refuses_replies_and_start_opts_back_in(running):
     assert all("opted out" not in m["text"] for m in gateway.history(conversation_id)[2:])
     assert "Please don't go!" not in [m["text"] for m in gateway.history(conversation_id)]
 
+    # Automatic messages are not sent either: the rating question fails and the agent sees why.
+    gateway.click("resolve", conversation_id, "UAGENT1", card_ts)
+    slack.wait_for(thread_has(slack, card_ts, "Not delivered", "rate our help", "opted out"),
+                   what="the unsent rating question in the thread")
+
     gateway.twilio(inbound("SMs3", SMS_CUSTOMER, "start"))
     slack.wait_for(thread_has(slack, card_ts, "start", "Opted back in"), what="the opt-in in the thread")
+    gateway.wait_state(conversation_id, "active")  # START on a resolved chat reopens it
     gateway.say("UAGENT1", "Welcome back.", card_ts)
     fake.wait_for(lambda f: f.bodies(SMS_CUSTOMER), what="the reply after START")
     assert fake.bodies(SMS_CUSTOMER) == ["Welcome back."]
+
+
+def test_malformed_form_body_is_refused_with_a_clear_error(running, redis_url):
+    gateway, slack, fake = running
+    status, body = gateway.post("/webhooks/twilio", b"--x\r\nbroken", {
+        "Content-Type": "multipart/form-data; boundary=zzz", "X-Twilio-Signature": "bm90"})
+    assert 400 <= status < 500 and "error" in body
+    status, body = gateway.post("/webhooks/twilio", b"From=%2B44207946&Body=\xff\xfe", {
+        "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "bm90"})
+    assert status == 400 and "malformed" in body
+    assert redis_sync.Redis.from_url(redis_url).keys(f"{PREFIX}:*") == []
+
+
+def test_signature_check_switched_off_says_so_loudly_and_accepts_unsigned_webhooks(redis_url, tmp_path):
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[server]
+port = {port}
+[redis]
+url = "{redis_url}"
+[twilio]
+enabled = true
+account_sid = "{ACCOUNT_SID}"
+auth_token = "{AUTH_TOKEN}"
+sms_from = "{SMS_FROM}"
+validate_signatures = false
+""")
+    web = Process(["web", "-c", str(config)], tmp_path / "web.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", process=web)
+        assert "validate_signatures = false" in web.output() and "NOT authenticated" in web.output()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/webhooks/twilio", method="POST",
+                                         data=urllib.parse.urlencode(inbound("SMu1", SMS_CUSTOMER, "hi")).encode())
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        assert redis_sync.Redis.from_url(redis_url).get(f"{PREFIX}:open:sms:{SMS_CUSTOMER}") is not None
+    finally:
+        web.stop()
 
 
 def _sent_sid(gateway: Gateway, conversation_id: str, text: str) -> str:
