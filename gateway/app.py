@@ -59,7 +59,19 @@ def create_app(config: Config, redis_url: str) -> web.Application:
         app.router.add_post("/webhooks/twilio/status", twilio_status)
     if config.slack.enabled:
         bolt = slack_app.build(config.slack, services.conversations, services.store)
-        app.router.add_post("/slack/events", slack_app.events_handler(bolt))
+        if config.slack.signing_secret:
+            app.router.add_post("/slack/events", slack_app.events_handler(bolt))
+        if config.slack.socket_mode:
+            socket = slack_app.socket_mode_handler(bolt, config.slack)
+
+            async def connect_socket(_app: web.Application) -> None:
+                await socket.connect_async()
+
+            async def close_socket(_app: web.Application) -> None:
+                await socket.close_async()
+
+            app.on_startup.append(connect_socket)
+            app.on_cleanup.append(close_socket)
 
     async def close(_app: web.Application) -> None:
         await services.close()

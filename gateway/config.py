@@ -83,6 +83,11 @@ class SlackConfig:
     agent_group: str = ""
     admins: tuple[str, ...] = ()
     admin_group: str = ""
+    # A returning customer's previous agent gets the new chat alone this long.
+    returning_head_start: float = 60.0
+    # Socket Mode (no public URL needed): an app-level token "xapp-…".
+    socket_mode: bool = False
+    app_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -410,6 +415,9 @@ def from_dict(data: dict, path: str = "<dict>") -> Config:
         agent_group=sl.string("agent_group", ""),
         admins=sl.strings("admins"),
         admin_group=sl.string("admin_group", ""),
+        returning_head_start=sl.duration("returning_head_start", SlackConfig.returning_head_start),
+        socket_mode=sl.boolean("socket_mode", SlackConfig.socket_mode),
+        app_token=sl.string("app_token", ""),
     )
     for name in ("agents", "admins"):
         for user in getattr(slack, name):
@@ -422,12 +430,16 @@ def from_dict(data: dict, path: str = "<dict>") -> Config:
     if slack.enabled:
         if not slack.bot_token.startswith("xoxb-"):
             sl.problem("bot_token", "a bot token starting with xoxb-")
-        if not slack.signing_secret:
+        if not slack.signing_secret and not slack.socket_mode:
             sl.problem("signing_secret", "the app's signing secret (Basic Information page)")
+        if slack.socket_mode and not slack.app_token.startswith("xapp-"):
+            sl.problem("app_token", "an app-level token starting with xapp- (needed with socket_mode = true;"
+                       " Basic Information > App-Level Tokens, scope connections:write)")
         if not slack.channel:
             sl.problem("channel", "the id of the channel where chat cards are posted, like C0123456789")
     sl.unknown_keys({"enabled", "bot_token", "signing_secret", "channel", "api_url",
-                     "agents", "agent_group", "admins", "admin_group"})
+                     "agents", "agent_group", "admins", "admin_group", "returning_head_start",
+                     "socket_mode", "app_token"})
 
     twilio = _load_twilio(top.table("twilio"))
 

@@ -65,6 +65,11 @@ def refusal_text(code: str, detail: str) -> str:
         "resolved": "This chat is resolved, so your message was not sent. "
         "It reopens when the customer writes again.",
         "stale": "This chat is no longer resolved.",
+        "not_active": "That works only while the chat is active.",
+        "sound_already_on": "Sound is already on for you in this chat.",
+        "sound_already_off": "Sound is already off for you in this chat.",
+        "reassign_new": "This chat is waiting in the Inbox; only an accepted chat can be reassigned.",
+        "already_assigned": f"This chat is already assigned to {who}.",
         "opted_out": "The customer has opted out of messages on this channel (for SMS: they texted STOP), "
         "so your message was not sent. It can be sent once they opt back in (for SMS: they text START).",
     }.get(code, f"Refused ({code}).")
@@ -151,6 +156,35 @@ class Conversations:
             await self.dispatch.cancel_auto_close(conversation_id)
             return "closed"
         return "new"
+
+    async def set_sound(self, conversation_id: str, agent: str, on: bool) -> None:
+        """B: the assignee turns the mention on each customer message in this chat on or off."""
+        await self._run("sound", conversation_id, agent, "1" if on else "0")
+        await self.dispatch.to_agents(conversation_id)
+
+    async def note(self, conversation_id: str, agent: str, text: str, platform_id: str = "") -> bool:
+        """A private note of the assignee, kept in the history and never sent; False if seen before."""
+        reply = await self._run("note", conversation_id, agent, text, platform_id, str(SEEN_TTL))
+        return reply[0] != "duplicate"
+
+    async def reassign(self, conversation_id: str, admin: str, to_agent: str) -> str:
+        """An admin gives an accepted chat to another agent; returns the previous assignee.
+
+        Whether ``admin`` is an admin and ``to_agent`` an agent is the console's
+        check (it knows the team); the state machine checks the chat.
+        """
+        reply = await self._run("reassign", conversation_id, admin, to_agent)
+        await self.dispatch.to_agents(conversation_id)
+        return reply[2]
+
+    async def offer(self, conversation_id: str) -> bool:
+        """End a returning customer's head start: offer the chat to everyone if still new."""
+        try:
+            await self._run("offer", conversation_id)
+        except Refused:
+            return False
+        await self.dispatch.to_agents(conversation_id)
+        return True
 
     async def auto_close(self, conversation_id: str, token: str) -> bool:
         """Close a resolved chat if it was not reopened since ``token`` was issued."""

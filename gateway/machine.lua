@@ -50,9 +50,9 @@ local function push_out(outbox, item)
 end
 
 -- Events for the agent console, delivered in order by the workers.
-local function to_agents(id, event, seq, by)
+local function to_agents(id, event, seq, by, to)
   push_out(key('out', 'agent', id), cjson.encode({
-    conversation_id = id, event = event, seq = seq or 0, by = by or '', at = now,
+    conversation_id = id, event = event, seq = seq or 0, by = by or '', to = to or '', at = now,
   }))
 end
 
@@ -249,6 +249,54 @@ elseif op == 'reply' then
     return {'replied', id, tostring(seq), '1'}
   end
   return {'replied', id, tostring(seq), '0'}
+
+elseif op == 'sound' then
+  -- B: the assignee's per-chat sound (a mention on each customer message). Missing means on.
+  local agent, wanted = ARGV[4], ARGV[5]
+  local refusal = check_assignee(id, agent)
+  if refusal then return refusal end
+  if field(id, 'state') ~= 'active' then return refused('not_active') end
+  local current = redis.call('HGET', key('sound', id), agent) or '1'
+  if current == wanted then return refused(wanted == '1' and 'sound_already_on' or 'sound_already_off') end
+  redis.call('HSET', key('sound', id), agent, wanted)
+  to_agents(id, 'sound', 0, agent)
+  return {'sound', id, wanted}
+
+elseif op == 'note' then
+  -- A private note of the assignee: kept in the history, never sent, not a reply.
+  local agent, text, platform_id, seen_ttl = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+  local refusal = check_assignee(id, agent)
+  if refusal then return refusal end
+  if platform_id ~= '' then
+    if not redis.call('SET', key('seen', 'agent', platform_id), '1', 'NX', 'EX', seen_ttl) then
+      return {'duplicate', id}
+    end
+  end
+  local seq = append(id, 'note', text, agent)
+  return {'noted', id, tostring(seq)}
+
+elseif op == 'reassign' then
+  -- An admin moves an accepted chat to another agent, between the Assigned lists at once.
+  local admin, target = ARGV[4], ARGV[5]
+  if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
+  local state = field(id, 'state')
+  if state == 'closed' then return refused('closed') end
+  if state == 'new' then return refused('reassign_new') end
+  local assignee = field(id, 'assignee')
+  if assignee == target then return refused('already_assigned', target) end
+  redis.call('HSET', conv_key(id), 'assignee', target, 'last_agent', target)
+  redis.call('ZREM', key('assigned', assignee), id)
+  touch(id, state, target)
+  to_agents(id, 'reassigned', 0, admin, target)
+  return {'reassigned', id, assignee}
+
+elseif op == 'offer' then
+  -- The returning customer's head start is over: the chat is offered to everyone.
+  if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
+  if field(id, 'state') ~= 'new' or field(id, 'offered_at') ~= '' then return refused('stale') end
+  redis.call('HSET', conv_key(id), 'offered_at', now)
+  to_agents(id, 'offered', 0)
+  return {'offered', id}
 
 elseif op == 'delivery' then
   -- Record what happened to an outbound message: sent (with the platform's id) or failed.

@@ -38,7 +38,7 @@ class Page:
 @dataclass(frozen=True)
 class HistoryEntry:
     seq: int
-    direction: str  # "in" from the customer, "out" to the customer
+    direction: str  # "in" from the customer, "out" to the customer, "note" an agent's private note
     text: str
     by: str  # "customer", "system" or the agent's id
     at: float
@@ -194,6 +194,11 @@ class Store:
     async def get_ref(self, kind: str, name: str) -> str | None:
         value = await self.redis.hget(self.key("ref", kind), name)
         return value.decode() if value is not None else None
+
+    async def sound(self, conversation_id: str, agent: str) -> bool:
+        """Whether ``agent`` hears each customer message of this chat (on unless turned off)."""
+        value = await self.redis.hget(self.key("sound", conversation_id), agent)
+        return value != b"0"
 
     # -- customers ---------------------------------------------------------------
 

@@ -80,6 +80,7 @@ bot_token = "xoxb-test-token"
 signing_secret = "env:TEST_SLACK_SIGNING_SECRET"
 channel = "{CHANNEL}"
 api_url = "{slack.api_url}"
+returning_head_start = 1
 [conversation]
 auto_close_after = 1
 [delivery]
@@ -136,9 +137,10 @@ def test_telegram_customer_and_slack_agent_full_flow(running, redis_url):
     assert buttons(slack, card_ts) == ["accept", "reject"]
     conversation_id = cards[0].params["blocks"][-1]["elements"][0]["value"]
 
-    # An agent accepts: the card shows the assignee and Resolve/Leave.
+    # An agent accepts: the card shows the assignee and A-D (go back to chat, sound, leave, resolve).
     assert gateway.click("accept", conversation_id, "UAGENT1", card_ts)[0] == 200
-    slack.wait_for(lambda s: buttons(s, card_ts) == ["resolve", "leave"], what="the accepted card")
+    slack.wait_for(lambda s: buttons(s, card_ts) == ["open_chat", "sound_off", "leave", "resolve", "reassign"],
+                   what="the accepted card")
     assert "<@UAGENT1>" in latest_card(slack, card_ts)
 
     # A second agent is too late, and told so privately.
@@ -177,7 +179,8 @@ def test_telegram_customer_and_slack_agent_full_flow(running, redis_url):
         "Thank you for your rating!",
     ]
 
-    # The customer writes again: a new chat, and the previous agent hears first, in a DM.
+    # The customer writes again: a new chat, and the previous agent hears first, in a DM
+    # (the channel card follows when the 1 s head start ends).
     gateway.telegram(text_update(5, CHAT_ID, "Hello again, new question"))
     new_cards = slack.wait_for(lambda s: card_posts(s)[1:], what="the second card")
     dms = [c for c in slack.calls_to("chat.postMessage") if c.params.get("channel") == "UAGENT1"]

@@ -69,6 +69,13 @@ class RQDispatch:
             job_id=_auto_close_id(conversation_id), retry=self.retry, result_ttl=60,
         )
 
+    async def offer_later(self, conversation_id: str, delay: float) -> None:
+        """Offer a returning customer's chat to everyone once its head start ends."""
+        await asyncio.to_thread(
+            self.queue.enqueue_in, timedelta(seconds=delay), jobs.offer_to_everyone, conversation_id,
+            job_id=f"chatgate-head-start-{conversation_id}", retry=self.retry, result_ttl=60,
+        )
+
     async def cancel_auto_close(self, conversation_id: str) -> None:
         # The close token in the store already makes a stale job harmless; this
         # just keeps the scheduled registry clean.

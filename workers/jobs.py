@@ -20,7 +20,7 @@ from gateway.services import Services, connect
 from .context import current
 from .outbox import drain
 
-__all__ = ["deliver_to_customer", "deliver_to_agents", "close_resolved"]
+__all__ = ["deliver_to_customer", "deliver_to_agents", "close_resolved", "offer_to_everyone"]
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ def deliver_to_agents(conversation_id: str) -> None:
             if web is None:
                 return
             try:
-                await deliver_event(web, services.store, slack, item)
+                await deliver_event(web, services.store, slack, item,
+                                    schedule_offer=services.conversations.dispatch.offer_later)
             except DeliveryError as exc:
                 if exc.permanent or _last_attempt():
                     log.error("dropping a Slack update for chat %s: %s", conversation_id, exc)
@@ -105,5 +106,15 @@ def close_resolved(conversation_id: str, token: str) -> None:
     async def work(services: Services) -> None:
         closed = await services.conversations.auto_close(conversation_id, token)
         log.info("auto-close of chat %s: %s", conversation_id, "closed" if closed else "not needed")
+
+    _run(work)
+
+
+def offer_to_everyone(conversation_id: str) -> None:
+    """The end of a returning customer's head start: the chat is offered to all agents if still new."""
+
+    async def work(services: Services) -> None:
+        offered = await services.conversations.offer(conversation_id)
+        log.info("head start of chat %s over: %s", conversation_id, "offered to everyone" if offered else "not needed")
 
     _run(work)

@@ -8,23 +8,35 @@ workers from the conversation's agent outbox.
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncApp
 
 from gateway.config import SlackConfig
 from gateway.conversations import Conversations
 from gateway.message import Refused
 from gateway.store import Store
 
+from .controls import NOT_AGENT, register_controls, register_unknown_actions
 from .deliver import client, conversation_for_thread
+from .team import Team
 
-__all__ = ["build", "events_handler"]
+__all__ = ["build", "events_handler", "socket_mode_handler"]
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("accept", "reject", "resolve", "leave")
+# A thread message starting with this (any case) is the assignee's private note.
+NOTE_PREFIX = re.compile(r"^\s*note:", re.IGNORECASE)
+
+
+async def _acknowledge_note(client, channel: str, ts: str) -> None:
+    """A :memo: on the note tells its author it was kept and not sent."""
+    try:
+        await client.reactions_add(channel=channel, timestamp=ts, name="memo")
+    except Exception:  # noqa: BLE001 - the note is stored; a missing reaction is only cosmetic
+        log.warning("could not add the note reaction in %s at %s", channel, ts, exc_info=True)
 
 
 def build(config: SlackConfig, conversations: Conversations, store: Store) -> AsyncApp:
@@ -36,21 +48,8 @@ def build(config: SlackConfig, conversations: Conversations, store: Store) -> As
         raise_error_for_unhandled_request=False,
     )
 
-    async def on_action(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespond) -> None:
-        await ack()
-        agent = body.get("user", {}).get("id", "")
-        operation = getattr(conversations, action["action_id"])
-        try:
-            await operation(action.get("value", ""), agent)
-        except Refused as refusal:
-            await respond(text=refusal.reason, response_type="ephemeral", replace_original=False)
-        except Exception:  # noqa: BLE001 - bolt answers 404 if a handler raises after ack()
-            log.exception("Slack action %s failed", action["action_id"])
-            await respond(text="Something went wrong; nothing was changed. Please try again.",
-                          response_type="ephemeral", replace_original=False)
-
-    for action_id in ACTIONS:
-        app.action(action_id)(on_action)
+    team = Team(config, app.client)
+    register_controls(app, conversations, store, team)
 
     @app.event("message")
     async def on_message(event: dict, client) -> None:
@@ -64,6 +63,12 @@ def build(config: SlackConfig, conversations: Conversations, store: Store) -> As
             return
         agent, text = event.get("user", ""), event.get("text", "")
         try:
+            if not await team.is_agent(agent):
+                raise Refused("not_agent", NOT_AGENT)
+            if NOTE_PREFIX.match(text):
+                if await conversations.note(conversation_id, agent, text, platform_id=f"{config.channel}:{event['ts']}"):
+                    await _acknowledge_note(client, config.channel, event["ts"])
+                return
             await conversations.reply(conversation_id, agent, text, platform_id=f"{config.channel}:{event['ts']}")
         except Refused as refusal:
             await client.chat_postEphemeral(
@@ -77,6 +82,7 @@ def build(config: SlackConfig, conversations: Conversations, store: Store) -> As
                 text="Not sent to the customer: chatgate could not store it. Please send it again.",
             )
 
+    register_unknown_actions(app)  # keep last: bolt tries listeners in order
     return app
 
 
@@ -88,3 +94,10 @@ def events_handler(app: AsyncApp) -> "web.Handler":
         return await to_aiohttp_response(bolt_response)
 
     return handle
+
+
+def socket_mode_handler(app: AsyncApp, config: SlackConfig):
+    """Slack's Socket Mode connection for ``app`` (no public URL needed); ``connect_async()`` it."""
+    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+    return AsyncSocketModeHandler(app, app_token=config.app_token)

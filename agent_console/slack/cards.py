@@ -6,7 +6,7 @@ import time
 
 from gateway.message import Conversation, State
 
-__all__ = ["card", "card_text", "format_seconds", "controls"]
+__all__ = ["card", "card_text", "format_seconds", "controls", "head_start_dm", "SOUND_ACTIONS"]
 
 _STATE_LABEL = {
     State.NEW: ":new: New, waiting in the Inbox",
@@ -32,17 +32,27 @@ def format_seconds(seconds: float | None) -> str:
     return f"{secs}s"
 
 
-def controls(conversation: Conversation) -> list[str]:
-    """The action ids a state offers (the server enforces the same rules)."""
+# B's two buttons: the action turns sound on or off; the label shows the current setting.
+SOUND_ACTIONS = {"sound_on": True, "sound_off": False}
+
+
+def controls(conversation: Conversation, sound: bool = True) -> list[str]:
+    """The action ids a state offers, A-F (the server enforces the same rules).
+
+    ``sound`` is the assignee's current setting: its button turns it the other way.
+    """
     return {
         State.NEW: ["accept", "reject"],
-        State.ACTIVE: ["resolve", "leave"],
+        State.ACTIVE: ["open_chat", "sound_off" if sound else "sound_on", "leave", "resolve"],
         State.RESOLVED: ["leave"],
         State.CLOSED: [],
     }[conversation.state]
 
 
 _BUTTONS = {
+    "open_chat": ("Go back to chat", None),
+    "sound_off": (":bell: Sound on", None),
+    "sound_on": (":no_bell: Sound off", None),
     "accept": ("Accept", "primary"),
     "reject": ("Reject", "danger"),
     "resolve": ("Resolve", "primary"),
@@ -50,13 +60,33 @@ _BUTTONS = {
 }
 
 
+def _button(action: str, conversation_id: str, url: str = "") -> dict:
+    label, style = _BUTTONS[action]
+    button = {
+        "type": "button",
+        "action_id": action,
+        "text": {"type": "plain_text", "text": label, "emoji": True},
+        "value": conversation_id,
+    }
+    if style:
+        button["style"] = style
+    if url:
+        button["url"] = url
+    return button
+
+
 def card_text(conversation: Conversation) -> str:
     """The notification text of the card (shown where blocks are not)."""
     return f"{conversation.name or conversation.customer_id} ({_CHANNEL_LABEL.get(conversation.channel, conversation.channel)}): {conversation.query[:150]}"
 
 
-def card(conversation: Conversation, now: float | None = None) -> list[dict]:
-    """The blocks of a conversation's card."""
+def card(conversation: Conversation, now: float | None = None, sound: bool = True, permalink: str = "",
+         reassigned: tuple[str, str] | None = None) -> list[dict]:
+    """The blocks of a conversation's card.
+
+    ``sound`` is the assignee's setting for this chat, ``permalink`` the thread's
+    link (for A), ``reassigned`` the (admin, agent) of the last reassignment.
+    """
     now = time.time() if now is None else now
     c = conversation
     state = _STATE_LABEL[c.state]
@@ -91,21 +121,50 @@ def card(conversation: Conversation, now: float | None = None) -> list[dict]:
             ],
         },
     ]
+    notes = []
     if c.declined_by:
-        declined = ", ".join(f"<@{agent}>" for agent in c.declined_by)
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Declined by {declined}"}]})
+        notes.append("Declined by " + ", ".join(f"<@{agent}>" for agent in c.declined_by))
+    if reassigned and c.state in (State.ACTIVE, State.RESOLVED):
+        notes.append(f"Reassigned by <@{reassigned[0]}> to <@{reassigned[1]}>")
+    if c.state is State.ACTIVE and c.assignee:
+        notes.append(f"Sound {'on' if sound else 'off'} for <@{c.assignee}>")
+    if notes:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(notes)}]})
     buttons = []
-    for action in controls(c):
-        label, style = _BUTTONS[action]
-        button = {
-            "type": "button",
-            "action_id": action,
-            "text": {"type": "plain_text", "text": label},
-            "value": c.id,
-        }
-        if style:
-            button["style"] = style
-        buttons.append(button)
+    for action in controls(c, sound):
+        if action == "open_chat":
+            if permalink:  # A is a link; without the thread's link there is nothing to offer
+                buttons.append(_button(action, c.id, permalink))
+            continue
+        buttons.append(_button(action, c.id))
+    if c.state in (State.ACTIVE, State.RESOLVED):
+        # Shared card, so everyone sees it; the server accepts it from admins only.
+        buttons.append({
+            "type": "users_select",
+            "action_id": "reassign",
+            "placeholder": {"type": "plain_text", "text": "Reassign (admins)"},
+        })
     if buttons:
         blocks.append({"type": "actions", "block_id": f"chat-{c.id}", "elements": buttons})
+    return blocks
+
+
+def head_start_dm(conversation: Conversation, status: str = "") -> list[dict]:
+    """The direct message to a returning customer's previous agent: profile, query, E and F.
+
+    With a ``status`` (accepted, declined, offered to everyone) the buttons are gone.
+    """
+    c = conversation
+    blocks: list[dict] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text":
+            f":wave: Your previous customer *{c.name or c.customer_id}* is back "
+            f"({_CHANNEL_LABEL.get(c.channel, c.channel)}):\n>{c.query[:1000] or '–'}"}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text":
+            f"Phone: {c.phone or '–'} · Location: {c.location or '–'} · Topic: {c.topic} · Chat #{c.id}"}]},
+    ]
+    if status:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": status}]})
+    else:
+        blocks.append({"type": "actions", "block_id": f"dm-{c.id}",
+                       "elements": [_button("accept", c.id), _button("reject", c.id)]})
     return blocks

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from channels import DeliveryError
 from gateway.config import SlackConfig
-from gateway.message import Conversation
+from gateway.message import Conversation, State
 from gateway.store import HistoryEntry, Store
 
-from .cards import card, card_text
+from .cards import card, card_text, head_start_dm
+from .team import Team
 
-__all__ = ["client", "deliver_event", "conversation_for_thread"]
+__all__ = ["client", "deliver_event", "conversation_for_thread", "ScheduleOffer"]
+
+# Asks the workers to offer a chat to everyone after a delay (the returning customer's head start).
+ScheduleOffer = Callable[[str, float], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +62,8 @@ async def _call(coro):
     try:
         return await coro
     except SlackApiError as exc:
-        error = exc.response.get("error", "") if exc.response is not None else ""
+        data = exc.response.data if exc.response is not None else None
+        error = data.get("error", "") if isinstance(data, dict) else ""
         status = exc.response.status_code if exc.response is not None else 0
         if error in _PERMANENT or (400 <= status < 500 and status != 429):
             raise DeliveryError(f"Slack refused: {error or status}", permanent=True) from None
@@ -69,23 +75,60 @@ async def _call(coro):
         raise DeliveryError(f"Slack unreachable: {exc}") from None
 
 
+async def _sound(store: Store, conversation: Conversation) -> bool:
+    return not conversation.assignee or await store.sound(conversation.id, conversation.assignee)
+
+
+async def _card_blocks(web: AsyncWebClient, store: Store, config: SlackConfig, conversation: Conversation,
+                       ts: str | None) -> list[dict]:
+    permalink = ""
+    if ts and conversation.state is State.ACTIVE:
+        permalink = await store.get_ref("slack-permalink", conversation.id) or ""
+        if not permalink:
+            reply = await _call(web.chat_getPermalink(channel=config.channel, message_ts=ts))
+            permalink = reply.get("permalink", "")
+            await store.set_ref("slack-permalink", conversation.id, permalink)
+    reassigned = await store.get_ref("slack-reassigned", conversation.id)
+    return card(conversation, sound=await _sound(store, conversation), permalink=permalink,
+                reassigned=tuple(reassigned.split(" ", 1)) if reassigned else None)
+
+
+def _relayed_text(conversation: Conversation, entry: HistoryEntry) -> str:
+    return f"*{conversation.name or conversation.customer_id}:* {_customer_text(conversation, entry)}"
+
+
 async def _post_card(web: AsyncWebClient, store: Store, config: SlackConfig, conversation: Conversation) -> str:
     ts = await store.get_ref("slack-card", conversation.id)
     if ts:
         return ts  # a repeated job must not post a second card
     reply = await _call(web.chat_postMessage(
-        channel=config.channel, text=card_text(conversation), blocks=card(conversation)
+        channel=config.channel, text=card_text(conversation),
+        blocks=await _card_blocks(web, store, config, conversation, None),
     ))
     ts = reply["ts"]
     await store.set_ref("slack-card", conversation.id, ts)
     await store.set_ref("slack-thread", f"{config.channel}:{ts}", conversation.id)
+    if await store.get_ref("slack-dm", conversation.id):
+        await _catch_up(web, store, config, conversation, ts)
     return ts
+
+
+async def _catch_up(web, store: Store, config: SlackConfig, conversation: Conversation, ts: str) -> None:
+    """After a head start, the thread gets the customer's messages that only the DM saw."""
+    relayed = 1  # the first message is the card's query
+    for entry in await store.history(conversation.id):
+        if entry.direction == "in" and entry.seq > 1:
+            await _call(web.chat_postMessage(channel=config.channel, thread_ts=ts,
+                                             text=_relayed_text(conversation, entry)))
+        relayed = max(relayed, entry.seq)
+    await store.set_ref("slack-relayed", conversation.id, str(relayed))
 
 
 async def _update_card(web: AsyncWebClient, store: Store, config: SlackConfig, conversation: Conversation) -> None:
     ts = await _post_card(web, store, config, conversation)
     await _call(web.chat_update(
-        channel=config.channel, ts=ts, text=card_text(conversation), blocks=card(conversation)
+        channel=config.channel, ts=ts, text=card_text(conversation),
+        blocks=await _card_blocks(web, store, config, conversation, ts),
     ))
 
 
@@ -94,8 +137,46 @@ async def _thread(web, store, config, conversation, text: str) -> None:
     await _call(web.chat_postMessage(channel=config.channel, thread_ts=ts, text=text))
 
 
-async def deliver_event(web: AsyncWebClient, store: Store, config: SlackConfig, raw: bytes) -> None:
-    """Show one outbox event in Slack. Raises DeliveryError when Slack fails."""
+async def _dm(store: Store, conversation_id: str) -> tuple[str, str] | None:
+    ref = await store.get_ref("slack-dm", conversation_id)
+    if not ref:
+        return None
+    channel, ts = ref.split(":", 1)
+    return channel, ts
+
+
+async def _update_dm(web, store: Store, conversation: Conversation, status: str) -> None:
+    dm = await _dm(store, conversation.id)
+    if dm is not None:
+        await _call(web.chat_update(channel=dm[0], ts=dm[1], text=status,
+                                    blocks=head_start_dm(conversation, status)))
+
+
+async def _head_start(web, store: Store, config: SlackConfig, conversation: Conversation,
+                      schedule_offer: ScheduleOffer | None) -> bool:
+    """DM the returning customer's previous agent with E and F; False if no head start applies."""
+    agent = conversation.previous_agent
+    if not agent or config.returning_head_start <= 0 or schedule_offer is None:
+        return False
+    if not await Team(config, web).is_agent(agent):
+        return False  # no longer on the team: offer the chat to everyone at once
+    if await _dm(store, conversation.id) is None:  # a repeated job must not DM twice
+        reply = await _call(web.chat_postMessage(
+            channel=agent, text=f":wave: Your previous customer {conversation.name or conversation.customer_id} "
+            f"is back: “{conversation.query[:300]}”", blocks=head_start_dm(conversation),
+        ))
+        await store.set_ref("slack-dm", conversation.id, f"{reply['channel']}:{reply['ts']}")
+    await schedule_offer(conversation.id, config.returning_head_start)
+    return True
+
+
+async def deliver_event(web: AsyncWebClient, store: Store, config: SlackConfig, raw: bytes,
+                        schedule_offer: ScheduleOffer | None = None) -> None:
+    """Show one outbox event in Slack. Raises DeliveryError when Slack fails.
+
+    ``schedule_offer`` lets a returning customer's previous agent have the chat
+    alone for ``slack.returning_head_start``; without it the chat is offered at once.
+    """
     event = json.loads(raw)
     conversation = await store.get(event["conversation_id"])
     if conversation is None:
@@ -104,6 +185,8 @@ async def deliver_event(web: AsyncWebClient, store: Store, config: SlackConfig, 
     name = conversation.name or conversation.customer_id
 
     if kind == "created":
+        if await _head_start(web, store, config, conversation, schedule_offer):
+            return
         if conversation.previous_agent:
             # The returning customer's previous agent hears of it first, in a DM.
             await _call(web.chat_postMessage(
@@ -119,12 +202,21 @@ async def deliver_event(web: AsyncWebClient, store: Store, config: SlackConfig, 
 
     if kind in ("message", "reopened", "rated"):
         entry = await store.message(conversation.id, seq)
-        if entry is not None:
-            text = f"*{name}:* {_customer_text(conversation, entry)}"
+        card_ts = await store.get_ref("slack-card", conversation.id)
+        dm = await _dm(store, conversation.id)
+        if entry is not None and card_ts is None and dm is not None:
+            # Still in the head start: only the previous agent sees it, in the DM's thread.
+            await _call(web.chat_postMessage(channel=dm[0], thread_ts=dm[1], text=_relayed_text(conversation, entry)))
+            return
+        if entry is not None and entry.seq > int(await store.get_ref("slack-relayed", conversation.id) or 0):
+            text = _relayed_text(conversation, entry)
             if kind == "reopened":
                 text = ":arrows_counterclockwise: The customer wrote again, the chat is active again.\n" + text
             if kind == "rated":
                 text = f":star: {name} rated this chat {conversation.rating}/5."
+            elif conversation.state is State.ACTIVE and conversation.assignee and await _sound(store, conversation):
+                # The mention is what makes Slack notify the assignee with sound.
+                text = f"<@{conversation.assignee}> {text}"
             await _thread(web, store, config, conversation, text)
         if kind != "message":
             await _update_card(web, store, config, conversation)
@@ -136,7 +228,17 @@ async def deliver_event(web: AsyncWebClient, store: Store, config: SlackConfig, 
         "left": f"<@{by}> left this chat; it is back in the Inbox.",
         "resolved": f"<@{by}> resolved this chat; the customer was asked for a rating.",
         "closed": "This chat is closed.",
+        "reassigned": f"<@{by}> reassigned this chat to <@{event.get('to', '')}>. "
+        f"Replies in this thread from <@{event.get('to', '')}> go to the customer.",
     }
+    if kind == "reassigned":
+        await store.set_ref("slack-reassigned", conversation.id, f"{by} {event.get('to', '')}")
+    if kind == "offered":
+        await _post_card(web, store, config, conversation)
+        if conversation.previous_agent not in conversation.declined_by:
+            await _update_dm(web, store, conversation,
+                             f":hourglass: The head start is over: this chat is offered to everyone in <#{config.channel}>.")
+        return
     if kind == "delivery_failed":
         entry = await store.message(conversation.id, seq)
         if entry is not None:
@@ -146,3 +248,10 @@ async def deliver_event(web: AsyncWebClient, store: Store, config: SlackConfig, 
     await _update_card(web, store, config, conversation)
     if kind in notes:
         await _thread(web, store, config, conversation, notes[kind])
+    if kind == "accepted":
+        link = await store.get_ref("slack-permalink", conversation.id)
+        await _update_dm(web, store, conversation, f"<@{by}> accepted this chat"
+                         + (f": <{link}|open the thread>." if link else "."))
+    elif kind == "declined" and by == conversation.previous_agent:
+        await _update_dm(web, store, conversation,
+                         f"You declined this chat; it is offered to everyone in <#{config.channel}>.")

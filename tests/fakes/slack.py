@@ -22,6 +22,7 @@ class FakeSlack(FakeServer):
         self._ts = itertools.count(1)
         self.messages: dict[str, dict] = {}  # ts -> latest message (posted or updated)
         self.responses: list[dict] = []  # bodies posted to response_url
+        self.usergroups: dict[str, list[str]] = {}  # user group id -> member ids (usergroups.users.list)
 
     @property
     def api_url(self) -> str:
@@ -34,6 +35,7 @@ class FakeSlack(FakeServer):
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/api/{method}", self._handle)
+        app.router.add_get("/api/{method}", self._handle)  # slack_sdk GETs a few methods (getPermalink)
         app.router.add_post("/respond", self._respond)
         return app
 
@@ -44,12 +46,16 @@ class FakeSlack(FakeServer):
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        if not request.headers.get("Authorization", "").startswith("Bearer xoxb-"):
+        token_prefix = "Bearer xapp-" if method == "apps.connections.open" else "Bearer xoxb-"
+        if not request.headers.get("Authorization", "").startswith(token_prefix):
             return web.json_response({"ok": False, "error": "not_authed"})
-        if request.content_type == "application/json":
-            params = await request.json()
+        # slack_sdk sends some arguments in the query string (GET methods, reactions.add).
+        if request.method == "GET":
+            params = dict(request.query)
+        elif request.content_type == "application/json":
+            params = {**request.query, **await request.json()}
         else:
-            params = dict(await request.post())
+            params = {**request.query, **await request.post()}
         for key in ("blocks", "attachments"):
             if isinstance(params.get(key), str):
                 params[key] = json.loads(params[key])
@@ -75,6 +81,18 @@ class FakeSlack(FakeServer):
             return web.json_response({"ok": True, "channel": params.get("channel"), "ts": ts})
         if method == "chat.postEphemeral":
             return web.json_response({"ok": True, "message_ts": f"{int(time.time())}.{next(self._ts):06d}"})
+        if method == "chat.getPermalink":
+            channel, ts = params.get("channel", ""), params.get("message_ts", "")
+            if ts not in self.messages:
+                return web.json_response({"ok": False, "error": "message_not_found"})
+            return web.json_response({"ok": True, "channel": channel,
+                                      "permalink": f"https://example.slack.com/archives/{channel}/p{ts.replace('.', '')}"})
+        if method == "usergroups.users.list":
+            if params.get("usergroup") not in self.usergroups:
+                return web.json_response({"ok": False, "error": "no_such_subteam"})
+            return web.json_response({"ok": True, "users": self.usergroups[params["usergroup"]]})
+        if method == "reactions.add":
+            return web.json_response({"ok": True})
         if method in ("views.publish", "conversations.open"):
             return web.json_response({"ok": True, "channel": {"id": "D0001"}, "view": {"id": "V1"}})
         return web.json_response({"ok": False, "error": "unknown_method"})
@@ -87,6 +105,26 @@ class FakeSlack(FakeServer):
         texts = [c.params.get("text", "") for c in self.calls_to("chat.postEphemeral")]
         texts += [c.params.get("text", "") for c in self.calls_to("response_url")]
         return texts
+
+
+def select_user_action(action_id: str, block_id: str, selected_user: str, user: str, channel: str,
+                       message_ts: str, response_url: str) -> str:
+    """The form body of a ``block_actions`` request from a ``users_select`` in a message."""
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0001", "domain": "team"},
+        "user": {"id": user, "username": user.lower(), "team_id": "T0001"},
+        "api_app_id": "A0001",
+        "token": "legacy",
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
+        "trigger_id": "1.2.3",
+        "channel": {"id": channel, "name": "support"},
+        "message": {"type": "message", "ts": message_ts, "text": "card"},
+        "response_url": response_url,
+        "actions": [{"action_id": action_id, "block_id": block_id, "type": "users_select",
+                     "selected_user": selected_user, "action_ts": str(time.time())}],
+    }
+    return urlencode({"payload": json.dumps(payload)})
 
 
 def sign(secret: str, body: str, timestamp: int | None = None) -> dict:
