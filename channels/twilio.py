@@ -30,7 +30,7 @@ from . import DeliveryError
 
 __all__ = [
     "CHANNELS", "SMS", "WHATSAPP", "MAX_BODY", "Parsed", "parse", "split_body", "explain",
-    "webhook_handlers", "send", "RewritingHttpClient",
+    "webhook_handlers", "send", "delivery_error", "RewritingHttpClient",
 ]
 
 log = logging.getLogger(__name__)
@@ -285,11 +285,18 @@ class RewritingHttpClient(TwilioHttpClient):
     def __init__(self, api_url: str, timeout: float | None = None):
         super().__init__(timeout=timeout)
         self.api_url = api_url.rstrip("/")
+        # The last answer's Retry-After, in seconds (twilio's exceptions do not carry headers).
+        self.retry_after: float | None = None
 
     def request(self, method, url, *args, **kwargs):
         if url.startswith(TWILIO_API):
             url = self.api_url + url[len(TWILIO_API):]
-        return super().request(method, url, *args, **kwargs)
+        response = super().request(method, url, *args, **kwargs)
+        try:
+            self.retry_after = float(response.headers.get("Retry-After", ""))
+        except (TypeError, ValueError):
+            self.retry_after = None
+        return response
 
 
 def client(config: TwilioConfig, timeout: float | None = None) -> Client:
@@ -325,12 +332,13 @@ def _sender(config: TwilioConfig, channel: str) -> dict:
                         "twilio.messaging_service_sid", permanent=True)
 
 
-def _delivery_error(exc: Exception) -> DeliveryError:
+def delivery_error(exc: Exception, retry_after: float | None = None) -> DeliveryError:
+    """What a failed Messages API call means for delivery: 4xx permanent; 429, 5xx and network retried."""
     status = getattr(exc, "status", 0) or 0
     if isinstance(exc, TwilioException) and status and status != 429 and 400 <= status < 500:
         return DeliveryError(f"Twilio refused the message: {explain(getattr(exc, 'code', None))}", permanent=True)
     if status == 429:
-        return DeliveryError("Twilio rate limit (429); retrying")
+        return DeliveryError("Twilio rate limit (429); retrying", retry_after=retry_after)
     return DeliveryError(f"Twilio is unreachable or failing ({status or exc.__class__.__name__}); retrying")
 
 
@@ -360,7 +368,7 @@ async def send(config: TwilioConfig, public_url: str, message: OutboundMessage, 
                 status_callback=f"{public_url}/webhooks/twilio/status", **sender,
             )
         except (TwilioException, requests.RequestException) as exc:
-            raise _delivery_error(exc) from None
+            raise delivery_error(exc, twilio.http_client.retry_after) from None
         sids.append(created.sid)
         if entry:
             await store.set_ref("twilio-sid", created.sid, entry)

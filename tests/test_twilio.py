@@ -15,9 +15,11 @@ import urllib.request
 
 import pytest
 import redis as redis_sync
+import requests
+from twilio.base.exceptions import TwilioRestException
 
 from channels import twilio
-from gateway import config as config_module
+from gateway import cli, config as config_module
 from tests.conftest import Process, free_port, wait_http
 from tests.fakes.slack import FakeSlack, message_event, sign, block_action
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, error, inbound, signed, status_callback
@@ -104,6 +106,17 @@ def test_error_codes_are_explained():
     assert "99999" in twilio.explain(99999)
 
 
+def test_api_errors_4xx_are_permanent_429_and_5xx_are_retried():
+    uri = f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
+    refused = twilio.delivery_error(TwilioRestException(400, uri, "Unable to create record", 21211, "POST"))
+    assert refused.permanent and "21211" in str(refused) and "not a valid phone number" in str(refused)
+    limited = twilio.delivery_error(TwilioRestException(429, uri, "Too Many Requests", 20429, "POST"), 2.0)
+    assert not limited.permanent and limited.retry_after == 2.0
+    failing = twilio.delivery_error(TwilioRestException(503, uri, "Service Unavailable", 20503, "POST"))
+    assert not failing.permanent
+    assert not twilio.delivery_error(requests.ConnectionError("refused")).permanent
+
+
 def test_twilio_config_problems_name_key_file_and_expectation(make_config):
     with pytest.raises(config_module.ConfigError) as raised:
         make_config('[twilio]\nenabled = true\naccount_sid = "SK123"\nsms_from = "0044 20"\n')
@@ -117,6 +130,18 @@ def test_twilio_config_problems_name_key_file_and_expectation(make_config):
     config = make_config(f'[twilio]\nenabled = true\naccount_sid = "{ACCOUNT_SID}"\nauth_token = "x"\n'
                          f'whatsapp_from = "whatsapp:{WHATSAPP_FROM}"\n')
     assert config.twilio.whatsapp_from == WHATSAPP_FROM and config.twilio.validate_signatures
+
+
+def test_check_config_lists_twilio_as_enabled(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TEST_TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+    path = tmp_path / "config.toml"
+    path.write_text(f'[twilio]\nenabled = true\naccount_sid = "{ACCOUNT_SID}"\n'
+                    f'auth_token = "env:TEST_TWILIO_AUTH_TOKEN"\nsms_from = "{SMS_FROM}"\n')
+    assert cli.main(["check-config", str(path)]) == 0
+    assert "enabled: twilio" in capsys.readouterr().out
+    monkeypatch.delenv("TEST_TWILIO_AUTH_TOKEN")
+    assert cli.main(["check-config", str(path)]) == 1
+    assert "twilio.auth_token: expected environment variable TEST_TWILIO_AUTH_TOKEN" in capsys.readouterr().err
 
 
 # -- through real processes -------------------------------------------------------
@@ -437,7 +462,7 @@ def test_a_500_is_retried_and_the_message_arrives_once(running):
     gateway, slack, fake = running
     conversation_id, card_ts = gateway.start_chat(inbound("SMr1", SMS_CUSTOMER, "hello"))
     fake.failures.append((500, {"code": 20500, "message": "Internal Server Error", "status": 500}, {}))
-    fake.failures.append((429, {"code": 20429, "message": "Too Many Requests", "status": 429}, {}))
+    fake.failures.append((429, {"code": 20429, "message": "Too Many Requests", "status": 429}, {"Retry-After": "1"}))
     gateway.say("UAGENT1", "Here is your answer", card_ts)
     fake.wait_for(lambda f: f.bodies(SMS_CUSTOMER), what="the retried reply")
     _sent_sid(gateway, conversation_id, "Here is your answer")
