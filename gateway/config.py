@@ -88,6 +88,11 @@ class SlackConfig:
     # Socket Mode (no public URL needed): an app-level token "xapp-…".
     socket_mode: bool = False
     app_token: str = ""
+    # App Home refresh: at most one views.publish per agent per interval (bursts
+    # coalesce), and at most this many per second for the workspace (Slack's
+    # Tier 4 allows about 100 a minute).
+    home_refresh_interval: float = 5.0
+    home_publishes_per_second: int = 1
 
 
 @dataclass(frozen=True)
@@ -418,6 +423,9 @@ def from_dict(data: dict, path: str = "<dict>") -> Config:
         returning_head_start=sl.duration("returning_head_start", SlackConfig.returning_head_start),
         socket_mode=sl.boolean("socket_mode", SlackConfig.socket_mode),
         app_token=sl.string("app_token", ""),
+        home_refresh_interval=sl.duration("home_refresh_interval", SlackConfig.home_refresh_interval),
+        home_publishes_per_second=sl.integer("home_publishes_per_second", SlackConfig.home_publishes_per_second,
+                                             minimum=1),
     )
     for name in ("agents", "admins"):
         for user in getattr(slack, name):
@@ -439,7 +447,7 @@ def from_dict(data: dict, path: str = "<dict>") -> Config:
             sl.problem("channel", "the id of the channel where chat cards are posted, like C0123456789")
     sl.unknown_keys({"enabled", "bot_token", "signing_secret", "channel", "api_url",
                      "agents", "agent_group", "admins", "admin_group", "returning_head_start",
-                     "socket_mode", "app_token"})
+                     "socket_mode", "app_token", "home_refresh_interval", "home_publishes_per_second"})
 
     twilio = _load_twilio(top.table("twilio"))
 

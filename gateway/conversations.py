@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from .config import ConversationConfig
 from .message import InboundMessage, OutboundMessage, Refused
-from .store import Store
+from .store import AutoClose, Store
 from .topics import Topics
 
 __all__ = ["Conversations", "Dispatch", "Received", "refusal_text"]
@@ -65,6 +65,8 @@ def refusal_text(code: str, detail: str) -> str:
         "resolved": "This chat is resolved, so your message was not sent. "
         "It reopens when the customer writes again.",
         "stale": "This chat is no longer resolved.",
+        "not_admin": "Only a chatgate admin can change that; ask one of the admins.",
+        "bad_delay": "The auto-close delay must be more than zero seconds.",
         "not_active": "That works only while the chat is active.",
         "sound_already_on": "Sound is already on for you in this chat.",
         "sound_already_off": "Sound is already off for you in this chat.",
@@ -78,14 +80,17 @@ def refusal_text(code: str, detail: str) -> str:
 class Conversations:
     """The operations of the conversation state machine."""
 
-    def __init__(self, store: Store, dispatch: Dispatch, config: ConversationConfig, topics: Topics):
+    def __init__(self, store: Store, dispatch: Dispatch, config: ConversationConfig, topics: Topics,
+                 clock: Callable[[], float] = time.time):
         self.store = store
         self.dispatch = dispatch
         self.config = config
         self.topics = topics
+        # The time of every transition (tests script a day with their own clock).
+        self.clock = clock
 
     async def _run(self, op: str, *args: str) -> list[str]:
-        reply = await self.store.run(op, time.time(), *args)
+        reply = await self.store.run(op, self.clock(), *args)
         if reply[0] == "refused":
             raise Refused(reply[1], refusal_text(reply[1], reply[2]))
         return reply
@@ -145,8 +150,9 @@ class Conversations:
         conversation = await self.store.get(conversation_id)
         await self.dispatch.to_customer(conversation.channel, conversation.customer_id)
         await self.dispatch.to_agents(conversation_id)
-        if self.config.auto_close:
-            await self.dispatch.auto_close(conversation_id, reply[2], self.config.auto_close_after)
+        setting = await self.auto_close_setting()
+        if setting.enabled:
+            await self.dispatch.auto_close(conversation_id, reply[2], setting.after)
 
     async def leave(self, conversation_id: str, agent: str) -> str:
         """C: active chats go back to the Inbox, resolved ones close. Returns the new state."""
@@ -185,6 +191,31 @@ class Conversations:
             return False
         await self.dispatch.to_agents(conversation_id)
         return True
+
+    async def auto_close_setting(self) -> AutoClose:
+        """Auto-close as it applies now: the admin's switch, or the config until someone flips it."""
+        return await self.store.auto_close_setting(AutoClose(self.config.auto_close, self.config.auto_close_after))
+
+    async def set_auto_close(self, enabled: bool, after: float, by: str, is_admin: bool) -> int:
+        """The admin's auto-close switch, effective at once; the number of resolved chats it affected.
+
+        Off cancels every pending auto-close; on schedules one for every resolved
+        chat, ``after`` seconds from now (not from when it was resolved, so no
+        chat vanishes the moment the switch is flipped). Whether ``by`` is an
+        admin is the console's check (it knows the team).
+        """
+        if not is_admin:
+            raise Refused("not_admin", refusal_text("not_admin", by))
+        if after <= 0:
+            raise Refused("bad_delay", refusal_text("bad_delay", ""))
+        reply = await self._run("set_auto_close", "1" if enabled else "0", repr(float(after)))
+        pending = list(zip(reply[1::2], reply[2::2]))
+        if enabled:
+            for conversation_id, token in pending:
+                await self.dispatch.auto_close(conversation_id, token, after)
+        elif pending:
+            await self.dispatch.enqueue(cancel_auto_close=tuple(c for c, _ in pending))
+        return len(pending)
 
     async def auto_close(self, conversation_id: str, token: str) -> bool:
         """Close a resolved chat if it was not reopened since ``token`` was issued."""

@@ -91,9 +91,37 @@ local function close(id)
   if assignee ~= '' then redis.call('ZREM', key('assigned', assignee), id) end
   redis.call('ZREM', key('inbox'), id)
   redis.call('ZADD', key('closed'), now, id)
+  redis.call('ZREM', key('resolved'), id)
   redis.call('HSET', conv_key(id), 'updated_at', now)
   to_agents(id, 'closed', 0, assignee)
   return {'closed', id}
+end
+
+-- Team figures, one small key per UTC day so a figure is one or two calls (see Store.figures).
+local day = math.floor(now / 86400)
+
+local function record_first_response(seconds, id)
+  redis.call('ZADD', key('first_response', day), seconds, id)
+  redis.call('EXPIRE', key('first_response', day), 2 * 86400)
+end
+
+local function record_rating(rating)
+  redis.call('HINCRBY', key('ratings', day), 'count', 1)
+  redis.call('HINCRBY', key('ratings', day), 'sum', rating)
+  redis.call('EXPIRE', key('ratings', day), 8 * 86400)
+end
+
+if op == 'set_auto_close' then
+  -- The admin's auto-close switch. Every resolved chat gets a new close token, so
+  -- any auto-close already scheduled is stale; the caller schedules new ones when on.
+  local enabled, after = ARGV[3], ARGV[4]
+  redis.call('HSET', key('settings'), 'auto_close', enabled, 'auto_close_after', after)
+  local reply = {'auto_close_set'}
+  for _, resolved in ipairs(redis.call('ZRANGE', key('resolved'), 0, -1)) do
+    table.insert(reply, resolved)
+    table.insert(reply, tostring(redis.call('HINCRBY', conv_key(resolved), 'close_token', 1)))
+  end
+  return reply
 end
 
 if op == 'ingest' then
@@ -136,12 +164,14 @@ if op == 'ingest' then
     if state == 'resolved' then
       if field(id, 'rating') == '' and string.match(text, '^%s*[1-5]%s*$') then
         redis.call('HSET', conv_key(id), 'rating', tonumber(string.match(text, '[1-5]')))
+        record_rating(tonumber(string.match(text, '[1-5]')))
         event = 'rated'
       else
         -- Anything but a first rating reopens the chat to the same agent; bumping
         -- the token makes a pending auto-close a no-op.
         redis.call('HSET', conv_key(id), 'state', 'active')
         redis.call('HDEL', conv_key(id), 'resolved_at')
+        redis.call('ZREM', key('resolved'), id)
         redis.call('HINCRBY', conv_key(id), 'close_token', 1)
         event = 'reopened'
       end
@@ -200,6 +230,7 @@ elseif op == 'resolve' then
   if refusal then return refusal end
   if field(id, 'state') == 'resolved' then return refused('already_resolved') end
   redis.call('HSET', conv_key(id), 'state', 'resolved', 'resolved_at', now)
+  redis.call('ZADD', key('resolved'), now, id)
   local token = redis.call('HINCRBY', conv_key(id), 'close_token', 1)
   touch(id, 'resolved', agent)
   to_customer(id, question, append(id, 'out', question, 'system'))
@@ -245,6 +276,7 @@ elseif op == 'reply' then
   to_customer(id, text, seq)
   if field(id, 'first_response_at') == '' then
     redis.call('HSET', conv_key(id), 'first_response_at', now)
+    record_first_response(now - tonumber(field(id, 'first_customer_at')), id)
     to_agents(id, 'first_response', seq, agent)
     return {'replied', id, tostring(seq), '1'}
   end

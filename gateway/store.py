@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from .message import Conversation, OutboundMessage, State
 
-__all__ = ["Store", "Page", "HistoryEntry"]
+__all__ = ["Store", "Page", "HistoryEntry", "Figures", "AutoClose"]
 
 _MACHINE = resources.files(__package__).joinpath("machine.lua").read_text()
 
@@ -45,6 +45,24 @@ class HistoryEntry:
     status: str = ""
     detail: str = ""
     attachments: tuple[dict, ...] = ()
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The team's figures: chats waiting, median first response today, average rating this week."""
+
+    waiting: int
+    median_first_response: float | None  # seconds, over first replies since 00:00 UTC
+    average_rating: float | None  # over ratings of the last 7 UTC days, today included
+    ratings: int
+
+
+@dataclass(frozen=True)
+class AutoClose:
+    """The effective auto-close setting: the admin's switch in Redis, else the config."""
+
+    enabled: bool
+    after: float  # seconds
 
 
 def _float(value: str | None) -> float | None:
@@ -168,6 +186,65 @@ class Store:
     async def closed(self, offset: int = 0, limit: int = 20) -> Page:
         return await self._page(self.key("closed"), offset, limit)
 
+    async def inbox_for(self, agent: str, channel: str = "", topic: str = "", offset: int = 0,
+                        limit: int = 20) -> Page:
+        """The Inbox as ``agent`` sees it: minus chats they declined, filtered by channel and topic."""
+        return await self._filtered_page(self.key("inbox"), offset, limit, channel, topic, agent)
+
+    async def assigned_for(self, agent: str, channel: str = "", topic: str = "", offset: int = 0,
+                           limit: int = 20) -> Page:
+        """The agent's Assigned list filtered by channel and topic (empty: any)."""
+        return await self._filtered_page(self.key("assigned", agent), offset, limit, channel, topic, "")
+
+    async def _filtered_page(self, list_key: str, offset: int, limit: int, channel: str, topic: str,
+                             hide_declined_by: str) -> Page:
+        # One pipelined round trip over the list's ids: Inbox and Assigned lists
+        # are the open chats of the moment, not the archive.
+        ids = [i.decode() for i in await self.redis.zrevrange(list_key, 0, -1)]
+        if ids and (channel or topic or hide_declined_by):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for conversation_id in ids:
+                    pipe.hmget(self.key("conv", conversation_id), "channel", "topic")
+                    pipe.sismember(self.key("declined", conversation_id), hide_declined_by or "-")
+                replies = await pipe.execute()
+            kept = []
+            for conversation_id, (found, declined) in zip(ids, zip(replies[::2], replies[1::2])):
+                found_channel, found_topic = ((v or b"").decode() for v in found)
+                if (channel and found_channel != channel) or (topic and found_topic != topic):
+                    continue
+                if hide_declined_by and declined:
+                    continue
+                kept.append(conversation_id)
+            ids = kept
+        conversations = await self.get_many(ids[offset:offset + limit])
+        return Page(tuple(conversations), len(ids), offset, limit)
+
+    async def figures(self, now: float) -> Figures:
+        """Team figures from the per-day keys machine.lua writes: two round trips, no scan."""
+        day = int(now // 86400)
+        first_responses = self.key("first_response", str(day))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.key("inbox"))
+            pipe.zcard(first_responses)
+            for back in range(7):
+                pipe.hmget(self.key("ratings", str(day - back)), "count", "sum")
+            waiting, replies, *days = await pipe.execute()
+        median = None
+        if replies:
+            middle = await self.redis.zrange(first_responses, (replies - 1) // 2, replies // 2, withscores=True)
+            if middle:
+                median = sum(score for _, score in middle) / len(middle)
+        count = sum(int(c or 0) for c, _ in days)
+        total = sum(int(s or 0) for _, s in days)
+        return Figures(waiting, median, total / count if count else None, count)
+
+    async def auto_close_setting(self, default: AutoClose) -> AutoClose:
+        """The admin's auto-close switch as stored by machine.lua, or ``default`` if never set."""
+        enabled, after = await self.redis.hmget(self.key("settings"), "auto_close", "auto_close_after")
+        if enabled is None:
+            return default
+        return AutoClose(enabled == b"1", float(after) if after else default.after)
+
     # -- outboxes ------------------------------------------------------------
     # An outbox is a Redis list drained in order by the workers (workers/outbox.py).
 
@@ -195,11 +272,6 @@ class Store:
         value = await self.redis.hget(self.key("ref", kind), name)
         return value.decode() if value is not None else None
 
-    async def sound(self, conversation_id: str, agent: str) -> bool:
-        """Whether ``agent`` hears each customer message of this chat (on unless turned off)."""
-        value = await self.redis.hget(self.key("sound", conversation_id), agent)
-        return value != b"0"
-
     # -- customers ---------------------------------------------------------------
 
     async def opted_out(self, channel: str, customer_id: str) -> bool:
@@ -210,3 +282,8 @@ class Store:
         """The location kept in the customer's profile, or ""."""
         value = await self.redis.hget(self.key("customer", channel, customer_id), "location")
         return value.decode() if value else ""
+
+    async def sound(self, conversation_id: str, agent: str) -> bool:
+        """Whether ``agent`` hears each customer message of this chat (on unless turned off)."""
+        value = await self.redis.hget(self.key("sound", conversation_id), agent)
+        return value != b"0"

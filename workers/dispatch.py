@@ -76,6 +76,14 @@ class RQDispatch:
             job_id=f"chatgate-head-start-{conversation_id}", retry=self.retry, result_ttl=60,
         )
 
+    async def refresh_homes(self, delay: float) -> None:
+        """Run the Slack App Home refresh pump in ``delay`` seconds (no retries: it reschedules itself)."""
+        if delay <= 0:
+            await asyncio.to_thread(self.queue.enqueue, jobs.refresh_homes, result_ttl=60, failure_ttl=3600)
+            return
+        await asyncio.to_thread(self.queue.enqueue_in, timedelta(seconds=delay), jobs.refresh_homes,
+                                result_ttl=60, failure_ttl=3600)
+
     async def cancel_auto_close(self, conversation_id: str) -> None:
         # The close token in the store already makes a stale job harmless; this
         # just keeps the scheduled registry clean.

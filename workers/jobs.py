@@ -20,7 +20,8 @@ from gateway.services import Services, connect
 from .context import current
 from .outbox import drain
 
-__all__ = ["deliver_to_customer", "deliver_to_agents", "close_resolved", "offer_to_everyone"]
+__all__ = ["deliver_to_customer", "deliver_to_agents", "close_resolved", "offer_to_everyone",
+           "refresh_homes"]
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,10 @@ def deliver_to_agents(conversation_id: str) -> None:
         slack = services.config.slack
         web = client(slack) if slack.enabled else None
 
+        delivered: list[bytes] = []
+
         async def send(item: bytes) -> None:
+            delivered.append(item)
             if web is None:
                 return
             try:
@@ -96,6 +100,41 @@ def deliver_to_agents(conversation_id: str) -> None:
                 raise
 
         await drain(services.store, services.store.agent_outbox(conversation_id), send)
+        if web is not None and delivered:
+            await _refresh_homes_after(services, web, conversation_id, delivered)
+
+    _run(work)
+
+
+def _home_publisher(services: Services, web):
+    from agent_console.slack.home_refresh import HomePublisher
+    from agent_console.slack.team import Team
+
+    return HomePublisher(services.config.slack, services.conversations, web, Team(services.config.slack, web))
+
+
+async def _refresh_homes_after(services: Services, web, conversation_id: str, delivered: list[bytes]) -> None:
+    """Mark the App Homes showing this chat for a (debounced, paced) refresh."""
+    try:
+        publisher = _home_publisher(services, web)
+        conversation = await services.store.get(conversation_id)
+        delay = await publisher.changed(conversation, publisher.events(delivered))
+        if delay is not None:
+            await services.conversations.dispatch.refresh_homes(delay)
+    except Exception:  # noqa: BLE001 - the events are delivered; a Home refresh must not redo them
+        log.exception("marking App Homes for chat %s failed", conversation_id)
+
+
+def refresh_homes() -> None:
+    """The App Home pump: publish the Homes that are due, then run again when the next one is."""
+    from agent_console.slack.deliver import client
+
+    async def work(services: Services) -> None:
+        if not services.config.slack.enabled:
+            return
+        delay = await _home_publisher(services, client(services.config.slack)).pump()
+        if delay is not None:
+            await services.conversations.dispatch.refresh_homes(delay)
 
     _run(work)
 

@@ -21,6 +21,7 @@ from gateway.store import Store
 
 from .controls import NOT_AGENT, register_controls, register_unknown_actions
 from .deliver import client, conversation_for_thread
+from .home_actions import register_home
 from .team import Team
 
 __all__ = ["build", "events_handler", "socket_mode_handler"]
@@ -49,6 +50,7 @@ def build(config: SlackConfig, conversations: Conversations, store: Store) -> As
     )
 
     team = Team(config, app.client)
+    register_home(app, config, conversations, team)  # before the controls: Home's Accept is answered in Home
     register_controls(app, conversations, store, team)
 
     @app.event("message")

@@ -22,6 +22,7 @@ class FakeSlack(FakeServer):
         self._ts = itertools.count(1)
         self.messages: dict[str, dict] = {}  # ts -> latest message (posted or updated)
         self.responses: list[dict] = []  # bodies posted to response_url
+        self.home_views: dict[str, dict] = {}  # user id -> their App Home as last published
         self.usergroups: dict[str, list[str]] = {}  # user group id -> member ids (usergroups.users.list)
 
     @property
@@ -93,6 +94,14 @@ class FakeSlack(FakeServer):
             return web.json_response({"ok": True, "users": self.usergroups[params["usergroup"]]})
         if method == "reactions.add":
             return web.json_response({"ok": True})
+        if method == "views.publish":
+            view = params.get("view")
+            view = json.loads(view) if isinstance(view, str) else view
+            if not params.get("user_id") or not isinstance(view, dict) or view.get("type") != "home":
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            if len(view.get("blocks", [])) > 100:
+                return web.json_response({"ok": False, "error": "invalid_blocks"})
+            self.home_views[params["user_id"]] = view
         if method in ("views.publish", "conversations.open"):
             return web.json_response({"ok": True, "channel": {"id": "D0001"}, "view": {"id": "V1"}})
         return web.json_response({"ok": False, "error": "unknown_method"})
@@ -105,6 +114,39 @@ class FakeSlack(FakeServer):
         texts = [c.params.get("text", "") for c in self.calls_to("chat.postEphemeral")]
         texts += [c.params.get("text", "") for c in self.calls_to("response_url")]
         return texts
+
+
+def home_opened(user: str) -> str:
+    """The JSON body of an Events API ``app_home_opened`` event (the Home tab)."""
+    event = {"type": "app_home_opened", "user": user, "channel": "D0001", "tab": "home",
+             "event_ts": f"{time.time():.6f}"}
+    return json.dumps({
+        "token": "legacy", "team_id": "T0001", "api_app_id": "A0001", "type": "event_callback",
+        "event_id": f"EvHome{user}{time.time_ns()}", "event_time": int(time.time()), "event": event,
+        "authorizations": [{"team_id": "T0001", "user_id": BOT_USER, "is_bot": True}],
+    })
+
+
+def home_action(action_id: str, user: str, value: str = "", selected: str = "") -> str:
+    """The form body of a ``block_actions`` request from a button or static select in the App Home."""
+    action = {"action_id": action_id, "block_id": "home-block", "action_ts": str(time.time())}
+    if selected:
+        action.update(type="static_select", selected_option={"text": {"type": "plain_text", "text": selected},
+                                                             "value": selected})
+    else:
+        action.update(type="button", value=value, text={"type": "plain_text", "text": action_id})
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0001", "domain": "team"},
+        "user": {"id": user, "username": user.lower(), "team_id": "T0001"},
+        "api_app_id": "A0001",
+        "token": "legacy",
+        "container": {"type": "view", "view_id": "V1"},
+        "trigger_id": "1.2.3",
+        "view": {"id": "V1", "type": "home", "blocks": [], "state": {"values": {}}},
+        "actions": [action],
+    }
+    return urlencode({"payload": json.dumps(payload)})
 
 
 def select_user_action(action_id: str, block_id: str, selected_user: str, user: str, channel: str,
