@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 import phonenumbers
 import requests
@@ -40,6 +41,8 @@ CHANNELS = (SMS, WHATSAPP)
 TWILIO_API = "https://api.twilio.com"
 # Twilio refuses a Body longer than this; longer replies go out as several messages.
 MAX_BODY = 1600
+# Twilio sends at most 10 media items per message.
+MAX_MEDIA = 10
 
 # Twilio's default opt-out and opt-in keywords (the whole message, any case).
 OPT_OUT_WORDS = {"STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
@@ -158,7 +161,7 @@ def parse(form, known_location: str = "") -> Parsed | None:
         count = int(form.get("NumMedia", "0") or 0)
     except ValueError:
         raise ValueError("NumMedia is not a number") from None
-    for index in range(count):
+    for index in range(min(count, MAX_MEDIA)):
         url = form.get(f"MediaUrl{index}", "")
         if url:
             content_type = form.get(f"MediaContentType{index}", "")
@@ -221,6 +224,9 @@ def webhook_handlers(config: TwilioConfig, public_url: str, conversations) -> tu
     if not config.validate_signatures:
         log.warning("!!! twilio.validate_signatures = false: Twilio webhooks are NOT authenticated, anyone "
                     "can post messages as any customer. Use this for local development only !!!")
+    if urlsplit(public_url).hostname in ("127.0.0.1", "localhost", "::1"):
+        log.warning("server.public_url is %s: Twilio cannot reach that, and its signatures are computed for "
+                    "the public address it calls; set server.public_url to that address", public_url)
     store = conversations.store
 
     async def message(request: web.Request) -> web.Response:

@@ -66,6 +66,9 @@ def test_whatsapp_message_media_and_shared_location():
     assert [(a.kind, a.content_type) for a in message.attachments] == [("image", "image/jpeg"),
                                                                         ("file", "application/pdf")]
     assert message.attachments[0].ref.endswith("/ME1")
+    # Twilio sends at most ten; a forged count cannot make chatgate store more.
+    many = {f"MediaUrl{i}": f"https://example.test/{i}.jpg" for i in range(12)}
+    assert len(twilio.parse(inbound("SM4b", SMS_CUSTOMER, "", NumMedia=999999, **many)).message.attachments) == 10
 
     shared = twilio.parse(inbound("SM5", "whatsapp:" + WA_CUSTOMER, "", Latitude="52.520008",
                                   Longitude="13.404954", Address="Pariser Platz", Label="Brandenburg Gate"),
