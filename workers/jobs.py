@@ -117,8 +117,7 @@ async def _refresh_homes_after(services: Services, web, conversation_id: str, de
     """Mark the App Homes showing this chat for a (debounced, paced) refresh."""
     try:
         publisher = _home_publisher(services, web)
-        conversation = await services.store.get(conversation_id)
-        delay = await publisher.changed(conversation, publisher.events(delivered))
+        delay = await publisher.changed(conversation_id, publisher.events(delivered))
         if delay is not None:
             await services.conversations.dispatch.refresh_homes(delay)
     except Exception:  # noqa: BLE001 - the events are delivered; a Home refresh must not redo them

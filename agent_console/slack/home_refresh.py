@@ -31,7 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from gateway.config import SlackConfig
 from gateway.conversations import Conversations
-from gateway.message import Conversation, State
+from gateway.message import State
 from gateway.store import Store
 from gateway.topics import DEFAULT_TOPIC
 
@@ -119,27 +119,24 @@ class HomePublisher:
             await self.save_state(user, state)
             page = await listing(user, state.channel, state.topic, state.offset, PAGE_SIZE)
         figures = await self.store.figures(now)
-        links = {c.id: link for c in page.conversations if (link := await self._link(c.id))}
+        links = await self._links([c.id for c in page.conversations])
         auto_close = await self.conversations.auto_close_setting() if await self.team.is_admin(user) else None
         return home_view(state, page, figures, links, self.topics, now, auto_close, notice)
 
-    async def _link(self, conversation_id: str) -> str | None:
-        """The permalink of the chat's card (its thread), asked of Slack once and then kept."""
-        link = await self.store.get_ref("slack-permalink", conversation_id)
-        if link:
-            return link
-        ts = await self.store.get_ref("slack-card", conversation_id)
-        if not ts:
-            return None
-        try:
-            reply = await self.web.chat_getPermalink(channel=self.config.channel, message_ts=ts)
-        except SlackApiError as exc:
-            log.warning("no permalink for chat %s: %s", conversation_id, exc.response.get("error"))
-            return None
-        link = reply.get("permalink")
-        if link:
-            await self.store.set_ref("slack-permalink", conversation_id, link)
-        return link
+    async def _links(self, conversation_ids: list[str]) -> dict[str, str]:
+        """Permalinks of the chats' cards (their threads): asked of Slack once each, then kept."""
+        links = await self.store.get_refs("slack-permalink", conversation_ids)
+        missing = [c for c in conversation_ids if c not in links]
+        for conversation_id, ts in (await self.store.get_refs("slack-card", missing)).items():
+            try:
+                reply = await self.web.chat_getPermalink(channel=self.config.channel, message_ts=ts)
+            except SlackApiError as exc:
+                log.warning("no permalink for chat %s: %s", conversation_id, exc.response.get("error"))
+                continue
+            if reply.get("permalink"):
+                links[conversation_id] = reply["permalink"]
+                await self.store.set_ref("slack-permalink", conversation_id, reply["permalink"])
+        return links
 
     # -- refreshing on change ----------------------------------------------------
 
@@ -150,10 +147,13 @@ class HomePublisher:
     async def viewers(self) -> set[str]:
         return {v.decode() for v in await self.store.redis.smembers(self._key("viewers"))}
 
-    async def changed(self, conversation: Conversation | None, events: list[dict]) -> float | None:
+    async def changed(self, conversation_id: str, events: list[dict]) -> float | None:
         """A chat changed: mark the viewers whose Home may show it. Seconds until the pump
         should run if the caller must schedule it, else None (a pump is already on its way)."""
         viewers = await self.viewers()
+        if not viewers:
+            return None
+        conversation = await self.store.get(conversation_id)
         if conversation is None or conversation.state is State.NEW or any(
                 e.get("event") in EVERYONE_EVENTS for e in events):
             targets = viewers
