@@ -20,6 +20,7 @@ from twilio.base.exceptions import TwilioRestException
 
 from channels import twilio
 from gateway import cli, config as config_module
+from gateway.message import InboundMessage, Refused
 from tests.conftest import Process, free_port, wait_http
 from tests.fakes.slack import FakeSlack, message_event, sign, block_action
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, error, inbound, signed, status_callback
@@ -145,6 +146,53 @@ def test_check_config_lists_twilio_as_enabled(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TEST_TWILIO_AUTH_TOKEN")
     assert cli.main(["check-config", str(path)]) == 1
     assert "twilio.auth_token: expected environment variable TEST_TWILIO_AUTH_TOKEN" in capsys.readouterr().err
+
+
+# -- the state machine's part, on the real Redis (no processes) ------------------------
+
+
+async def _active_chat(services, number: str = SMS_CUSTOMER) -> str:
+    received = await services.conversations.receive(InboundMessage("sms", number, "SMq1", "hello", phone=number))
+    await services.conversations.accept(received.conversation_id, "UAGENT1")
+    return received.conversation_id
+
+
+async def test_delivery_status_never_steps_back_and_a_failure_is_reported_once(services):
+    conversations, store = services.conversations, services.store
+    chat = await _active_chat(services)
+    await conversations.reply(chat, "UAGENT1", "first")
+    for status in ("sent", "delivered", "sent", "queued"):  # callbacks arriving late
+        await conversations.record_delivery(chat, 2, status, "SM1" if status == "sent" else "")
+    assert (await store.message(chat, 2)).status == "delivered"
+    await conversations.record_delivery(chat, 2, "read")
+    assert (await store.message(chat, 2)).status == "read"
+
+    await conversations.reply(chat, "UAGENT1", "second")
+    await conversations.record_delivery(chat, 3, "failed", "undelivered: Twilio error 30003: unreachable")
+    await conversations.record_delivery(chat, 3, "failed", "failed: Twilio error 30003: unreachable")
+    await conversations.record_delivery(chat, 3, "delivered")
+    entry = await store.message(chat, 3)
+    assert (entry.status, entry.detail) == ("failed", "undelivered: Twilio error 30003: unreachable")
+    events = [json.loads(e)["event"] for e in await store.redis.lrange(store.agent_outbox(chat), 0, -1)]
+    assert events.count("delivery_failed") == 1
+
+
+async def test_replies_to_an_opted_out_customer_are_refused_until_they_opt_back_in(services):
+    conversations, store = services.conversations, services.store
+    chat = await _active_chat(services)
+    assert await conversations.set_opt_out("sms", SMS_CUSTOMER, True) is False
+    assert await store.opted_out("sms", SMS_CUSTOMER)
+    with pytest.raises(Refused) as refused:
+        await conversations.reply(chat, "UAGENT1", "are you still there?")
+    assert refused.value.code == "opted_out" and "not sent" in refused.value.reason
+    assert [e.text for e in await store.history(chat)] == ["hello"]
+    assert len(await store.redis.lrange(store.customer_outbox("sms", SMS_CUSTOMER), 0, -1)) == 0
+    # Another channel of the same number is not affected.
+    assert not await store.opted_out("whatsapp", SMS_CUSTOMER)
+
+    assert await conversations.set_opt_out("sms", SMS_CUSTOMER, False) is True
+    await conversations.reply(chat, "UAGENT1", "welcome back")
+    assert [e.text for e in await store.history(chat)] == ["hello", "welcome back"]
 
 
 # -- through real processes -------------------------------------------------------
