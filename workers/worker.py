@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
+import redis.exceptions
 from redis import Redis
 from rq import Queue, Worker
+from rq.exceptions import StopRequested
 
 from gateway.config import Config
 from gateway.services import connect
@@ -55,14 +58,37 @@ class ChatgateWorker(Worker):
             await services.close()
 
 
-def run_worker(config: Config, redis_url: str, burst: bool = False) -> bool:
-    """Work on chatgate's queue until stopped; also runs the scheduler for auto-close."""
+def run_worker(config: Config, redis_url: str, burst: bool = False) -> None:
+    """Work on chatgate's queue until stopped; also runs the scheduler for auto-close.
+
+    RQ's worker quits when Redis goes away in the middle of a job; this starts a
+    new one (with backoff) until Redis answers again, so a Redis restart needs
+    no operator.
+    """
     connection = Redis.from_url(redis_url)
-    worker = ChatgateWorker(
-        [Queue(QUEUE_NAME, connection=connection)],
-        connection=connection,
-        context=WorkerContext(config=config, redis_url=redis_url),
-        # Maintenance (abandoned jobs, stuck outboxes) runs this often.
-        maintenance_interval=max(1, int(config.delivery.recovery_after / 2)),
-    )
-    return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    interval = max(1, int(config.delivery.recovery_after / 2))
+    backoff = 1.0
+    while True:
+        worker = ChatgateWorker(
+            [Queue(QUEUE_NAME, connection=connection)],
+            connection=connection,
+            context=WorkerContext(config=config, redis_url=redis_url),
+            # Maintenance (abandoned jobs, stuck outboxes) runs this often; an idle
+            # worker wakes up for it as often, since RQ waits for jobs worker_ttl - 15 s.
+            maintenance_interval=interval,
+            worker_ttl=interval + 15,
+        )
+        try:
+            worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.error("Redis unreachable: %s", exc)
+        except StopRequested:
+            return
+        if burst or worker._stop_requested:  # Ctrl-C or SIGTERM: a warm shutdown, not a failure
+            return
+        log.warning("the worker stopped after a Redis error; starting a new one in %.0f s", backoff)
+        try:
+            time.sleep(backoff)
+        except StopRequested:
+            return
+        backoff = min(backoff * 2, 30.0)

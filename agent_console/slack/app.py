@@ -47,6 +47,9 @@ def build(config: SlackConfig, conversations: Conversations, store: Store) -> As
         client=client(config),
         # Bolt would log the unhandled events; we ignore most message subtypes on purpose.
         raise_error_for_unhandled_request=False,
+        # Answer Slack only once a reply is stored: a 2xx means it is safe, and
+        # replies sent one after another are stored in that order.
+        process_before_response=True,
     )
 
     team = Team(config, app.client)

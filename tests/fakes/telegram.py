@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -16,6 +17,10 @@ class FakeTelegram(FakeServer):
         super().__init__()
         self.token = token
         self._ids = itertools.count(1000)
+        # Seconds sendMessage takes to answer; a caller that hangs up meanwhile
+        # (a killed worker) gets nothing sent, as with a request that never completed.
+        self.delay = 0.0
+        self.in_flight = 0
 
     @property
     def api_url(self) -> str:
@@ -38,11 +43,21 @@ class FakeTelegram(FakeServer):
             params = await request.json()
         else:
             params = dict(await request.post())
-        params = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v) for k, v in params.items()}
+        # Form-encoded requests carry these as JSON strings.
+        params = {k: (json.loads(v) if k in ("reply_markup", "entities", "allowed_updates") and isinstance(v, str)
+                      else v) for k, v in params.items()}
         failure = self.take_failure()
         if failure:
             status, body, headers = failure
             return web.json_response(body, status=status, headers=headers)
+        if self.delay and method == "sendMessage":
+            self.in_flight += 1
+            try:
+                await asyncio.sleep(self.delay)
+            finally:
+                self.in_flight -= 1
+            if request.transport is None or request.transport.is_closing():
+                return web.Response(status=499)
         self.record(method, params)
         if method == "getMe":
             return web.json_response({"ok": True, "result": {"id": 123456, "is_bot": True, "first_name": "Support",
