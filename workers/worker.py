@@ -84,7 +84,8 @@ def run_worker(config: Config, redis_url: str, burst: bool = False) -> None:
             log.error("Redis unreachable: %s", exc)
         except StopRequested:
             return
-        if burst or worker._stop_requested:  # Ctrl-C or SIGTERM: a warm shutdown, not a failure
+        # Ctrl-C or SIGTERM (RQ notes when) ask for a warm shutdown: not a failure.
+        if burst or worker._shutdown_requested_date is not None:
             return
         log.warning("the worker stopped after a Redis error; starting a new one in %.0f s", backoff)
         try:
