@@ -418,7 +418,6 @@ def test_stop_opts_out_refuses_replies_and_start_opts_back_in(running):
     gateway.say("UAGENT1", "Please don't go!", card_ts)
     slack.wait_for(lambda s: any("opted out" in t and "not sent" in t for t in s.ephemerals()),
                    what="the refusal to the agent")
-    assert all("opted out" not in m["text"] for m in gateway.history(conversation_id)[2:])
     assert "Please don't go!" not in [m["text"] for m in gateway.history(conversation_id)]
 
     # Automatic messages are not sent either: the rating question fails and the agent sees why.
