@@ -487,7 +487,9 @@ def test_auto_close_switch_both_ways_with_chats_pending(processes, redis_url):
         wait_until(lambda: state(redis_url, conversation_id) == "active", what="the accept")
         remote.card_click("resolve", conversation_id, AGENT1)
         wait_until(lambda: state(redis_url, conversation_id) == "resolved", what="the resolve")
-    assert scheduled_auto_closes(redis_url) == {f"chatgate-auto-close-{i}" for i in ids}
+    # Bolt answers a click before its handler is done: the schedule follows the resolve.
+    wait_until(lambda: scheduled_auto_closes(redis_url) == {f"chatgate-auto-close-{i}" for i in ids},
+               what="both auto-closes scheduled")
 
     # Off: the pending auto-closes are gone, and the chats stay resolved past the delay.
     remote.open_home(ADMIN)
@@ -503,6 +505,7 @@ def test_auto_close_switch_both_ways_with_chats_pending(processes, redis_url):
     wait_until(lambda: state(redis_url, "3") == "active", what="the accept")
     remote.card_click("resolve", "3", AGENT2)
     wait_until(lambda: state(redis_url, "3") == "resolved", what="the resolve")
+    time.sleep(1.0)  # the resolve's handler has finished (it would have scheduled by now)
     assert scheduled_auto_closes(redis_url) == set()
 
     # On: every resolved chat is scheduled (3 s from now) and closes.
@@ -552,7 +555,7 @@ def test_home_refresh_under_a_burst_stays_within_the_publish_pace(processes):
     for agent in agents:
         mine = sorted(c.at for c in publishes if c.params["user_id"] == agent)
         assert mine, agent
-        assert all(b - a >= interval - 0.3 for a, b in zip(mine, mine[1:])), (agent, mine)
+        assert all(b - a >= interval - 0.5 for a, b in zip(mine, mine[1:])), (agent, mine)  # 0.5: HTTP jitter
         assert len(mine) <= (times[-1] - burst_start) / interval + 2
     # Agent 1's Assigned tab would show their accepts; their Inbox shows the waiting chats.
     assert len(rows(remote.slack.home_views[AGENT2])) == 10
