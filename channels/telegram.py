@@ -47,13 +47,21 @@ def parse(data: dict) -> InboundMessage | Start | None:
         raise ValueError("not a Telegram update: an object with an integer update_id is expected")
     try:
         update = Update.de_json(data, None)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"malformed Telegram update ({exc.__class__.__name__})") from None
+        return _normalize(update)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError, RecursionError) as exc:
+        # python-telegram-bot does not check field types: a date out of range, a
+        # text that is a number or a location that is a string fail in here.
+        raise ValueError(f"malformed Telegram update ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+
+
+def _normalize(update: Update) -> InboundMessage | Start | None:
     message = update.message
     if message is None or message.chat is None:
         return None  # edits, channel posts, callbacks: nothing for the customer chat
     customer = str(message.chat.id)
     text = message.text or message.caption or ""
+    if not isinstance(text, str):
+        raise ValueError("message text or caption is not a string")
     if text.strip().split(" ")[0].split("@")[0] == "/start":
         return Start(customer)
 
@@ -102,6 +110,8 @@ def webhook_handler(config: TelegramConfig, conversations) -> "web.Handler":
             parsed = parse(data)
         except (ValueError, UnicodeDecodeError) as exc:
             return web.json_response({"error": f"malformed body: {exc}"}, status=400)
+        except RecursionError:
+            return web.json_response({"error": "malformed body: JSON nested too deeply"}, status=400)
         if isinstance(parsed, Start):
             await conversations.notify_customer(CHANNEL, parsed.customer_id, config.greeting)
         elif parsed is not None:

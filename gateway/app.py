@@ -27,12 +27,31 @@ async def _errors(request: web.Request, handler):
         return await handler(request)
     except web.HTTPException:
         raise
+    except UnicodeDecodeError:
+        # A form or JSON body that is not UTF-8 is the caller's mistake, whichever handler read it.
+        return web.json_response({"error": "malformed body: not valid UTF-8"}, status=400)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
         log.error("Redis unavailable while handling %s: %s", request.path, exc)
         return web.json_response({"error": "storage unavailable, retry later"}, status=503)
     except Exception:
         log.exception("unhandled error on %s", request.path)
         return web.json_response({"error": "internal error"}, status=500)
+
+
+def _accepting(content_type: str, handler):
+    """``handler`` for bodies of ``content_type`` only; anything else gets 415 before the body is read.
+
+    The platforms always send one type; reading another (say a multipart body
+    without a boundary) would fail inside aiohttp with no useful answer.
+    """
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.content_type != content_type:
+            return web.json_response({"error": f"unsupported Content-Type {request.content_type!r}: "
+                                      f"expected {content_type}"}, status=415)
+        return await handler(request)
+
+    return handle
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -51,12 +70,14 @@ def create_app(config: Config, redis_url: str) -> web.Application:
     app[SERVICES] = services
     app.router.add_get("/healthz", _healthz)
     if config.telegram.enabled:
-        app.router.add_post("/webhooks/telegram", telegram.webhook_handler(config.telegram, services.conversations))
+        app.router.add_post("/webhooks/telegram", _accepting(
+            "application/json", telegram.webhook_handler(config.telegram, services.conversations)))
     if config.twilio.enabled:
         twilio_message, twilio_status = twilio.webhook_handlers(
             config.twilio, config.server.public_url, services.conversations)
-        app.router.add_post("/webhooks/twilio", twilio_message)
-        app.router.add_post("/webhooks/twilio/status", twilio_status)
+        form = "application/x-www-form-urlencoded"
+        app.router.add_post("/webhooks/twilio", _accepting(form, twilio_message))
+        app.router.add_post("/webhooks/twilio/status", _accepting(form, twilio_status))
     if config.slack.enabled:
         bolt = slack_app.build(config.slack, services.conversations, services.store)
         if config.slack.signing_secret:

@@ -95,7 +95,13 @@ def events_handler(app: AsyncApp) -> "web.Handler":
     """The aiohttp handler for ``POST /slack/events`` (events and interactivity)."""
 
     async def handle(request: web.Request) -> web.Response:
-        bolt_response = await app.async_dispatch(await to_bolt_request(request))
+        try:
+            bolt_request = await to_bolt_request(request)
+        except (ValueError, AttributeError, TypeError):
+            # Bolt parses the body before it checks the signature; a body that is
+            # not Slack's JSON or form (a JSON array, broken JSON) fails in there.
+            return web.json_response({"error": "malformed body: not a Slack event or interaction"}, status=400)
+        bolt_response = await app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 
     return handle

@@ -1,0 +1,306 @@
+"""Sustained webhook load: does the gateway keep answering and lose nothing?
+
+Starts an embedded Redis, the fake Slack and Telegram APIs, two ``chatgate
+web`` and two ``chatgate worker`` processes, then posts Telegram webhooks at a
+steady rate to both web processes in turn (127.0.0.1 only). Each customer
+writes one message at a time, as Telegram delivers one update per chat at a
+time. Afterwards it waits for the workers to drain and checks that every
+accepted message reached Slack exactly once and in order: the first message of
+a customer as the chat card, the others in the card's thread.
+
+    .venv/bin/python bench/load.py [--seconds 60] [--rate 50] [--customers 200] [--concurrency 32] [--workers 2]
+
+Prints a summary table; exits 1 if any message was lost, duplicated or out of
+order, or any webhook was not answered 2xx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import redis as redis_sync
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make the project importable
+    sys.path.insert(0, str(ROOT))
+
+from gateway.redis_server import EmbeddedRedis  # noqa: E402
+from tests.conftest import Process, free_port, wait_http  # noqa: E402
+from tests.fakes.slack import FakeSlack  # noqa: E402
+from tests.fakes.telegram import FakeTelegram, text_update  # noqa: E402
+
+SECRET = "load-test-webhook-secret"
+CHANNEL = "C0LOAD"
+FIRST_CHAT = 7_000_000
+# Each message's text carries its number, so Slack's copy can be matched exactly.
+MARK = re.compile(r"load message #(\d+)#")
+REQUEST_TIMEOUT = 10.0
+
+
+@dataclass
+class Sent:
+    """One webhook the generator posted."""
+
+    number: int
+    customer: int
+    status: int = 0  # 0: no answer (connection error or timeout)
+    latency: float = 0.0
+
+
+@dataclass
+class Summary:
+    """What a run measured; ``ok`` when nothing was lost, duplicated or out of order."""
+
+    seconds: float
+    rate: float
+    requests: int
+    answered_2xx: int
+    non_2xx: int
+    errors: int
+    latencies: list[float] = field(repr=False, default_factory=list)
+    stored: int = 0
+    delivered: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    out_of_order: int = 0
+    drain_seconds: float = 0.0
+    sending_seconds: float = 0.0
+    workers: int = 2
+
+    @property
+    def ok(self) -> bool:
+        return (self.answered_2xx == self.requests and self.lost == 0 and self.duplicated == 0
+                and self.out_of_order == 0 and self.stored == self.answered_2xx)
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+    def table(self) -> str:
+        rows = [
+            ("target rate", f"{self.rate:g}/s for {self.seconds:g} s, 2 web, {self.workers} worker processes"),
+            ("requests", f"{self.requests} (sent in {self.sending_seconds:.1f} s, "
+                         f"{self.requests / max(self.sending_seconds, 1e-9):.1f}/s)"),
+            ("answered 2xx", str(self.answered_2xx)),
+            ("non-2xx / errors", f"{self.non_2xx} / {self.errors}"),
+            ("webhook latency p50", f"{self.percentile(50) * 1000:.1f} ms"),
+            ("webhook latency p95", f"{self.percentile(95) * 1000:.1f} ms"),
+            ("webhook latency p99", f"{self.percentile(99) * 1000:.1f} ms"),
+            ("messages stored", str(self.stored)),
+            ("delivered to Slack", str(self.delivered)),
+            ("lost", str(self.lost)),
+            ("duplicated", str(self.duplicated)),
+            ("out of order", str(self.out_of_order)),
+            ("drain time", f"{self.drain_seconds:.1f} s"),
+            ("result", "OK" if self.ok else "FAILED"),
+        ]
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"| {name.ljust(width)} | {value} |" for name, value in rows)
+
+
+def config_text(redis_url: str, port: int, slack: FakeSlack, telegram: FakeTelegram) -> str:
+    return f"""
+[server]
+port = {port}
+public_url = "http://127.0.0.1:{port}"
+[redis]
+url = "{redis_url}"
+[telegram]
+enabled = true
+token = "{telegram.token}"
+secret_token = "{SECRET}"
+api_url = "{telegram.api_url}"
+[slack]
+enabled = true
+bot_token = "xoxb-load-test"
+signing_secret = "load-test-signing-secret"
+channel = "{CHANNEL}"
+api_url = "{slack.api_url}"
+[delivery]
+retry_intervals = [0.2, 0.5, 1, 2, 5]
+"""
+
+
+async def _post(session: aiohttp.ClientSession, url: str, update: dict, sent: Sent) -> None:
+    started = time.perf_counter()
+    try:
+        async with session.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}) as response:
+            await response.read()
+            sent.status = response.status
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        sent.status = 0
+    sent.latency = time.perf_counter() - started
+
+
+async def generate(bases: list[str], seconds: float, rate: float, customers: int, concurrency: int) -> list[Sent]:
+    """Post ``rate * seconds`` Telegram webhooks on a steady schedule; what each got back.
+
+    At most ``concurrency`` requests are in flight, and a customer's next message
+    waits for the answer to the previous one.
+    """
+    total = int(seconds * rate)
+    slots = asyncio.Semaphore(concurrency)
+    per_customer = [asyncio.Lock() for _ in range(customers)]
+    sent: list[Sent] = []
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+
+    async def one(item: Sent, url: str, update: dict) -> None:
+        async with per_customer[item.customer], slots:
+            await _post(session, url, update, item)
+
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        start = time.perf_counter()
+        tasks = []
+        for number in range(total):
+            delay = start + number / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            customer = number % customers
+            item = Sent(number, customer)
+            sent.append(item)
+            update = text_update(number + 1, FIRST_CHAT + customer, f"load message #{number}# from {customer}",
+                                 message_id=number + 1, first_name="Load", last_name=str(customer))
+            tasks.append(asyncio.create_task(one(item, f"{bases[number % len(bases)]}/webhooks/telegram", update)))
+        await asyncio.gather(*tasks)
+    return sent
+
+
+def slack_copies(slack: FakeSlack) -> dict[int, list[int]]:
+    """Message numbers as Slack received them, per customer: the card's first, then the thread's."""
+    seen: dict[int, list[int]] = {}
+    for call in slack.calls_to("chat.postMessage"):
+        params = call.params
+        if params.get("channel") != CHANNEL:
+            continue
+        if "thread_ts" not in params:
+            text = json.dumps(params.get("blocks", [])) + params.get("text", "")
+            numbers = sorted({int(n) for n in MARK.findall(text)})
+            for number in numbers[:1]:  # a card shows its first message (the query)
+                seen.setdefault(_customer_of(text), []).append(number)
+        else:
+            for number in MARK.findall(params.get("text", "")):
+                seen.setdefault(int(_customer_of(params["text"])), []).append(int(number))
+    return seen
+
+
+def _customer_of(text: str) -> int:
+    match = re.search(r"load message #\d+# from (\d+)", text)
+    return int(match.group(1)) if match else -1
+
+
+def delivered_count(slack: FakeSlack) -> int:
+    return sum(len(numbers) for numbers in slack_copies(slack).values())
+
+
+def check(sent: list[Sent], copies: dict[int, list[int]]) -> tuple[int, int, int, int]:
+    """(delivered, lost, duplicated, out of order) of the accepted messages."""
+    accepted: dict[int, list[int]] = {}
+    for item in sent:
+        if 200 <= item.status < 300:
+            accepted.setdefault(item.customer, []).append(item.number)
+    delivered = lost = duplicated = out_of_order = 0
+    for customer, expected in accepted.items():
+        got = copies.get(customer, [])
+        delivered += len(got)
+        counts: dict[int, int] = {}
+        for number in got:
+            counts[number] = counts.get(number, 0) + 1
+        lost += sum(1 for number in expected if number not in counts)
+        duplicated += sum(n - 1 for n in counts.values() if n > 1)
+        # Any message Slack got after a later one of the same customer is out of order.
+        first_seen = list(dict.fromkeys(got))
+        out_of_order += sum(1 for before, after in zip(first_seen, first_seen[1:]) if after < before)
+    return delivered, lost, duplicated, out_of_order
+
+
+def stored_messages(redis_url: str) -> int:
+    db = redis_sync.Redis.from_url(redis_url)
+    return sum(db.llen(key) for key in db.scan_iter("{chatgate}:msgs:*"))
+
+
+def run(seconds: float = 60, rate: float = 50, customers: int = 200, concurrency: int = 32,
+        drain_timeout: float = 900, workers: int = 2, log_dir: Path | None = None) -> Summary:
+    """Start everything, load it, wait for the drain, check and stop everything; the summary."""
+    with tempfile.TemporaryDirectory(prefix="cg-load-") as tmp:
+        work = Path(tmp)
+        logs = log_dir or work
+        redis_server = EmbeddedRedis(str(work / "redis")).start()
+        slack, telegram = FakeSlack().start(), FakeTelegram().start()
+        processes: list[Process] = []
+        try:
+            ports = [free_port(), free_port()]
+            configs = []
+            for index, port in enumerate(ports):
+                configs.append(work / f"config-{index}.toml")
+                configs[-1].write_text(config_text(redis_server.url, port, slack, telegram))
+                processes.append(Process(["web", "-c", str(configs[-1])], logs / f"web-{index}.log"))
+            for index in range(workers):
+                processes.append(Process(["worker", "-c", str(configs[index % 2])], logs / f"worker-{index}.log"))
+            bases = [f"http://127.0.0.1:{port}" for port in ports]
+            for base, web in zip(bases, processes):
+                wait_http(base + "/healthz", process=web)
+
+            started = time.perf_counter()
+            sent = asyncio.run(generate(bases, seconds, rate, customers, concurrency))
+            sending = time.perf_counter() - started
+
+            # Drain: until Slack has every accepted message, or no progress for a while.
+            accepted = sum(1 for item in sent if 200 <= item.status < 300)
+            drain_started = last_progress = time.perf_counter()
+            count = delivered_count(slack)
+            while count < accepted and time.perf_counter() - drain_started < drain_timeout:
+                time.sleep(0.2)
+                now_count = delivered_count(slack)
+                if now_count != count:
+                    count, last_progress = now_count, time.perf_counter()
+                elif time.perf_counter() - last_progress > 30:
+                    break  # stuck: report what is missing
+            drain = time.perf_counter() - drain_started
+            time.sleep(0.5)  # a straggling duplicate would show up here
+
+            delivered, lost, duplicated, out_of_order = check(sent, slack_copies(slack))
+            return Summary(
+                seconds=seconds, rate=rate, requests=len(sent), answered_2xx=accepted,
+                non_2xx=sum(1 for item in sent if item.status and not 200 <= item.status < 300),
+                errors=sum(1 for item in sent if item.status == 0),
+                latencies=[item.latency for item in sent if item.status], stored=stored_messages(redis_server.url),
+                delivered=delivered, lost=lost, duplicated=duplicated, out_of_order=out_of_order,
+                drain_seconds=drain, sending_seconds=sending, workers=workers,
+            )
+        finally:
+            for process in processes:
+                process.stop()
+            slack.stop()
+            telegram.stop()
+            redis_server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark from the command line; 0 when nothing was lost, duplicated or reordered."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60, help="how long to send (default 60)")
+    parser.add_argument("--rate", type=float, default=50, help="webhooks per second (default 50)")
+    parser.add_argument("--customers", type=int, default=200, help="distinct Telegram chats (default 200)")
+    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight at most (default 32)")
+    parser.add_argument("--workers", type=int, default=2, help="chatgate worker processes (default 2)")
+    parser.add_argument("--drain-timeout", type=float, default=900, help="longest wait for the workers (s)")
+    args = parser.parse_args(argv)
+    summary = run(args.seconds, args.rate, args.customers, args.concurrency, args.drain_timeout, args.workers)
+    print(summary.table())
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
