@@ -83,13 +83,15 @@ def create_app(config: Config, redis_url: str) -> web.Application:
         if config.slack.signing_secret:
             app.router.add_post("/slack/events", slack_app.events_handler(bolt))
         if config.slack.socket_mode:
-            socket = slack_app.socket_mode_handler(bolt, config.slack)
+            sockets = []  # made on startup: its aiohttp session needs the running loop
 
             async def connect_socket(_app: web.Application) -> None:
-                await socket.connect_async()
+                sockets.append(slack_app.socket_mode_handler(bolt, config.slack))
+                await sockets[0].connect_async()
 
             async def close_socket(_app: web.Application) -> None:
-                await socket.close_async()
+                for socket in sockets:
+                    await socket.close_async()
 
             app.on_startup.append(connect_socket)
             app.on_cleanup.append(close_socket)

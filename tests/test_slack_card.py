@@ -10,10 +10,12 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from contextlib import contextmanager
 
 import pytest
 import redis as redis_sync
 
+from gateway.redis_server import EmbeddedRedis
 from tests.conftest import Process, free_port, wait_http
 from tests.fakes.slack import FakeSlack, block_action, select_user_action
 from tests.fakes.telegram import FakeTelegram, text_update
@@ -25,10 +27,16 @@ _updates = itertools.count(1000)
 _customers = itertools.count(500_000_001)
 
 
-@pytest.fixture(scope="module")
-def gateway(redis_server, tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("card")
-    redis_sync.Redis.from_url(redis_server.url).flushall()
+@contextmanager
+def running_gateway(tmp_path, slack_extra: str = "", signing_secret: str = SIGNING_SECRET):
+    """chatgate web + worker against fresh fakes and a Redis of their own; yields
+    (Gateway, FakeSlack, FakeTelegram, Redis).
+
+    Its own Redis, so a process of an earlier gateway that outlived its test
+    cannot take this one's jobs.
+    """
+    redis_server = EmbeddedRedis(str(tmp_path / "redis")).start()
+    redis_url = redis_server.url
     slack, telegram = FakeSlack().start(), FakeTelegram().start()
     slack.usergroups["SAGENTS"] = [GROUP_MEMBER]
     port = free_port()
@@ -37,7 +45,7 @@ def gateway(redis_server, tmp_path_factory):
 [server]
 port = {port}
 [redis]
-url = "{redis_server.url}"
+url = "{redis_url}"
 [telegram]
 enabled = true
 token = "{telegram.token}"
@@ -46,12 +54,13 @@ api_url = "{telegram.api_url}"
 [slack]
 enabled = true
 bot_token = "xoxb-test-token"
-signing_secret = "{SIGNING_SECRET}"
+signing_secret = "{signing_secret}"
 channel = "{CHANNEL}"
 api_url = "{slack.api_url}"
 agents = ["{AGENT}", "{OTHER}"]
 agent_group = "SAGENTS"
 admins = ["{ADMIN}"]
+{slack_extra}
 [conversation]
 auto_close = false
 [delivery]
@@ -64,14 +73,25 @@ keywords = ["parcel"]
     worker = Process(["worker", "-c", str(config)], tmp_path / "worker.log")
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", process=web)
-        yield Gateway(port, slack), slack, telegram, redis_sync.Redis.from_url(redis_server.url)
+        # A busy machine can take a while to start the worker; the tests' waits are for chatgate.
+        deadline = time.time() + 60
+        while "Listening on" not in worker.output() and time.time() < deadline:
+            time.sleep(0.1)
+        yield Gateway(port, slack), slack, telegram, redis_sync.Redis.from_url(redis_url)
     finally:
         web.stop()
         worker.stop()
         slack.stop()
         telegram.stop()
+        redis_server.stop()
         print("--- web log ---\n" + web.output()[-3000:])
         print("--- worker log ---\n" + worker.output()[-3000:])
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    with running_gateway(tmp_path_factory.mktemp("card")) as running:
+        yield running
 
 
 class Chat:
@@ -105,7 +125,8 @@ class Chat:
         assert self.gw.slack_form(body)[0] == 200
 
     def customer_writes(self, text: str) -> None:
-        assert self.gw.telegram(text_update(next(_updates), self.customer, text))[0] == 200
+        update = text_update(next(_updates), self.customer, text, first_name="Grace", last_name="Hopper")
+        assert self.gw.telegram(update)[0] == 200
 
     def wait_state(self, state: str) -> None:
         self.slack.wait_for(lambda s: self.field("state") == state, what=f"chat {self.id} {state}")
@@ -385,3 +406,4 @@ def test_a_non_agent_cannot_reply_in_a_thread(gateway):
     assert "not on the support team" in refusal
     assert chat.snapshot() == before
     assert "hello from outside" not in chat.telegram.sent_texts(chat.customer)
+

@@ -7,7 +7,9 @@ never blocks the web server's event loop.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import math
+import time
+from datetime import datetime, timedelta, timezone
 
 from redis import Redis
 from rq import Queue, Retry
@@ -71,8 +73,11 @@ class RQDispatch:
 
     async def offer_later(self, conversation_id: str, delay: float) -> None:
         """Offer a returning customer's chat to everyone once its head start ends."""
+        # RQ keeps schedule times in whole seconds, dropping the fraction: round up,
+        # so the head start is never cut short.
+        when = datetime.fromtimestamp(math.ceil(time.time() + delay), tz=timezone.utc)
         await asyncio.to_thread(
-            self.queue.enqueue_in, timedelta(seconds=delay), jobs.offer_to_everyone, conversation_id,
+            self.queue.enqueue_at, when, jobs.offer_to_everyone, conversation_id,
             job_id=f"chatgate-head-start-{conversation_id}", retry=self.retry, result_ttl=60,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -9,7 +10,7 @@ import json
 import time
 from urllib.parse import urlencode
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from .server import FakeServer
 
@@ -24,6 +25,7 @@ class FakeSlack(FakeServer):
         self.responses: list[dict] = []  # bodies posted to response_url
         self.home_views: dict[str, dict] = {}  # user id -> their App Home as last published
         self.usergroups: dict[str, list[str]] = {}  # user group id -> member ids (usergroups.users.list)
+        self._sockets: list[web.WebSocketResponse] = []  # Socket Mode connections (apps.connections.open)
 
     @property
     def api_url(self) -> str:
@@ -37,6 +39,7 @@ class FakeSlack(FakeServer):
         app = web.Application()
         app.router.add_post("/api/{method}", self._handle)
         app.router.add_get("/api/{method}", self._handle)  # slack_sdk GETs a few methods (getPermalink)
+        app.router.add_get("/socket", self._socket)
         app.router.add_post("/respond", self._respond)
         return app
 
@@ -82,6 +85,8 @@ class FakeSlack(FakeServer):
             return web.json_response({"ok": True, "channel": params.get("channel"), "ts": ts})
         if method == "chat.postEphemeral":
             return web.json_response({"ok": True, "message_ts": f"{int(time.time())}.{next(self._ts):06d}"})
+        if method == "apps.connections.open":
+            return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket"})
         if method == "chat.getPermalink":
             channel, ts = params.get("channel", ""), params.get("message_ts", "")
             if ts not in self.messages:
@@ -105,6 +110,29 @@ class FakeSlack(FakeServer):
         if method in ("views.publish", "conversations.open"):
             return web.json_response({"ok": True, "channel": {"id": "D0001"}, "view": {"id": "V1"}})
         return web.json_response({"ok": False, "error": "unknown_method"})
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        """Socket Mode: say hello, then record every envelope ack the app sends back."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        self.record("socket_connect", {})
+        await ws.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0001"},
+                            "debug_info": {"host": "fake", "approximate_connection_time": 3600}})
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                self.record("socket_ack", json.loads(message.data))
+        return ws
+
+    def socket_send(self, envelope: dict) -> None:
+        """Push a Socket Mode envelope to the connected app (call from the test's thread)."""
+
+        async def send() -> None:
+            for ws in list(self._sockets):
+                if not ws.closed:
+                    await ws.send_json(envelope)
+
+        asyncio.run_coroutine_threadsafe(send(), self._loop).result(5)
 
     def thread_texts(self, thread_ts: str) -> list[str]:
         return [c.params.get("text", "") for c in self.calls_to("chat.postMessage")
