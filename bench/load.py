@@ -106,7 +106,8 @@ class Summary:
             ("result", "OK" if self.ok else "FAILED"),
         ]
         width = max(len(name) for name, _ in rows)
-        return "\n".join(f"| {name.ljust(width)} | {value} |" for name, value in rows)
+        head = [f"| {'measure'.ljust(width)} | result |", f"| {'-' * width} | --- |"]
+        return "\n".join(head + [f"| {name.ljust(width)} | {value} |" for name, value in rows])
 
 
 def config_text(redis_url: str, port: int, slack: FakeSlack, telegram: FakeTelegram) -> str:
