@@ -127,3 +127,18 @@ def test_previous_agent_rejects_and_the_chat_is_offered_at_once(long_head_start)
     assert "You declined" in json.dumps(old.slack.messages[dm_ts(old.slack)]["blocks"])
     assert old.redis.hget("{chatgate}:conv:" + new_id, "state") == b"new"
     assert len(channel_cards_of(old.slack, new_id)) == 1
+
+
+def test_previous_agent_out_of_reach_means_no_head_start(long_head_start):
+    old = chat_in(long_head_start, "closed")
+    old.slack.wait_for(lambda s: any("This chat is closed" in t for t in old.thread()), what="the closed note")
+    # Slack refuses the DM (the agent was deactivated): the next call fails once.
+    old.slack.failures.append((200, {"ok": False, "error": "user_not_found"}, {}))
+    old.customer_writes("Hello again, anyone there?")
+    new_id = old.slack.wait_for(
+        lambda s: (old.redis.get(f"{{chatgate}}:open:telegram:{old.customer}") or b"").decode(), what="the new chat")
+    card = old.slack.wait_for(lambda s: channel_cards_of(s, new_id), what="the channel card at once")[0]
+    assert [e["action_id"] for e in card.params["blocks"][-1]["elements"]] == ["accept", "reject"]
+    # No head start was given: no DM with Accept/Reject reached the agent.
+    assert not [c for c in old.slack.calls_to("chat.postMessage") if c.params.get("channel") == AGENT
+                and c.params.get("blocks")]

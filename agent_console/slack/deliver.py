@@ -85,9 +85,13 @@ async def _card_blocks(web: AsyncWebClient, store: Store, config: SlackConfig, c
     if ts and conversation.state is State.ACTIVE:
         permalink = await store.get_ref("slack-permalink", conversation.id) or ""
         if not permalink:
-            reply = await _call(web.chat_getPermalink(channel=config.channel, message_ts=ts))
-            permalink = reply.get("permalink", "")
-            await store.set_ref("slack-permalink", conversation.id, permalink)
+            try:
+                reply = await _call(web.chat_getPermalink(channel=config.channel, message_ts=ts))
+                permalink = reply.get("permalink", "")
+                await store.set_ref("slack-permalink", conversation.id, permalink)
+            except DeliveryError as exc:
+                # The card matters more than its link: show it without A, try again next update.
+                log.warning("no permalink for chat %s: %s", conversation.id, exc)
     reassigned = await store.get_ref("slack-reassigned", conversation.id)
     return card(conversation, sound=await _sound(store, conversation), permalink=permalink,
                 reassigned=tuple(reassigned.split(" ", 1)) if reassigned else None)
@@ -161,10 +165,17 @@ async def _head_start(web, store: Store, config: SlackConfig, conversation: Conv
     if not await Team(config, web).is_agent(agent):
         return False  # no longer on the team: offer the chat to everyone at once
     if await _dm(store, conversation.id) is None:  # a repeated job must not DM twice
-        reply = await _call(web.chat_postMessage(
-            channel=agent, text=f":wave: Your previous customer {conversation.name or conversation.customer_id} "
-            f"is back: “{conversation.query[:300]}”", blocks=head_start_dm(conversation),
-        ))
+        try:
+            reply = await _call(web.chat_postMessage(
+                channel=agent, text=f":wave: Your previous customer {conversation.name or conversation.customer_id} "
+                f"is back: “{conversation.query[:300]}”", blocks=head_start_dm(conversation),
+            ))
+        except DeliveryError as exc:
+            if not exc.permanent:
+                raise  # retried by the job
+            # The agent cannot be reached (deactivated, DMs closed): no head start.
+            log.warning("cannot DM %s about returning chat %s: %s", agent, conversation.id, exc)
+            return False
         await store.set_ref("slack-dm", conversation.id, f"{reply['channel']}:{reply['ts']}")
     await schedule_offer(conversation.id, config.returning_head_start)
     return True
@@ -189,11 +200,16 @@ async def deliver_event(web: AsyncWebClient, store: Store, config: SlackConfig, 
             return
         if conversation.previous_agent:
             # The returning customer's previous agent hears of it first, in a DM.
-            await _call(web.chat_postMessage(
-                channel=conversation.previous_agent,
-                text=f":wave: Your previous customer *{name}* is back: “{conversation.query[:300]}”. "
-                f"The chat card is in <#{config.channel}>.",
-            ))
+            try:
+                await _call(web.chat_postMessage(
+                    channel=conversation.previous_agent,
+                    text=f":wave: Your previous customer *{name}* is back: “{conversation.query[:300]}”. "
+                    f"The chat card is in <#{config.channel}>.",
+                ))
+            except DeliveryError as exc:
+                if not exc.permanent:
+                    raise
+                log.warning("cannot DM %s about chat %s: %s", conversation.previous_agent, conversation.id, exc)
         await _post_card(web, store, config, conversation)
         entry = await store.message(conversation.id, seq)
         if entry and entry.attachments:
