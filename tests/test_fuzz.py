@@ -198,6 +198,9 @@ def consistent(redis_url: str) -> list[str]:
         history = db.llen(key.replace(":conv:", ":msgs:", 1))
         if str(history) != conv.get("seq"):
             problems.append(f"{key}: seq {conv.get('seq')} but {history} messages in its history")
+    for key in db.scan_iter("{chatgate}:msgs:*"):
+        if not db.exists(key.replace(":msgs:", ":conv:", 1)):
+            problems.append(f"{key}: a history without its conversation")
     return problems
 
 
@@ -366,6 +369,8 @@ def test_the_consistency_check_notices_a_half_written_conversation(redis_url):
                                           "state": "new", "created_at": "1", "seq": "2"})
     db.rpush("{chatgate}:msgs:1", "{}")
     db.hset("{chatgate}:conv:2", mapping={"id": "2", "seq": "0"})
+    db.rpush("{chatgate}:msgs:3", "{}")
     problems = consistent(redis_url)
     assert any("seq 2 but 1" in p for p in problems)
     assert any("conv:2 lacks" in p for p in problems)
+    assert any("msgs:3: a history without its conversation" in p for p in problems)
