@@ -35,6 +35,8 @@ class Dispatch(Protocol):
 
     async def cancel_auto_close(self, conversation_id: str) -> None: ...
 
+    async def auto_close_many(self, pending: tuple[tuple[str, str], ...], delay: float) -> None: ...
+
     async def enqueue(self, agents: tuple[str, ...] = (), customers: tuple[tuple[str, str], ...] = (),
                       cancel_auto_close: tuple[str, ...] = ()) -> None:
         """All of the above for several outboxes at once, in one round trip."""
@@ -211,8 +213,7 @@ class Conversations:
         reply = await self._run("set_auto_close", "1" if enabled else "0", repr(float(after)))
         pending = list(zip(reply[1::2], reply[2::2]))
         if enabled:
-            for conversation_id, token in pending:
-                await self.dispatch.auto_close(conversation_id, token, after)
+            await self.dispatch.auto_close_many(tuple(pending), after)
         elif pending:
             await self.dispatch.enqueue(cancel_auto_close=tuple(c for c, _ in pending))
         return len(pending)

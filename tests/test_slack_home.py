@@ -478,7 +478,7 @@ def wait_until(predicate, timeout: float = 15.0, what: str = "a condition"):
 
 
 def test_auto_close_switch_both_ways_with_chats_pending(processes, redis_url):
-    remote = processes(conversation="auto_close_after = 3")
+    remote = processes(conversation="auto_close_after = 4")
     for chat_id, text in ((9001, "My parcel is late"), (9002, "Refund please, invoice 7")):
         remote.customer(chat_id, text)
     ids = ["1", "2"]
@@ -497,7 +497,7 @@ def test_auto_close_switch_both_ways_with_chats_pending(processes, redis_url):
     assert remote.slack_form(home_action("home_auto_close", ADMIN, "off")) == 200
     wait_until(lambda: "Auto-close is off" in json.dumps(remote.slack.home_views[ADMIN]), what="the switch")
     assert scheduled_auto_closes(redis_url) == set()
-    time.sleep(4.5)
+    time.sleep(5.5)
     assert [state(redis_url, i) for i in ids] == ["resolved", "resolved"]
     # A chat resolved while it is off is not scheduled either.
     remote.customer(9003, "hello")
@@ -508,14 +508,16 @@ def test_auto_close_switch_both_ways_with_chats_pending(processes, redis_url):
     time.sleep(1.0)  # the resolve's handler has finished (it would have scheduled by now)
     assert scheduled_auto_closes(redis_url) == set()
 
-    # On: every resolved chat is scheduled (3 s from now) and closes.
+    # On: every resolved chat is scheduled (4 s from now) and closes.
     switched_at = time.time()
     assert remote.slack_form(home_action("home_auto_close", ADMIN, "on")) == 200
     wait_until(lambda: scheduled_auto_closes(redis_url) or
                all(state(redis_url, i) == "closed" for i in ("1", "2", "3")), what="the schedule")
     wait_until(lambda: all(state(redis_url, i) == "closed" for i in ("1", "2", "3")), timeout=20,
                what="the auto-close")
-    assert time.time() - switched_at >= 2.5  # counted from the switch, not from the resolve
+    # Counted from the switch, not from the resolve (then they would close at once); RQ keeps
+    # schedule times in whole seconds, which can take up to one second off.
+    assert time.time() - switched_at >= 2.9
     assert scheduled_auto_closes(redis_url) == set()
 
 

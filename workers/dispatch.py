@@ -81,6 +81,19 @@ class RQDispatch:
             job_id=f"chatgate-head-start-{conversation_id}", retry=self.retry, result_ttl=60,
         )
 
+    async def auto_close_many(self, pending: tuple[tuple[str, str], ...], delay: float) -> None:
+        """Schedule the auto-close of several chats (conversation id, close token) in one round trip."""
+
+        def schedule() -> None:
+            with self.connection.pipeline() as pipe:
+                for conversation_id, token in pending:
+                    self.queue.enqueue_in(timedelta(seconds=delay), jobs.close_resolved, conversation_id, token,
+                                          job_id=_auto_close_id(conversation_id), retry=self.retry,
+                                          result_ttl=60, pipeline=pipe)
+                pipe.execute()
+
+        await asyncio.to_thread(schedule)
+
     async def refresh_homes(self, delay: float) -> None:
         """Run the Slack App Home refresh pump in ``delay`` seconds (no retries: it reschedules itself)."""
         if delay <= 0:

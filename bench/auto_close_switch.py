@@ -1,0 +1,61 @@
+"""How long the admin's auto-close switch takes with many resolved chats.
+
+Resolves N chats on the embedded Redis, then times ``Conversations.set_auto_close``
+off (every pending auto-close cancelled) and on (every resolved chat scheduled),
+as the Slack handler runs it before answering the click.
+
+    .venv/bin/python bench/auto_close_switch.py [--resolved 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+
+import redis
+import redis.asyncio as aioredis
+from rq.registry import ScheduledJobRegistry
+
+from gateway.config import Config
+from gateway.conversations import Conversations
+from gateway.message import InboundMessage
+from gateway.redis_server import EmbeddedRedis
+from gateway.store import Store
+from gateway.topics import Topics
+from workers.dispatch import QUEUE_NAME, RQDispatch
+
+
+async def run(resolved: int, socket_path: str) -> None:
+    config = Config()
+    sync = redis.Redis(unix_socket_path=socket_path)
+    dispatch = RQDispatch(sync, config.delivery)
+    store = Store(aioredis.Redis(unix_socket_path=socket_path))
+    conversations = Conversations(store, dispatch, config.conversation, Topics.compile(config.topics))
+    for i in range(resolved):
+        received = await conversations.receive(InboundMessage("telegram", str(i), f"m{i}", "hello"))
+        await conversations.accept(received.conversation_id, "UAGENT1")
+        await conversations.resolve(received.conversation_id, "UAGENT1")
+    registry = ScheduledJobRegistry(QUEUE_NAME, connection=sync)
+    print(f"resolved chats: {resolved}, scheduled auto-closes: {registry.count}")
+    for enabled in (False, True):
+        started = time.perf_counter()
+        affected = await conversations.set_auto_close(enabled, 900, "UADMIN", is_admin=True)
+        elapsed = time.perf_counter() - started
+        print(f"switch {'on ' if enabled else 'off'}: {affected} chats in {elapsed * 1000:.0f} ms; "
+              f"scheduled auto-closes now: {registry.count}")
+    await store.redis.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolved", type=int, default=1000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cg-bench-") as data_dir:
+        with EmbeddedRedis(data_dir) as server:
+            asyncio.run(run(args.resolved, str(server.socket_path)))
+
+
+if __name__ == "__main__":
+    main()
