@@ -303,6 +303,39 @@ def test_twilio_webhook_signed_fuzzed_forms_never_500_and_keep_conversations_who
     assert consistent(redis_url) == []
 
 
+status_forms = st.fixed_dictionaries({}, optional={
+    "MessageSid": st.sampled_from(["SMKNOWN", "SMOTHER", ""]) | st.text(max_size=12),
+    "SmsSid": st.sampled_from(["SMKNOWN", ""]),
+    "MessageStatus": st.sampled_from(["queued", "sent", "delivered", "read", "failed", "undelivered", ""])
+    | st.text(max_size=12),
+    "ErrorCode": st.sampled_from(["30003", "63016", "", "abc", "-1", "99999999999999999999"]) | st.text(max_size=8),
+    "AccountSid": st.text(max_size=8),
+})
+
+
+@FUZZ_HTTP
+@given(form=status_forms)
+def test_twilio_status_callback_fuzzed_never_500_and_keeps_conversations_whole(gateway, redis_url, form):
+    assume(all("\x00" not in k + v for k, v in form.items()))
+    flush(redis_url)
+    # One stored customer message whose reply SMKNOWN the status callbacks may talk about.
+    first = {"From": "+14155550100", "To": "+15005550006", "MessageSid": "SMIN1", "Body": "hello", "NumMedia": "0"}
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "X-Twilio-Signature": twilio_signature(PUBLIC_URL + "/webhooks/twilio", first)}
+    assert post(gateway, "/webhooks/twilio", form_body(first), headers)[0] == 200
+    db = redis_sync.Redis.from_url(redis_url)
+    db.hset("{chatgate}:ref:twilio-sid", "SMKNOWN", "1:1")
+    history = db.lrange("{chatgate}:msgs:1", 0, -1)
+
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "X-Twilio-Signature": twilio_signature(PUBLIC_URL + "/webhooks/twilio/status", form)}
+    status, text = post(gateway, "/webhooks/twilio/status", form_body(form), headers)
+    assert status in (200, 204, 400), (status, text)
+    assert consistent(redis_url) == []
+    if status == 400:
+        assert "error" in text and db.lrange("{chatgate}:msgs:1", 0, -1) == history
+
+
 @FUZZ_HTTP
 @given(body=st.one_of(st.binary(max_size=300), twilio_forms.map(form_body)),
        content_type=content_types, signed=st.booleans())
