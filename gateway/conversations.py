@@ -67,6 +67,7 @@ def refusal_text(code: str, detail: str) -> str:
         "resolved": "This chat is resolved, so your message was not sent. "
         "It reopens when the customer writes again.",
         "stale": "This chat is no longer resolved.",
+        "not_failed": "That message is not failed any more (it was sent, or a retry is under way).",
         "not_admin": "Only a chatgate admin can change that; ask one of the admins.",
         "bad_delay": "The auto-close delay must be more than zero seconds.",
         "not_active": "That works only while the chat is active.",
@@ -239,6 +240,13 @@ class Conversations:
         """
         reply = await self._run("opt_out", channel, customer_id, "1" if opted_out else "0")
         return reply[1] == "1"
+
+    async def redeliver(self, conversation_id: str, seq: int, agent: str) -> None:
+        """Retry a message to the customer that finally failed (the assignee's Retry button)."""
+        await self._run("redeliver", conversation_id, agent, str(seq))
+        conversation = await self.store.get(conversation_id)
+        await self.dispatch.enqueue(agents=(conversation_id,),
+                                    customers=((conversation.channel, conversation.customer_id),))
 
     async def record_delivery(self, conversation_id: str, seq: int, status: str, detail: str = "") -> None:
         """Mark an outbound message sent or failed in the history (failures reach the agents)."""

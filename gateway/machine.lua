@@ -348,6 +348,27 @@ elseif op == 'delivery' then
   return {'ok', id}
 end
 
+if op == 'redeliver' then
+  -- The assignee's Retry on a message that finally failed: queue it again, in order
+  -- behind whatever is already waiting for the customer.
+  local agent, seq = ARGV[4], tonumber(ARGV[5])
+  local refusal = check_assignee(id, agent)
+  if refusal then return refusal end
+  local raw = redis.call('LINDEX', key('msgs', id), seq - 1)
+  if not raw then return refused('unknown') end
+  local message = cjson.decode(raw)
+  if message.dir ~= 'out' or message.status ~= 'failed' then return refused('not_failed') end
+  if redis.call('EXISTS', key('optout', field(id, 'channel'), field(id, 'customer_id'))) == 1 then
+    return refused('opted_out')
+  end
+  message.status = 'queued'
+  message.detail = nil
+  redis.call('LSET', key('msgs', id), seq - 1, cjson.encode(message))
+  to_customer(id, message.text, seq)
+  to_agents(id, 'redelivering', seq, agent)
+  return {'redelivering', id}
+end
+
 if op == 'opt_out' then
   -- The customer opted out of (ARGV[5] '1') or back into ('0') messages on a channel;
   -- while out, agents' replies are refused. Replies whether they were out before.

@@ -298,3 +298,24 @@ async def test_profile_details_shared_later_reach_the_conversation(services):
     await services.conversations.receive(inbound("Shared location", location="52.52, 13.40"))
     conversation = await services.store.get(cid)
     assert (conversation.phone, conversation.location) == ("+15550001", "52.52, 13.40")
+
+
+async def test_a_finally_failed_message_can_be_sent_again_by_the_assignee(services):
+    cid = await active_chat(services, "U1")
+    await services.conversations.reply(cid, "U1", "Your refund is on its way")
+    seq = (await services.store.history(cid))[-1].seq
+    with pytest.raises(Refused) as not_failed:
+        await services.conversations.redeliver(cid, seq, "U1")
+    assert not_failed.value.code == "not_failed"
+    await services.conversations.record_delivery(cid, seq, "failed", "Telegram refused the message: chat not found")
+    assert (await services.store.message(cid, seq)).status == "failed"
+    with pytest.raises(Refused) as stranger:
+        await services.conversations.redeliver(cid, seq, "U2")
+    assert stranger.value.code == "not_assignee"
+    await services.conversations.redeliver(cid, seq, "U1")
+    entry = await services.store.message(cid, seq)
+    assert (entry.status, entry.detail) == ("queued", "")
+    assert await customer_outbox(services) == ["Your refund is on its way", "Your refund is on its way"]
+    with pytest.raises(Refused) as twice:  # a double click queues it once
+        await services.conversations.redeliver(cid, seq, "U1")
+    assert twice.value.code == "not_failed"

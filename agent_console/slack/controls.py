@@ -56,11 +56,18 @@ def register_controls(app: AsyncApp, conversations: Conversations, store: Store,
             if conversation is None or conversation.assignee != agent:
                 owner = f"<@{conversation.assignee}>" if conversation and conversation.assignee else "nobody yet"
                 raise Refused("not_assignee", f"This chat is assigned to {owner}; only its assignee works in it.")
+        elif action_id == "retry_delivery":
+            conversation_id, _, seq = action.get("value", "").partition(":")
+            if not seq.isdigit():
+                raise Refused("unknown", "This Retry button does not name a message; nothing was sent.")
+            await conversations.redeliver(conversation_id, int(seq), agent)
         elif action_id == "reassign":
             if not await team.is_admin(agent):
                 raise Refused("not_admin", NOT_ADMIN)
             target = action.get("selected_user") or ""
-            if not target or not await team.is_agent(target):
+            if not target:
+                raise Refused("no_target", "Pick the agent who should take this chat.")
+            if not await team.is_agent(target):
                 raise Refused("not_agent_target", f"<@{target}> is not on the support team, so cannot take chats.")
             await conversations.reassign(conversation_id, agent, target)
 
@@ -78,7 +85,8 @@ def register_controls(app: AsyncApp, conversations: Conversations, store: Store,
             log.exception("Slack action %s failed", action_id)
             await _tell(respond, "Something went wrong; nothing was changed. Please try again.")
 
-    for action_id in ("accept", "reject", "resolve", "leave", "open_chat", "reassign", *SOUND_ACTIONS):
+    for action_id in ("accept", "reject", "resolve", "leave", "open_chat", "reassign", "retry_delivery",
+                      *SOUND_ACTIONS):
         app.action(action_id)(on_action)
 
 

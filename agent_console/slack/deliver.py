@@ -136,9 +136,20 @@ async def _update_card(web: AsyncWebClient, store: Store, config: SlackConfig, c
     ))
 
 
-async def _thread(web, store, config, conversation, text: str) -> None:
+async def _thread(web, store, config, conversation, text: str, blocks: list[dict] | None = None) -> None:
     ts = await _post_card(web, store, config, conversation)
-    await _call(web.chat_postMessage(channel=config.channel, thread_ts=ts, text=text))
+    await _call(web.chat_postMessage(channel=config.channel, thread_ts=ts, text=text, blocks=blocks))
+
+
+def _failed_blocks(conversation: Conversation, text: str, seq: int) -> list[dict]:
+    """The failure note with a Retry button for the assignee (the server checks who clicks)."""
+    return [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "actions", "block_id": f"retry-{conversation.id}-{seq}", "elements": [{
+            "type": "button", "action_id": "retry_delivery", "text": {"type": "plain_text", "text": "Retry"},
+            "value": f"{conversation.id}:{seq}",
+        }]},
+    ]
 
 
 async def _dm(store: Store, conversation_id: str) -> tuple[str, str] | None:
@@ -258,8 +269,14 @@ async def deliver_event(web: AsyncWebClient, store: Store, config: SlackConfig, 
     if kind == "delivery_failed":
         entry = await store.message(conversation.id, seq)
         if entry is not None:
+            text = f":warning: Not delivered to the customer: “{entry.text[:300]}” ({entry.detail})"
+            await _thread(web, store, config, conversation, text, _failed_blocks(conversation, text, seq))
+        return
+    if kind == "redelivering":
+        entry = await store.message(conversation.id, seq)
+        if entry is not None:
             await _thread(web, store, config, conversation,
-                          f":warning: Not delivered to the customer: “{entry.text[:300]}” ({entry.detail})")
+                          f":repeat: <@{by}> is sending “{entry.text[:300]}” again.")
         return
     await _update_card(web, store, config, conversation)
     if kind in notes:
