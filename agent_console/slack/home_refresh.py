@@ -24,7 +24,6 @@ import asyncio
 import json
 import logging
 import time
-from typing import Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -55,12 +54,10 @@ local free = tonumber(redis.call('GET', KEYS[1]) or '0')
 local now, spacing = tonumber(ARGV[1]), tonumber(ARGV[2])
 if free > now and ARGV[3] ~= '1' then return tostring(free - now) end
 if free < now then free = now end
-redis.call('SET', KEYS[1], tostring(free + spacing), 'PX', 60000)
+-- Clicks push the pump back by at most a second, however many there are.
+redis.call('SET', KEYS[1], tostring(math.min(free + spacing, now + 1)), 'PX', 60000)
 return '0'
 """
-
-Schedule = Callable[[float], Awaitable[None]]
-
 
 class HomePublisher:
     """Renders an agent's Home from the store and publishes it; keeps the refresh bookkeeping."""
@@ -130,8 +127,8 @@ class HomePublisher:
         for conversation_id, ts in (await self.store.get_refs("slack-card", missing)).items():
             try:
                 reply = await self.web.chat_getPermalink(channel=self.config.channel, message_ts=ts)
-            except SlackApiError as exc:
-                log.warning("no permalink for chat %s: %s", conversation_id, exc.response.get("error"))
+            except Exception as exc:  # noqa: BLE001 - a missing link must not cost the agent their Home
+                log.warning("no permalink for chat %s: %s", conversation_id, exc)
                 continue
             if reply.get("permalink"):
                 links[conversation_id] = reply["permalink"]
