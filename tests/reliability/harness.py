@@ -197,7 +197,7 @@ recovery_after = "2s"
         query = self.store().hget(f"{{chatgate}}:conv:{conversation_id}", "query").decode()
         return [query, *self.slack.thread_texts(ts)]
 
-    def wait(self, predicate, timeout: float = 30.0, what: str = "it") -> None:
+    def wait(self, predicate, timeout: float = 60.0, what: str = "it") -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if predicate():
