@@ -6,7 +6,7 @@ import time
 
 from gateway.message import Conversation, State
 
-__all__ = ["card", "card_text", "format_seconds", "controls", "head_start_dm", "SOUND_ACTIONS"]
+__all__ = ["card", "card_text", "format_seconds", "controls", "head_start_dm", "SOUND_ACTIONS", "CHANNEL_LABELS"]
 
 _STATE_LABEL = {
     State.NEW: ":new: New, waiting in the Inbox",
@@ -15,7 +15,7 @@ _STATE_LABEL = {
     State.CLOSED: ":lock: Closed",
 }
 
-_CHANNEL_LABEL = {"telegram": "Telegram", "sms": "SMS", "whatsapp": "WhatsApp", "webchat": "Web chat"}
+CHANNEL_LABELS = {"telegram": "Telegram", "sms": "SMS", "whatsapp": "WhatsApp", "webchat": "Web chat"}
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -77,7 +77,7 @@ def _button(action: str, conversation_id: str, url: str = "") -> dict:
 
 def card_text(conversation: Conversation) -> str:
     """The notification text of the card (shown where blocks are not)."""
-    return f"{conversation.name or conversation.customer_id} ({_CHANNEL_LABEL.get(conversation.channel, conversation.channel)}): {conversation.query[:150]}"
+    return f"{conversation.name or conversation.customer_id} ({CHANNEL_LABELS.get(conversation.channel, conversation.channel)}): {conversation.query[:150]}"
 
 
 def card(conversation: Conversation, now: float | None = None, sound: bool = True, permalink: str = "",
@@ -104,7 +104,7 @@ def card(conversation: Conversation, now: float | None = None, sound: bool = Tru
                 {"type": "mrkdwn", "text": f"*Query*\n{c.query[:1000] or '–'}"},
                 {"type": "mrkdwn", "text": f"*Phone*\n{c.phone or '–'}"},
                 {"type": "mrkdwn", "text": f"*Location*\n{c.location or '–'}"},
-                {"type": "mrkdwn", "text": f"*Channel*\n{_CHANNEL_LABEL.get(c.channel, c.channel)}"},
+                {"type": "mrkdwn", "text": f"*Channel*\n{CHANNEL_LABELS.get(c.channel, c.channel)}"},
                 {"type": "mrkdwn", "text": f"*Topic*\n{c.topic}"},
                 {"type": "mrkdwn", "text": f"*Rating*\n{rating}"},
             ],
@@ -158,7 +158,7 @@ def head_start_dm(conversation: Conversation, status: str = "") -> list[dict]:
     blocks: list[dict] = [
         {"type": "section", "text": {"type": "mrkdwn", "text":
             f":wave: Your previous customer *{c.name or c.customer_id}* is back "
-            f"({_CHANNEL_LABEL.get(c.channel, c.channel)}):\n>{c.query[:1000] or '–'}"}},
+            f"({CHANNEL_LABELS.get(c.channel, c.channel)}):\n>{c.query[:1000] or '–'}"}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text":
             f"Phone: {c.phone or '–'} · Location: {c.location or '–'} · Topic: {c.topic} · Chat #{c.id}"}]},
     ]

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from gateway.message import Conversation, State
 from gateway.store import AutoClose, Figures, Page
 
-from .cards import format_seconds
+from .cards import CHANNEL_LABELS, format_seconds
 
 __all__ = [
     "HomeState", "PAGE_SIZE", "CHANNELS", "AUTO_CLOSE_CHOICES", "ANY",
@@ -22,7 +22,7 @@ __all__ = [
 PAGE_SIZE = 10
 ANY = "any"  # the filter option "all channels" / "all topics"
 
-CHANNELS = {"telegram": "Telegram", "sms": "SMS", "whatsapp": "WhatsApp", "webchat": "Web chat"}
+CHANNELS = CHANNEL_LABELS  # the filter offers every channel chatgate has
 AUTO_CLOSE_CHOICES = (5 * 60, 15 * 60, 30 * 60, 60 * 60)  # seconds, offered to admins
 
 _STATE = {
