@@ -10,7 +10,11 @@ from aiohttp import web
 from channels import telegram, twilio
 from agent_console.slack import app as slack_app
 
+from workers.dispatch import QUEUE_NAME
+
+from . import metrics
 from .config import Config
+from .metrics import Requests
 from .services import Services, connect
 
 __all__ = ["create_app"]
@@ -36,6 +40,26 @@ async def _errors(request: web.Request, handler):
     except Exception:
         log.exception("unhandled error on %s", request.path)
         return web.json_response({"error": "internal error"}, status=500)
+
+
+def _counting(requests: Requests):
+    """Count each webhook's answers by status for ``/metrics`` (unknown paths are not counted)."""
+
+    @web.middleware
+    async def count(request: web.Request, handler):
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else ""
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if route.startswith(("/webhooks/", "/slack/")):
+                requests.count(route, exc.status)
+            raise
+        if route.startswith(("/webhooks/", "/slack/")):
+            requests.count(route, response.status)
+        return response
+
+    return count
 
 
 def _accepting(content_type: str, handler):
@@ -65,10 +89,13 @@ async def _healthz(request: web.Request) -> web.Response:
 
 def create_app(config: Config, redis_url: str) -> web.Application:
     """The web application for ``config``, storing in the Redis at ``redis_url``."""
-    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[_errors])
+    requests = Requests()
+    app = web.Application(client_max_size=config.server.max_body_bytes,
+                          middlewares=[_counting(requests), _errors])
     services = connect(config, redis_url)
     app[SERVICES] = services
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", metrics.handler(services.store, requests, QUEUE_NAME))
     if config.telegram.enabled:
         app.router.add_post("/webhooks/telegram", _accepting(
             "application/json", telegram.webhook_handler(config.telegram, services.conversations)))
