@@ -13,6 +13,11 @@ import logging
 
 from rq import get_current_job
 
+# Imported here, in the worker, rather than in each job: RQ forks a work horse
+# per job, which then starts with these (slow to import) modules loaded.
+from agent_console.slack.deliver import client, deliver_event
+from agent_console.slack.home_refresh import HomePublisher
+from agent_console.slack.team import Team
 from channels import DeliveryError, telegram, twilio
 from gateway.message import OutboundMessage
 from gateway.services import Services, connect
@@ -78,7 +83,6 @@ def deliver_to_customer(channel: str, customer_id: str) -> None:
 
 def deliver_to_agents(conversation_id: str) -> None:
     """Show the conversation's queued events in the agents' console, in order."""
-    from agent_console.slack.deliver import client, deliver_event
 
     async def work(services: Services) -> None:
         slack = services.config.slack
@@ -107,9 +111,6 @@ def deliver_to_agents(conversation_id: str) -> None:
 
 
 def _home_publisher(services: Services, web):
-    from agent_console.slack.home_refresh import HomePublisher
-    from agent_console.slack.team import Team
-
     return HomePublisher(services.config.slack, services.conversations, web, Team(services.config.slack, web))
 
 
@@ -126,7 +127,6 @@ async def _refresh_homes_after(services: Services, web, conversation_id: str, de
 
 def refresh_homes() -> None:
     """The App Home pump: publish the Homes that are due, then run again when the next one is."""
-    from agent_console.slack.deliver import client
 
     async def work(services: Services) -> None:
         if not services.config.slack.enabled:
