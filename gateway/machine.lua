@@ -344,7 +344,11 @@ elseif op == 'delivery' then
   message.status = status
   if detail ~= '' then message.detail = detail end
   redis.call('LSET', key('msgs', id), seq - 1, cjson.encode(message))
-  if status == 'failed' then to_agents(id, 'delivery_failed', seq) end
+  if status == 'failed' then
+    -- Counted on the conversation so the consoles can flag it until a Retry.
+    redis.call('HINCRBY', conv_key(id), 'undelivered', 1)
+    to_agents(id, 'delivery_failed', seq)
+  end
   return {'ok', id}
 end
 
@@ -362,6 +366,7 @@ if op == 'redeliver' then
     return refused('opted_out')
   end
   message.status = 'queued'
+  if (tonumber(field(id, 'undelivered')) or 0) > 0 then redis.call('HINCRBY', conv_key(id), 'undelivered', -1) end
   message.detail = nil
   redis.call('LSET', key('msgs', id), seq - 1, cjson.encode(message))
   to_customer(id, message.text, seq)

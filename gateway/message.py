@@ -93,6 +93,7 @@ class Conversation:
     messages_in: int = 0
     messages_out: int = 0
     rating: int | None = None
+    undelivered: int = 0  # messages to the customer that finally failed and were not retried
     declined_by: tuple[str, ...] = field(default=())
 
     @property

@@ -158,6 +158,7 @@ class Store:
             messages_in=int(d.get("messages_in") or 0),
             messages_out=int(d.get("messages_out") or 0),
             rating=int(d["rating"]) if d.get("rating") else None,
+            undelivered=int(d.get("undelivered") or 0),
             declined_by=tuple(sorted(v.decode() for v in declined)),
         )
 

@@ -6,7 +6,7 @@ import json
 
 import redis as redis_sync
 
-from tests.fakes.slack import block_action
+from tests.fakes.slack import block_action, home_action
 from tests.fakes.telegram import text_update
 from tests.test_end_to_end import CHANNEL, CHAT_ID, card_posts, running  # noqa: F401 - the fixture
 
@@ -31,6 +31,11 @@ def test_permanent_failure_is_shown_with_a_retry_button_that_sends_it(running, r
     assert json.loads(store.lindex("{chatgate}:msgs:1", 1))["status"] == "failed"
     assert telegram.sent_texts(CHAT_ID) == []
 
+    # The console flags it too: the chat's row in the agent's Assigned tab.
+    gateway.slack_form(home_action("home_tab_assigned", "UAGENT1"))
+    slack.wait_for(lambda s: "1 message not delivered" in json.dumps(s.home_views.get("UAGENT1", {})),
+                   what="the warning in the App Home")
+
     # Someone else's Retry is refused; the assignee's sends it.
     retry = block_action("retry_delivery", "1:2", "UAGENT2", CHANNEL, card_ts, slack.response_url)
     assert gateway.slack_form(retry)[0] == 200
@@ -39,3 +44,6 @@ def test_permanent_failure_is_shown_with_a_retry_button_that_sends_it(running, r
     assert gateway.slack_form(retry)[0] == 200
     telegram.wait_for(lambda t: t.sent_texts(CHAT_ID) == ["Your refund is on its way"], what="the retried message")
     slack.wait_for(lambda s: json.loads(store.lindex("{chatgate}:msgs:1", 1))["status"] == "sent", what="sent")
+    gateway.slack_form(home_action("home_tab_assigned", "UAGENT1"))
+    slack.wait_for(lambda s: "Assigned" in json.dumps(s.home_views.get("UAGENT1", {}))
+                   and "not delivered" not in json.dumps(s.home_views["UAGENT1"]), what="the warning gone")

@@ -309,12 +309,14 @@ async def test_a_finally_failed_message_can_be_sent_again_by_the_assignee(servic
     assert not_failed.value.code == "not_failed"
     await services.conversations.record_delivery(cid, seq, "failed", "Telegram refused the message: chat not found")
     assert (await services.store.message(cid, seq)).status == "failed"
+    assert (await services.store.get(cid)).undelivered == 1  # flagged in the consoles until retried
     with pytest.raises(Refused) as stranger:
         await services.conversations.redeliver(cid, seq, "U2")
     assert stranger.value.code == "not_assignee"
     await services.conversations.redeliver(cid, seq, "U1")
     entry = await services.store.message(cid, seq)
     assert (entry.status, entry.detail) == ("queued", "")
+    assert (await services.store.get(cid)).undelivered == 0
     assert await customer_outbox(services) == ["Your refund is on its way", "Your refund is on its way"]
     with pytest.raises(Refused) as twice:  # a double click queues it once
         await services.conversations.redeliver(cid, seq, "U1")

@@ -152,6 +152,10 @@ def _row(conversation: Conversation, tab: str, link: str | None, now: float) -> 
         headline += f"\n_{c.query[:200]}_"
     if not link:
         headline += "\n(the chat's thread is not posted yet)"
+    if c.undelivered:
+        plural_failed = "s" if c.undelivered != 1 else ""
+        headline += (f"\n:warning: {c.undelivered} message{plural_failed} not delivered to the customer: "
+                     "see the thread (Retry is there)")
     blocks = [{"type": "section", "block_id": f"home-row-{c.id}", "text": _text(headline), "fields": [
         _text(f"*First Response*\n{format_seconds(c.first_response)}"),
         _text(f"*Duration*\n{format_seconds(c.duration(now))} · {c.message_count} message{plural}"),
