@@ -73,6 +73,11 @@ def _normalize(update: Update) -> InboundMessage | Start | None:
     if message.document:
         doc = message.document
         attachments.append(Attachment("document", doc.file_id, doc.mime_type or "", doc.file_name or ""))
+    # Voice notes, audio, video and stickers: agents at least see that one came (and its file id).
+    for kind in ("voice", "audio", "video", "video_note", "sticker", "animation"):
+        media = getattr(message, kind)
+        if media is not None:
+            attachments.append(Attachment(kind.replace("_", " "), media.file_id, getattr(media, "mime_type", "") or ""))
     if message.location:
         lat, lon = message.location.latitude, message.location.longitude
         location = f"{lat:.5f}, {lon:.5f}"
@@ -85,7 +90,7 @@ def _normalize(update: Update) -> InboundMessage | Start | None:
             phone = "+" + phone
         text = text or f"Shared contact: {phone}"
     if not text and not attachments:
-        return None  # stickers, voice notes and the like are not relayed yet
+        return None  # polls, dice, service messages: nothing for an agent to answer
     return InboundMessage(
         channel=CHANNEL,
         customer_id=customer,

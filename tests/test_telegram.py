@@ -68,9 +68,17 @@ def test_shared_contact_goes_to_the_profile_phone():
 
 def test_updates_without_a_customer_message_are_ignored():
     assert parse({"update_id": 8, "edited_message": text_update(8, CHAT, "edited")["message"]}) is None
-    assert parse(text_update(9, CHAT, None, sticker={"file_id": "x", "file_unique_id": "x", "width": 1,
-                                                   "height": 1, "is_animated": False, "is_video": False,
-                                                   "type": "regular"})) is None
+    assert parse(text_update(9, CHAT, None, dice={"emoji": "🎲", "value": 3})) is None
+
+
+def test_voice_notes_and_stickers_reach_the_agent_as_attachments():
+    voice = parse(text_update(10, CHAT, None, voice={"file_id": "voice-id", "file_unique_id": "v", "duration": 4,
+                                                    "mime_type": "audio/ogg"}))
+    assert [(a.kind, a.ref, a.content_type) for a in voice.attachments] == [("voice", "voice-id", "audio/ogg")]
+    sticker = parse(text_update(11, CHAT, None, sticker={"file_id": "st-id", "file_unique_id": "x", "width": 1,
+                                                        "height": 1, "is_animated": False, "is_video": False,
+                                                        "type": "regular"}))
+    assert [(a.kind, a.ref) for a in sticker.attachments] == [("sticker", "st-id")]
 
 
 @pytest.mark.parametrize("body", [[], "text", {"message": {}}, {"update_id": "1"}, None])
