@@ -377,6 +377,7 @@ async def send(config: TwilioConfig, public_url: str, message: OutboundMessage, 
             raise delivery_error(exc, twilio.http_client.retry_after) from None
         sids.append(created.sid)
         if entry:
-            await store.set_ref("twilio-sid", created.sid, entry)
-            await store.set_ref("twilio-sent", entry, ",".join(sids))
+            # Twilio has this part: remember it even through a Redis outage, or a retry resends it.
+            await store.through_outage(lambda: store.set_ref("twilio-sid", created.sid, entry))
+            await store.through_outage(lambda: store.set_ref("twilio-sent", entry, ",".join(sids)))
     return ",".join(sids)

@@ -6,12 +6,15 @@ one slot and the Lua script may touch several of them atomically.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import asdict, dataclass
 from importlib import resources
+from typing import Awaitable, Callable, TypeVar
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from .message import Conversation, OutboundMessage, State
 
@@ -87,6 +90,9 @@ class AutoClose:
     after: float  # seconds
 
 
+T = TypeVar("T")
+
+
 def _float(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
 
@@ -102,6 +108,25 @@ class Store:
 
     def key(self, *parts: str) -> str:
         return ":".join((self.tag, *parts))
+
+    @staticmethod
+    async def through_outage(write: Callable[[], Awaitable[T]], patience: float = 120.0) -> T:
+        """Run ``write``, retrying while Redis is unreachable (for up to ``patience`` seconds).
+
+        For what must be recorded because a platform already acted on it (a
+        message was sent, a card was posted): were it lost, the job's retry
+        would act a second time.
+        """
+        delay = 0.2
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return await write()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def run(self, op: str, now: float, *args: str | int | float) -> list[str]:
         """Run one state-machine operation atomically; see machine.lua."""

@@ -71,10 +71,12 @@ def deliver_to_customer(channel: str, customer_id: str) -> None:
             except DeliveryError as exc:
                 if exc.permanent or _last_attempt():
                     log.warning("giving up on a message to %s %s: %s", channel, customer_id, exc)
-                    await record(message.conversation_id, message.seq, "failed", str(exc))
+                    await services.store.through_outage(
+                        lambda: record(message.conversation_id, message.seq, "failed", str(exc)))
                     return
                 raise
-            await record(message.conversation_id, message.seq, "sent", ref)
+            # The platform has it: record that even through a Redis outage, or a retry resends it.
+            await services.store.through_outage(lambda: record(message.conversation_id, message.seq, "sent", ref))
 
         await drain(services.store, services.store.customer_outbox(channel, customer_id), send)
 

@@ -106,7 +106,7 @@ async def drain(store: Store, outbox: str, send: Callable[[bytes], Awaitable[Non
                 marker = _marker(outbox, item)
                 if not await store.redis.exists(marker):
                     await _send_waiting_if_asked(send, item)
-                    await store.redis.set(marker, "1", ex=7 * 24 * 3600)
+                    await store.through_outage(lambda: store.redis.set(marker, "1", ex=7 * 24 * 3600))
                     sent += 1
                 else:
                     log.info("%s: head item was sent before a crash; not sending it again", outbox)

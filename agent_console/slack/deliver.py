@@ -110,8 +110,9 @@ async def _post_card(web: AsyncWebClient, store: Store, config: SlackConfig, con
         blocks=await _card_blocks(web, store, config, conversation, None),
     ))
     ts = reply["ts"]
-    await store.set_ref("slack-card", conversation.id, ts)
-    await store.set_ref("slack-thread", f"{config.channel}:{ts}", conversation.id)
+    # Posted: remember it even through a Redis outage, or a retry would post a second card.
+    await store.through_outage(lambda: store.set_ref("slack-card", conversation.id, ts))
+    await store.through_outage(lambda: store.set_ref("slack-thread", f"{config.channel}:{ts}", conversation.id))
     if await store.get_ref("slack-dm", conversation.id):
         await _catch_up(web, store, config, conversation, ts)
     return ts
@@ -125,7 +126,7 @@ async def _catch_up(web, store: Store, config: SlackConfig, conversation: Conver
             await _call(web.chat_postMessage(channel=config.channel, thread_ts=ts,
                                              text=_relayed_text(conversation, entry)))
         relayed = max(relayed, entry.seq)
-    await store.set_ref("slack-relayed", conversation.id, str(relayed))
+    await store.through_outage(lambda: store.set_ref("slack-relayed", conversation.id, str(relayed)))
 
 
 async def _update_card(web: AsyncWebClient, store: Store, config: SlackConfig, conversation: Conversation) -> None:
@@ -187,7 +188,8 @@ async def _head_start(web, store: Store, config: SlackConfig, conversation: Conv
             # The agent cannot be reached (deactivated, DMs closed): no head start.
             log.warning("cannot DM %s about returning chat %s: %s", agent, conversation.id, exc)
             return False
-        await store.set_ref("slack-dm", conversation.id, f"{reply['channel']}:{reply['ts']}")
+        await store.through_outage(
+            lambda: store.set_ref("slack-dm", conversation.id, f"{reply['channel']}:{reply['ts']}"))
     await schedule_offer(conversation.id, config.returning_head_start)
     return True
 
