@@ -177,9 +177,8 @@ def home_action(action_id: str, user: str, value: str = "", selected: str = "") 
     return urlencode({"payload": json.dumps(payload)})
 
 
-def select_user_action(action_id: str, block_id: str, selected_user: str, user: str, channel: str,
-                       message_ts: str, response_url: str) -> str:
-    """The form body of a ``block_actions`` request from a ``users_select`` in a message."""
+def _block_actions(action: dict, user: str, channel: str, message_ts: str, response_url: str) -> str:
+    """The form body of a ``block_actions`` request for ``action``, clicked in a channel message."""
     payload = {
         "type": "block_actions",
         "team": {"id": "T0001", "domain": "team"},
@@ -191,10 +190,16 @@ def select_user_action(action_id: str, block_id: str, selected_user: str, user: 
         "channel": {"id": channel, "name": "support"},
         "message": {"type": "message", "ts": message_ts, "text": "card"},
         "response_url": response_url,
-        "actions": [{"action_id": action_id, "block_id": block_id, "type": "users_select",
-                     "selected_user": selected_user, "action_ts": str(time.time())}],
+        "actions": [dict(action, action_ts=str(time.time()))],
     }
     return urlencode({"payload": json.dumps(payload)})
+
+
+def select_user_action(action_id: str, block_id: str, selected_user: str, user: str, channel: str,
+                       message_ts: str, response_url: str) -> str:
+    """The form body of a ``block_actions`` request from a ``users_select`` in a message."""
+    action = {"action_id": action_id, "block_id": block_id, "type": "users_select", "selected_user": selected_user}
+    return _block_actions(action, user, channel, message_ts, response_url)
 
 
 def sign(secret: str, body: str, timestamp: int | None = None) -> dict:
@@ -206,22 +211,10 @@ def sign(secret: str, body: str, timestamp: int | None = None) -> dict:
 
 
 def block_action(action_id: str, value: str, user: str, channel: str, message_ts: str, response_url: str) -> str:
-    """The form body of a ``block_actions`` interactivity request."""
-    payload = {
-        "type": "block_actions",
-        "team": {"id": "T0001", "domain": "team"},
-        "user": {"id": user, "username": user.lower(), "team_id": "T0001"},
-        "api_app_id": "A0001",
-        "token": "legacy",
-        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
-        "trigger_id": "1.2.3",
-        "channel": {"id": channel, "name": "support"},
-        "message": {"type": "message", "ts": message_ts, "text": "card"},
-        "response_url": response_url,
-        "actions": [{"action_id": action_id, "block_id": f"chat-{value}", "value": value, "type": "button",
-                     "text": {"type": "plain_text", "text": action_id}, "action_ts": str(time.time())}],
-    }
-    return urlencode({"payload": json.dumps(payload)})
+    """The form body of a ``block_actions`` interactivity request (a button with ``value``)."""
+    action = {"action_id": action_id, "block_id": f"chat-{value}", "value": value, "type": "button",
+              "text": {"type": "plain_text", "text": action_id}}
+    return _block_actions(action, user, channel, message_ts, response_url)
 
 
 def message_event(user: str, channel: str, text: str, ts: str, thread_ts: str | None = None) -> str:
