@@ -342,7 +342,10 @@ def delivery_error(exc: Exception, retry_after: float | None = None) -> Delivery
     """What a failed Messages API call means for delivery: 4xx permanent; 429, 5xx and network retried."""
     status = getattr(exc, "status", 0) or 0
     if isinstance(exc, TwilioException) and status and status != 429 and 400 <= status < 500:
-        return DeliveryError(f"Twilio refused the message: {explain(getattr(exc, 'code', None))}", permanent=True)
+        code = getattr(exc, "code", None)
+        # 21610: the number texted STOP to this sender before chatgate saw it (or elsewhere).
+        return DeliveryError(f"Twilio refused the message: {explain(code)}", permanent=True,
+                             opted_out=str(code) == "21610")
     if status == 429:
         return DeliveryError("Twilio rate limit (429); retrying", retry_after=retry_after)
     return DeliveryError(f"Twilio is unreachable or failing ({status or exc.__class__.__name__}); retrying")

@@ -536,6 +536,20 @@ def test_a_400_is_not_retried_and_the_agent_is_told(running):
     assert fake.bodies(SMS_CUSTOMER) == ["Trying again"] and len(fake.calls_to("failure")) == 1
 
 
+def test_unsubscribed_error_marks_the_customer_opted_out(running):
+    gateway, slack, fake = running
+    conversation_id, card_ts = gateway.start_chat(inbound("SMu1", SMS_CUSTOMER, "hello"))
+    fake.failures.append(error(21610, "Attempt to send to unsubscribed recipient"))
+    gateway.say("UAGENT1", "First answer", card_ts)
+    slack.wait_for(thread_has(slack, card_ts, "Not delivered", "First answer", "21610"), what="the failure")
+    # Twilio knew they had opted out: chatgate now refuses the next reply at once.
+    gateway.say("UAGENT1", "Second answer", card_ts)
+    slack.wait_for(lambda s: any("opted out" in t and "not sent" in t for t in s.ephemerals()),
+                   what="the refusal to the agent")
+    assert "Second answer" not in [m["text"] for m in gateway.history(conversation_id)]
+    assert fake.messages() == []
+
+
 def test_long_sms_reply_is_split_and_sent_in_order(running):
     gateway, slack, fake = running
     conversation_id, card_ts = gateway.start_chat(inbound("SMl1", SMS_CUSTOMER, "Tell me everything"))

@@ -69,6 +69,9 @@ def deliver_to_customer(channel: str, customer_id: str) -> None:
             try:
                 ref = await _send_to_customer(services, message)
             except DeliveryError as exc:
+                if exc.opted_out:
+                    # The platform knows they unsubscribed: refuse the agents' next replies at once.
+                    await services.conversations.set_opt_out(channel, customer_id, True)
                 if exc.permanent or _last_attempt():
                     log.warning("giving up on a message to %s %s: %s", channel, customer_id, exc)
                     await services.store.through_outage(
