@@ -64,6 +64,13 @@ local function to_customer(id, text, seq)
   }))
 end
 
+-- A platform message id seen before (a platform's retry): true the second time.
+-- An empty id is never a repeat.
+local function seen_before(scope, platform_id, ttl)
+  if platform_id == '' then return false end
+  return not redis.call('SET', key('seen', scope, platform_id), '1', 'NX', 'EX', ttl)
+end
+
 local function refused(code, detail)
   return {'refused', code, detail or ''}
 end
@@ -129,10 +136,8 @@ if op == 'ingest' then
   local text, name, phone, location = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
   local attachments, topic, rating_thanks, seen_ttl = ARGV[10], ARGV[11], ARGV[12], tonumber(ARGV[13])
 
-  if platform_id ~= '' then
-    if not redis.call('SET', key('seen', channel, platform_id), '1', 'NX', 'EX', seen_ttl) then
-      return {'duplicate', redis.call('GET', key('open', channel, customer)) or ''}
-    end
+  if seen_before(channel, platform_id, seen_ttl) then
+    return {'duplicate', redis.call('GET', key('open', channel, customer)) or ''}
   end
 
   -- The customer's profile outlives conversations: a phone shared once stays known.
@@ -265,11 +270,7 @@ elseif op == 'reply' then
   if redis.call('EXISTS', key('optout', field(id, 'channel'), field(id, 'customer_id'))) == 1 then
     return refused('opted_out')
   end
-  if platform_id ~= '' then
-    if not redis.call('SET', key('seen', 'agent', platform_id), '1', 'NX', 'EX', seen_ttl) then
-      return {'duplicate', id}
-    end
-  end
+  if seen_before('agent', platform_id, seen_ttl) then return {'duplicate', id} end
   local seq = append(id, 'out', text, agent)
   redis.call('HINCRBY', conv_key(id), 'messages_out', 1)
   touch(id, 'active', agent)
@@ -299,11 +300,7 @@ elseif op == 'note' then
   local agent, text, platform_id, seen_ttl = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
   local refusal = check_assignee(id, agent)
   if refusal then return refusal end
-  if platform_id ~= '' then
-    if not redis.call('SET', key('seen', 'agent', platform_id), '1', 'NX', 'EX', seen_ttl) then
-      return {'duplicate', id}
-    end
-  end
+  if seen_before('agent', platform_id, seen_ttl) then return {'duplicate', id} end
   local seq = append(id, 'note', text, agent)
   return {'noted', id, tostring(seq)}
 
