@@ -1,0 +1,62 @@
+"""What the consoles are told about a conversation: one typed event per outbox item.
+
+The state machine appends an event to each enabled console's outbox of the
+conversation (``machine.lua``, ``to_agents``); a console's worker parses it here,
+once, and never looks at the JSON again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = ["EventKind", "AgentEvent"]
+
+
+class EventKind(str, Enum):
+    """Why a conversation changed; see the state table in docs/conversations.md."""
+
+    CREATED = "created"  # a customer wrote with no open conversation
+    MESSAGE = "message"  # a customer message on an open conversation
+    REOPENED = "reopened"  # a customer message reopened a resolved chat
+    RATED = "rated"  # the customer's 1-5 answer
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    LEFT = "left"  # an active chat went back to the Inbox
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    REASSIGNED = "reassigned"
+    OFFERED = "offered"  # a returning customer's head start ended: offered to everyone
+    SOUND = "sound"
+    REPLIED = "replied"  # an agent's message to the customer (from any console)
+    NOTED = "noted"  # an agent's private note
+    DELIVERY_FAILED = "delivery_failed"
+    REDELIVERING = "redelivering"
+    OPTED = "opted"  # the customer opted out of (or back into) the channel
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """One item of a console's outbox."""
+
+    conversation_id: str
+    kind: EventKind
+    seq: int = 0  # the history entry it is about, if any
+    by: str = ""  # the agent who acted, if any
+    to: str = ""  # the agent a chat was given to (reassign)
+    at: float = 0.0
+    console: str = ""  # the console the action came from ("" for customers and timers)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> "AgentEvent":
+        data = json.loads(raw)
+        return cls(
+            conversation_id=str(data["conversation_id"]),
+            kind=EventKind(data["event"]),
+            seq=int(data.get("seq") or 0),
+            by=str(data.get("by") or ""),
+            to=str(data.get("to") or ""),
+            at=float(data.get("at") or 0.0),
+            console=str(data.get("console") or ""),
+        )
