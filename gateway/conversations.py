@@ -129,13 +129,13 @@ class Conversations:
         await self.dispatch.offer_later(conversation_id, self.routing.returning_head_start)
 
     async def accept(self, conversation_id: str, agent: str, via: str = "") -> None:
-        """E: the agent takes a new chat; exactly one agent wins a race."""
+        """E Accept: the agent takes a new chat; exactly one agent wins a race."""
         await self._check("accept", agent)
         await self._run("accept", conversation_id, agent, via)
         await self.dispatch.to_consoles(conversation_id)
 
     async def reject(self, conversation_id: str, agent: str, via: str = "") -> None:
-        """F: the agent declines a new chat; it stays in the Inbox for the others."""
+        """F Reject: the agent declines a new chat; it stays in the Inbox for the others."""
         await self._check("reject", agent)
         await self._run("reject", conversation_id, agent, via)
         await self.dispatch.to_consoles(conversation_id)
@@ -157,7 +157,7 @@ class Conversations:
         return True
 
     async def resolve(self, conversation_id: str, agent: str, via: str = "") -> None:
-        """D: the assignee marks the chat resolved; the customer is asked for a rating."""
+        """D Mark as resolved: the assignee marks the chat resolved; the customer is asked for a rating."""
         await self._check("resolve", agent)
         reply = await self._run("resolve", conversation_id, agent, self.config.rating_question, via)
         conversation = await self.store.get(conversation_id)
@@ -168,7 +168,7 @@ class Conversations:
             await self.dispatch.auto_close(conversation_id, reply["token"], setting.after)
 
     async def leave(self, conversation_id: str, agent: str, via: str = "") -> str:
-        """C: active chats go back to the Inbox, resolved ones close. Returns the new state."""
+        """C Leave: active chats go back to the Inbox, resolved ones close. Returns the new state."""
         await self._check("leave", agent)
         reply = await self._run("leave", conversation_id, agent, via)
         if reply["event"] == "closed":
@@ -178,7 +178,7 @@ class Conversations:
         return "new"
 
     async def set_sound(self, conversation_id: str, agent: str, on: bool, via: str = "") -> None:
-        """B: the assignee turns the sound on each customer message in this chat on or off."""
+        """B Speaker: the assignee turns the sound on each customer message in this chat on or off."""
         await self._check("sound", agent)
         await self._run("sound", conversation_id, agent, "1" if on else "0", via)
         await self.dispatch.to_consoles(conversation_id)

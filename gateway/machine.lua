@@ -1,4 +1,4 @@
--- The conversation state machine: every transition of DESIGN.md, atomic in Redis.
+-- The conversation state machine: every transition of docs/conversations.md, atomic in Redis.
 --
 -- The state table and the operations are described in docs/conversations.md.
 --
@@ -87,7 +87,7 @@ local function refused(code, detail)
   return reply({refused = code, detail = detail or ''})
 end
 
--- Common checks for A-D: only the assignee of an accepted chat.
+-- Common checks for Go back, Speaker, Leave and Resolve (A-D): only the assignee of an accepted chat.
 local function check_assignee(id, agent)
   if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
   local state = field(id, 'state')
@@ -308,7 +308,7 @@ elseif op == 'reply' then
   return reply({event = 'replied', id = id, seq = seq, first = first})
 
 elseif op == 'sound' then
-  -- B: the assignee's per-chat sound (a mention on each customer message). Missing means on.
+  -- B Speaker: the assignee's per-chat sound (a mention on each customer message). Missing means on.
   local agent, wanted = A[2], A[3]
   local refusal = check_assignee(id, agent)
   if refusal then return refusal end

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import redis as redis_sync
 
+from chatgate.compose import channel_classes, connect, console_classes, load_config
 from gateway import config as config_module
 from gateway.redis_server import EmbeddedRedis
-from gateway.services import connect
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,12 +37,14 @@ def redis_url(redis_server) -> str:
 
 @pytest.fixture
 def make_config(tmp_path):
-    """Build a Config from TOML text (written to a file, as chatgate reads it)."""
+    """Build a Config from TOML text (written to a file, as chatgate reads it); the in-process
+    fakes' tables (``[fakechannel]``, ``[fakeconsole]``) are known too."""
+    from tests.fakes.ports import FakeChannel, FakeConsole
 
     def make(text: str = "") -> config_module.Config:
         path = tmp_path / "config.toml"
         path.write_text(text)
-        return config_module.load(path)
+        return load_config(path, extra=[FakeChannel, FakeConsole])
 
     return make
 
@@ -59,10 +61,33 @@ patterns = ['order\\s*#?\\d+']
 """
 
 
+class Clock:
+    """A clock the test moves by hand: no assertion depends on the wall clock."""
+
+    def __init__(self, now: float = 1_767_225_600.0):  # 2026-01-01 00:00 UTC
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
-async def services(redis_url, make_config):
-    """The core wired to the real Redis and the real RQ dispatcher."""
-    services = connect(make_config(TOPICS), redis_url)
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def services(redis_url, make_config, clock):
+    """The core wired to the real Redis, the real RQ dispatcher and the in-process fake console,
+    on the test's clock."""
+    from tests.fakes.ports import FakeChannel, FakeConsole
+
+    config = make_config(TOPICS + "\n[fakeconsole]\nenabled = true\n[fakechannel]\nenabled = true\n")
+    services = connect(config, redis_url, channels=[*channel_classes(), FakeChannel],
+                       consoles=[*console_classes(), FakeConsole], clock=clock)
     yield services
     await services.close()
 
@@ -80,7 +105,7 @@ class Process:
         self.log_path = log_path
         self.log = open(log_path, "wb")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "chatgate", *args], cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})}, start_new_session=True,
         )
 
@@ -90,7 +115,7 @@ class Process:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        from gateway.cli import _stop_worker
+        from chatgate.cli import _stop_worker
 
         _stop_worker(self.popen)
         self.log.close()

@@ -61,7 +61,7 @@ async def test_first_message_creates_a_new_tagged_conversation_in_the_inbox(serv
     history = await services.store.history(received.conversation_id)
     assert [(h.direction, h.text) for h in history] == [("in", "Hi, ORDER #1234 never arrived")]
     # The agents' console is told through a delivery job.
-    assert ("deliver_to_agents", (received.conversation_id,)) in queued_jobs(redis_url)
+    assert ("deliver_to_console", ("fake", received.conversation_id)) in queued_jobs(redis_url)
 
 
 async def test_unmatched_message_gets_topic_general(services):

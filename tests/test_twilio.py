@@ -19,7 +19,8 @@ import requests
 from twilio.base.exceptions import TwilioRestException
 
 from channels import twilio
-from gateway import cli, config as config_module
+from chatgate import cli
+from gateway import config as config_module
 from gateway.message import InboundMessage, Refused
 from tests.conftest import Process, free_port, wait_http
 from tests.fakes.slack import FakeSlack, message_event, sign, block_action
@@ -133,7 +134,7 @@ def test_twilio_config_problems_name_key_file_and_expectation(make_config):
     assert "at least one sender" in raised.value.problems[0]
     config = make_config(f'[twilio]\nenabled = true\naccount_sid = "{ACCOUNT_SID}"\nauth_token = "x"\n'
                          f'whatsapp_from = "whatsapp:{WHATSAPP_FROM}"\n')
-    assert config.twilio.whatsapp_from == WHATSAPP_FROM and config.twilio.validate_signatures
+    assert config.section("twilio").whatsapp_from == WHATSAPP_FROM and config.section("twilio").validate_signatures
 
 
 def test_check_config_lists_twilio_as_enabled(tmp_path, capsys, monkeypatch):
@@ -173,7 +174,7 @@ async def test_delivery_status_never_steps_back_and_a_failure_is_reported_once(s
     await conversations.record_delivery(chat, 3, "delivered")
     entry = await store.message(chat, 3)
     assert (entry.status, entry.detail) == ("failed", "undelivered: Twilio error 30003: unreachable")
-    events = [json.loads(e)["event"] for e in await store.redis.lrange(store.agent_outbox(chat), 0, -1)]
+    events = [json.loads(e)["event"] for e in await store.redis.lrange(store.console_outbox("slack", chat), 0, -1)]
     assert events.count("delivery_failed") == 1
 
 

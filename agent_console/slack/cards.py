@@ -41,7 +41,7 @@ SOUND_ACTIONS = {"sound_on": True, "sound_off": False}
 
 
 def controls(conversation: Conversation, sound: bool = True) -> list[str]:
-    """The action ids a state offers, A-F (the server enforces the same rules).
+    """The action ids a state offers, Go back, Speaker, Leave, Resolve, Accept, Reject (A-F; the server enforces the same rules).
 
     ``sound`` is the assignee's current setting: its button turns it the other way.
     """
