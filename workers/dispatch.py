@@ -25,8 +25,8 @@ QUEUE_NAME = "chatgate"
 # The jobs, by dotted path: RQ imports them in the worker, so nothing here imports them.
 _DELIVER_TO_CONSOLE = "workers.jobs.deliver_to_console"
 _DELIVER_TO_CUSTOMER = "workers.jobs.deliver_to_customer"
-_CLOSE_RESOLVED = "workers._CLOSE_RESOLVED"
-_OFFER_TO_EVERYONE = "workers._OFFER_TO_EVERYONE"
+_CLOSE_RESOLVED = "workers.jobs.close_resolved"
+_OFFER_TO_EVERYONE = "workers.jobs.offer_to_everyone"
 _CONSOLE_TASK = "workers.jobs.console_task"
 
 
