@@ -132,6 +132,20 @@ def _parsed(raw: str, content_type: str) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def _signed(verifier: SignatureVerifier, raw_body: str, headers: dict) -> bool:
+    """Whether Slack signed this body; bolt's headers map each name to a list of values."""
+
+    def first(name: str) -> str | None:
+        values = headers.get(name) or []
+        return values[0] if values else None
+
+    timestamp, signature = first("x-slack-request-timestamp"), first("x-slack-signature")
+    try:
+        return bool(timestamp and signature and verifier.is_valid(raw_body, timestamp, signature))
+    except ValueError:  # a timestamp that is not a number
+        return False
+
+
 def events_handler(app: AsyncApp, signing_secret: str) -> "web.Handler":
     """The aiohttp handler for ``POST /slack/events`` (events and interactivity)."""
     verifier = SignatureVerifier(signing_secret)
@@ -148,7 +162,7 @@ def events_handler(app: AsyncApp, signing_secret: str) -> "web.Handler":
         except ValueError:
             body = None
         reason = "not a JSON object" if body is None else malformed(body)
-        if reason and verifier.is_valid_request(bolt_request.raw_body, bolt_request.headers):
+        if reason and _signed(verifier, bolt_request.raw_body, bolt_request.headers):
             # Only a signed request learns what was wrong with it; others get bolt's 401.
             return web.json_response({"error": f"malformed Slack body: {reason}"}, status=400)
         bolt_response = await app.async_dispatch(bolt_request)
