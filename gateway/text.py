@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Sequence
 __all__ = ["Span", "parse", "plain", "escape", "markup", "render_with", "split", "split_spans", "utf16_len"]
 
 ESCAPABLE = "*_~`[]\\"
+MAX_URL = 4096
 STYLES = ("bold", "italic", "strike")
 # Only these schemes become links: a javascript: or data: URL must never be clickable.
 _LINK_URL = re.compile(r"(?:https?://|mailto:)\S+", re.I)
@@ -27,6 +28,7 @@ _BARE_URL = re.compile(r"(?:https?://|mailto:)[^\s<>]+", re.I)
 _SCHEME = re.compile(r"(?:https?://|mailto:)", re.I)
 # Trailing characters that end a sentence rather than a bare URL ("see https://x.com.").
 _URL_TRAIL = ".,;:!?'\"*_~]\\"
+_LINK_TARGET = re.compile(r"[^\s()]*(?:\([^\s()]*\)[^\s()]*)*\)")
 _UNESCAPE = re.compile(r"\\([*_~`\[\]\\])")
 
 
@@ -189,17 +191,11 @@ class _Parser:
             j += 1
         if j + 1 >= hi or s[j + 1] != "(":
             return None
-        depth, k = 0, j + 2
-        while k < hi:
-            if s[k] == "(":
-                depth += 1
-            elif s[k] == ")":
-                if depth == 0:
-                    break
-                depth -= 1
-            k += 1
-        else:
+        # A URL has no whitespace and a sane length; one level of balanced parentheses (Wikipedia) is kept.
+        found = _LINK_TARGET.match(s, j + 2, min(hi, j + 2 + MAX_URL))
+        if not found:
             return None
+        k = found.end() - 1
         url = _UNESCAPE.sub(r"\1", s[j + 2:k])
         return (j, k, url) if _LINK_URL.fullmatch(url) else None
 
@@ -348,8 +344,8 @@ def _inside_cluster(t: str, c: int) -> bool:
     if c <= 0 or c >= len(t):
         return False
     ch, before = t[c], t[c - 1]
-    if ch in _JOINERS or before == "\u200d" or unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Mc"):
-        return True
+    if ch in _JOINERS or before == "\u200d" or unicodedata.category(ch) in ("Mn", "Me", "Mc"):
+        return True  # joiners, variation selectors and combining marks belong to the character before
     if "\U0001f3fb" <= ch <= "\U0001f3ff" or "\U000e0020" <= ch <= "\U000e007f":  # skin tones, flag tags
         return True
     if before == "\r" and ch == "\n":
