@@ -13,6 +13,7 @@ from aiohttp import web
 from telegram import Bot, Message, Update
 from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
 
+from channels import render
 from gateway.config import ConfigReader, url_setting
 from gateway.message import Attachment, InboundMessage, OutboundMessage
 from gateway.ports import DeliveryError, Runtime
@@ -72,6 +73,26 @@ def _name(message: Message) -> str:
     return user.full_name or (user.username or "")
 
 
+# Telegram's ids have at most 52 significant bits (they fit a double exactly).
+MAX_ID = 2 ** 52
+
+
+def _valid_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -MAX_ID < value < MAX_ID
+
+
+def _check_ids(message) -> None:
+    """A chat or user id that is not an integer Telegram could send (2**70, 1.5, "abc") is refused."""
+    if not isinstance(message, dict):
+        return
+    for holder in ("chat", "from"):
+        part = message.get(holder)
+        if isinstance(part, dict) and "id" in part and not _valid_id(part["id"]):
+            raise ValueError(f"message.{holder}.id must be an integer Telegram id, not {str(part['id'])[:40]!r}")
+    if "message_id" in message and not _valid_id(message["message_id"]):
+        raise ValueError("message.message_id must be an integer")
+
+
 def parse(data: dict) -> InboundMessage | Start | None:
     """Normalize a Telegram update; None for updates chatgate does not handle.
 
@@ -79,6 +100,7 @@ def parse(data: dict) -> InboundMessage | Start | None:
     """
     if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
         raise ValueError("not a Telegram update: an object with an integer update_id is expected")
+    _check_ids(data.get("message"))
     try:
         update = Update.de_json(data, None)
         return _normalize(update)
@@ -164,23 +186,42 @@ def _bot(config: TelegramConfig) -> Bot:
     return Bot(config.token, base_url=config.api_url)
 
 
-async def _send(config: TelegramConfig, message: OutboundMessage) -> str:
-    """Send a text to the customer's chat; the Telegram message id."""
-    bot = _bot(config)
-    try:
-        sent = await bot.send_message(chat_id=int(message.customer_id), text=message.text)
-    except RetryAfter as exc:
+def _error(exc: TelegramError) -> DeliveryError:
+    if isinstance(exc, RetryAfter):
         retry = exc.retry_after
         seconds = retry.total_seconds() if hasattr(retry, "total_seconds") else float(retry)
-        raise DeliveryError(f"Telegram rate limit: {exc.message}", retry_after=seconds) from None
-    except (BadRequest, Forbidden, InvalidToken) as exc:
+        return DeliveryError(f"Telegram rate limit: {exc.message}", retry_after=seconds)
+    if isinstance(exc, (BadRequest, Forbidden, InvalidToken)):
         # The chat is gone, the bot was blocked or the token is wrong: retrying won't help.
-        raise DeliveryError(f"Telegram refused the message: {exc.message}", permanent=True) from None
-    except TelegramError as exc:
-        raise DeliveryError(f"Telegram is unreachable or failing: {exc.message}") from None
+        return DeliveryError(f"Telegram refused the message: {exc.message}", permanent=True)
+    return DeliveryError(f"Telegram is unreachable or failing: {exc.message}")
+
+
+async def _send(config: TelegramConfig, message: OutboundMessage, store=None) -> str:
+    """Send chatgate text to the customer's chat as Telegram HTML; the Telegram message ids, comma-separated.
+
+    A text over Telegram's 4,096 characters goes out as several messages, split at
+    natural breaks, in order. The parts already sent are remembered (``telegram-sent``),
+    so a retry after a failure in the middle never sends one twice.
+    """
+    entry = f"{message.conversation_id}:{message.seq}" if message.conversation_id and message.seq else ""
+    parts = render.telegram_chunks(message.text) if message.text.strip() else []
+    done = (await store.get_ref("telegram-sent", entry) or "") if entry and store is not None else ""
+    ids = [i for i in done.split(",") if i]
+    bot = _bot(config)
+    try:
+        for part in parts[len(ids):]:
+            try:
+                sent = await bot.send_message(chat_id=int(message.customer_id), text=part, parse_mode="HTML")
+            except TelegramError as exc:
+                raise _error(exc) from None
+            ids.append(str(sent.message_id))
+            if entry and store is not None:
+                # Telegram has this part: remember it even through a Redis outage, or a retry resends it.
+                await store.through_outage(lambda: store.set_ref("telegram-sent", entry, ",".join(ids)))
     finally:
         await bot.shutdown()
-    return str(sent.message_id)
+    return ",".join(ids)
 
 
 async def set_webhook(config: TelegramConfig, public_url: str) -> str:
@@ -204,10 +245,11 @@ class Telegram:
 
     def __init__(self, config: TelegramConfig, runtime: Runtime):
         self.config = config
+        self.runtime = runtime
 
     def mount(self, app: web.Application, services: "Services") -> None:
         app.router.add_post("/webhooks/telegram", accepting(
             "application/json", webhook_handler(self.config, services.conversations)))
 
     async def send(self, message: OutboundMessage) -> str:
-        return await _send(self.config, message)
+        return await _send(self.config, message, self.runtime.store)

@@ -26,6 +26,7 @@ from twilio.request_validator import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER
 from twilio.rest import Client
 from twilio.twiml.messaging_response import MessagingResponse
 
+from channels import render
 from gateway.config import ConfigReader, url_setting
 from gateway.http import accepting
 from gateway.message import Attachment, InboundMessage, OutboundMessage
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from gateway.services import Services
 
 __all__ = [
-    "Twilio", "TwilioConfig", "CHANNELS", "SMS", "WHATSAPP", "MAX_BODY", "Parsed", "parse", "split_body", "explain",
+    "Twilio", "TwilioConfig", "CHANNELS", "SMS", "WHATSAPP", "MAX_BODY", "Parsed", "parse", "explain",
     "webhook_handlers", "send", "delivery_error", "RewritingHttpClient",
 ]
 
@@ -367,22 +368,6 @@ def client(config: TwilioConfig, timeout: float | None = None) -> Client:
                   http_client=RewritingHttpClient(config.api_url, timeout=timeout))
 
 
-def split_body(text: str, limit: int = MAX_BODY) -> list[str]:
-    """``text`` in parts of at most ``limit`` characters, cut at a line break or space when possible."""
-    parts = []
-    while len(text) > limit:
-        cut = max(text.rfind("\n", 0, limit), text.rfind(" ", 0, limit))
-        if cut < limit // 2:
-            parts.append(text[:limit])  # no break near the end: cut inside the word
-            text = text[limit:]
-        else:
-            parts.append(text[:cut])
-            text = text[cut + 1:]
-    if text or not parts:
-        parts.append(text)
-    return parts
-
-
 def _sender(config: TwilioConfig, channel: str) -> dict:
     if channel == WHATSAPP and config.whatsapp_from:
         return {"from_": f"whatsapp:{config.whatsapp_from}"}
@@ -422,7 +407,10 @@ async def _send(config: TwilioConfig, public_url: str, message: OutboundMessage,
     prefix = "whatsapp:" if message.channel == WHATSAPP else ""
     sender = _sender(config, message.channel)
     entry = f"{message.conversation_id}:{message.seq}" if message.conversation_id and message.seq else ""
-    parts = split_body(message.text)
+    # chatgate text as the platform shows it: WhatsApp's own *bold*/_italic_, plain text for SMS;
+    # split at natural breaks within Twilio's 1,600 characters.
+    chunks = render.whatsapp_chunks if message.channel == WHATSAPP else render.sms_chunks
+    parts = chunks(message.text) or [message.text]
     done = (await store.get_ref("twilio-sent", entry) or "") if entry else ""
     sids = [sid for sid in done.split(",") if sid]
     twilio = client(config, timeout)

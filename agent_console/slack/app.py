@@ -24,6 +24,7 @@ from .config import SlackConfig
 from .controls import register_controls, register_unknown_actions
 from .deliver import conversation_for_thread
 from .home_actions import register_home
+from .mrkdwn import to_chatgate, user_ids
 from .team import agent_id
 
 if TYPE_CHECKING:
@@ -45,6 +46,36 @@ async def _acknowledge_note(client, channel: str, ts: str) -> None:
         await client.reactions_add(channel=channel, timestamp=ts, name="memo")
     except Exception:  # noqa: BLE001 - the note is stored; a missing reaction is only cosmetic
         log.warning("could not add the note reaction in %s at %s", channel, ts, exc_info=True)
+
+
+# Slack user id -> display name, per process: mentions in agents' messages become names for customers.
+_NAMES: dict[str, str] = {}
+
+
+async def user_names(client, ids: set[str]) -> dict[str, str]:
+    """The names of the mentioned users (``users.info``, cached); a user Slack cannot name is left out
+    (``to_chatgate`` then falls back to the mention's label or "someone")."""
+    names = {}
+    for user in ids:
+        if user not in _NAMES:
+            try:
+                info = (await client.users_info(user=user)).get("user") or {}
+                profile = info.get("profile") or {}
+                name = (profile.get("display_name") or profile.get("real_name") or info.get("real_name")
+                        or info.get("name") or "")
+            except Exception:  # noqa: BLE001 - a name is nice to have; the message goes out anyway
+                log.warning("users.info failed for %s", user, exc_info=True)
+                continue
+            if not name:
+                continue
+            _NAMES[user] = name
+        names[user] = _NAMES[user]
+    return names
+
+
+async def agent_text(client, mrkdwn: str) -> str:
+    """An agent's Slack message (mrkdwn as the Events API delivers it) as chatgate text."""
+    return to_chatgate(mrkdwn, await user_names(client, user_ids(mrkdwn)))
 
 
 def build(console: "SlackConsole", services: "Services") -> AsyncApp:
@@ -78,10 +109,13 @@ def build(console: "SlackConsole", services: "Services") -> AsyncApp:
         platform_id = f"{config.channel}:{event['ts']}"
         try:
             if NOTE_PREFIX.match(text):
-                if await conversations.note(conversation_id, agent, text, platform_id=platform_id, via=console.name):
+                note = await agent_text(client, text)
+                if await conversations.note(conversation_id, agent, note, platform_id=platform_id, via=console.name):
                     await _acknowledge_note(client, config.channel, event["ts"])
                 return
-            await conversations.reply(conversation_id, agent, text, platform_id=platform_id, via=console.name)
+            # Slack's markup (links, mentions, &amp;) becomes chatgate text; each channel renders it.
+            reply = await agent_text(client, text)
+            await conversations.reply(conversation_id, agent, reply, platform_id=platform_id, via=console.name)
         except Refused as refusal:
             await client.chat_postEphemeral(
                 channel=config.channel, user=user, thread_ts=thread_ts,

@@ -7,7 +7,14 @@ from typing import Callable, Mapping
 
 from gateway.message import Conversation, State
 
-__all__ = ["card", "card_text", "format_seconds", "controls", "head_start_dm", "SOUND_ACTIONS"]
+from .mrkdwn import clip
+
+__all__ = ["card", "card_text", "format_seconds", "controls", "head_start_dm", "SOUND_ACTIONS", "QUERY_ON_CARD",
+           "query_fits", "customer_name"]
+
+# The card shows this much of the first message (escaped); a longer one is posted whole in the thread.
+QUERY_ON_CARD = 1850
+CONTINUED = "\n_(continued in the thread)_"
 
 _STATE_LABEL = {
     State.NEW: ":new: New, waiting in the Inbox",
@@ -16,6 +23,11 @@ _STATE_LABEL = {
     State.CLOSED: ":lock: Closed",
 }
 
+
+
+def _plain(text: str, limit: int) -> str:
+    """plain_text (Slack shows it literally) within ``limit`` characters."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _slack_mention(agent: str) -> str:
@@ -79,20 +91,40 @@ def _button(action: str, conversation_id: str, url: str = "") -> dict:
     return button
 
 
+def customer_name(conversation: Conversation, limit: int = 150) -> str:
+    """The customer's name (or address) as Slack mrkdwn: escaped, so ``<!channel>`` in a name pings no one."""
+    return clip(conversation.name or conversation.customer_id, limit)
+
+
+def query_fits(conversation: Conversation) -> bool:
+    """Whether the card shows the whole first message (else the thread gets it whole)."""
+    return len(clip(conversation.query, QUERY_ON_CARD + 1)) <= QUERY_ON_CARD
+
+
+def _query(conversation: Conversation) -> str:
+    if not conversation.query:
+        return "–"
+    if query_fits(conversation):
+        return clip(conversation.query, QUERY_ON_CARD)
+    return clip(conversation.query, QUERY_ON_CARD) + CONTINUED
+
+
 def card_text(conversation: Conversation, labels: Mapping[str, str]) -> str:
     """The notification text of the card (shown where blocks are not)."""
     label = labels.get(conversation.channel, conversation.channel)
-    return f"{conversation.name or conversation.customer_id} ({label}): {conversation.query[:150]}"
+    return f"{customer_name(conversation)} ({clip(label, 50)}): {clip(conversation.query, 150)}"
 
 
 def card(conversation: Conversation, now: float | None = None, sound: bool = True, permalink: str = "",
          reassigned: tuple[str, str] | None = None, labels: Mapping[str, str] | None = None,
-         who: Callable[[str], str] = _slack_mention) -> list[dict]:
+         who: Callable[[str], str] = _slack_mention, window: str = "") -> list[dict]:
     """The blocks of a conversation's card.
 
     ``sound`` is the assignee's setting for this chat, ``permalink`` the thread's
     link (for A), ``reassigned`` the (admin, agent) of the last reassignment,
-    ``labels`` the channels' labels and ``who`` how an agent id is shown.
+    ``labels`` the channels' labels and ``who`` how an agent id is shown; ``window`` a line on the
+    platform's reply window (WhatsApp's 24 hours). Every customer-supplied string is escaped and every
+    text stays within Block Kit's limits, whatever its length.
     """
     labels = labels or {}
     now = time.time() if now is None else now
@@ -104,16 +136,16 @@ def card(conversation: Conversation, now: float | None = None, sound: bool = Tru
         state += f" · previously {who(c.previous_agent)}"
     rating = f"{c.rating}/5" if c.rating is not None else "–"
     blocks: list[dict] = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"{c.name or c.customer_id}"[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*State:* {state}"}},
+        {"type": "header", "text": {"type": "plain_text", "text": _plain(c.name or c.customer_id, 150)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*State:* {state}"[:3000]}},
         {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": f"*Query*\n{c.query[:1000] or '–'}"},
-                {"type": "mrkdwn", "text": f"*Phone*\n{c.phone or '–'}"},
-                {"type": "mrkdwn", "text": f"*Location*\n{c.location or '–'}"},
-                {"type": "mrkdwn", "text": f"*Channel*\n{labels.get(c.channel, c.channel)}"},
-                {"type": "mrkdwn", "text": f"*Topic*\n{c.topic}"},
+                {"type": "mrkdwn", "text": f"*Query*\n{_query(c)}"},
+                {"type": "mrkdwn", "text": f"*Phone*\n{clip(c.phone, 200) or '–'}"},
+                {"type": "mrkdwn", "text": f"*Location*\n{clip(c.location, 500) or '–'}"},
+                {"type": "mrkdwn", "text": f"*Channel*\n{clip(labels.get(c.channel, c.channel), 100)}"},
+                {"type": "mrkdwn", "text": f"*Topic*\n{clip(c.topic, 200)}"},
                 {"type": "mrkdwn", "text": f"*Rating*\n{rating}"},
             ],
         },
@@ -129,15 +161,19 @@ def card(conversation: Conversation, now: float | None = None, sound: bool = Tru
             ],
         },
     ]
+    if window:
+        blocks.insert(2, {"type": "context", "elements": [{"type": "mrkdwn", "text": window[:3000]}]})
     notes = []
     if c.declined_by:
-        notes.append("Declined by " + ", ".join(who(agent) for agent in c.declined_by))
+        declined = [who(agent) for agent in c.declined_by[:20]]
+        more = len(c.declined_by) - len(declined)
+        notes.append("Declined by " + ", ".join(declined) + (f" and {more} more" if more > 0 else ""))
     if reassigned and c.state in (State.ACTIVE, State.RESOLVED):
         notes.append(f"Reassigned by {who(reassigned[0])} to {who(reassigned[1])}")
     if c.state is State.ACTIVE and c.assignee:
         notes.append(f"Sound {'on' if sound else 'off'} for {who(c.assignee)}")
     if notes:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(notes)}]})
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(notes)[:3000]}]})
     buttons = []
     for action in controls(c, sound):
         if action == "open_chat":
@@ -165,10 +201,11 @@ def head_start_dm(conversation: Conversation, labels: Mapping[str, str], status:
     c = conversation
     blocks: list[dict] = [
         {"type": "section", "text": {"type": "mrkdwn", "text":
-            f":wave: Your previous customer *{c.name or c.customer_id}* is back "
-            f"({labels.get(c.channel, c.channel)}):\n>{c.query[:1000] or '–'}"}},
+            f":wave: Your previous customer *{customer_name(c)}* is back "
+            f"({clip(labels.get(c.channel, c.channel), 100)}):\n>{clip(c.query, 1000) or '–'}"}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text":
-            f"Phone: {c.phone or '–'} · Location: {c.location or '–'} · Topic: {c.topic} · Chat #{c.id}"}]},
+            f"Phone: {clip(c.phone, 200) or '–'} · Location: {clip(c.location, 500) or '–'} · "
+            f"Topic: {clip(c.topic, 200)} · Chat #{c.id}"}]},
     ]
     if status:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": status}]})

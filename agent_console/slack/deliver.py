@@ -18,8 +18,11 @@ from gateway.ports import DeliveryError
 from gateway.store import HistoryEntry, Store
 from gateway.team import Team
 
-from .cards import card, card_text, head_start_dm
+from gateway import text as chatgate
+
+from .cards import card, card_text, customer_name, head_start_dm, query_fits
 from .config import SlackConfig
+from .mrkdwn import SECTION_LIMIT, clip, escape, from_chatgate, split_for_slack
 from .team import mention, slack_user
 
 if TYPE_CHECKING:
@@ -49,16 +52,18 @@ async def conversation_for_thread(store: Store, channel: str, thread_ts: str) ->
 
 
 def _customer_text(conversation: Conversation, entry: HistoryEntry) -> str:
-    lines = [entry.text] if entry.text else []
+    """A customer's message as mrkdwn: escaped, so ``<!channel>`` or ``<@U…>`` show literally and ping no one."""
+    lines = [escape(entry.text)] if entry.text else []
     for attachment in entry.attachments:
-        ref = attachment.get("ref", "")
-        kind = attachment.get("kind", "file")
-        label = attachment.get("name") or kind
-        if ref.startswith("http"):
-            lines.append(f":paperclip: <{ref}|{label}>")
-        else:
-            lines.append(f":paperclip: {label} (file id `{ref}`)")
+        kind = str(attachment.get("kind", "file"))
+        label = clip(str(attachment.get("name") or kind), 200)
+        lines.append(f":paperclip: {label}" + (f" ({clip(kind, 30)})" if label != kind else ""))
     return "\n".join(lines) or "(empty message)"
+
+
+def _quoted(text: str, limit: int = 300) -> str:
+    """chatgate text shown briefly in a note: plain, escaped and clipped."""
+    return clip(chatgate.plain(chatgate.parse(text)), limit)
 
 
 async def _call(coro):
@@ -116,30 +121,56 @@ class Delivery:
 
     async def post_card(self, conversation: Conversation) -> str:
         store, config = self.store, self.config
-        ts = await store.get_ref("slack-card", conversation.id)
+        ts, caught_up = await store.get_ref("slack-card", conversation.id), None
         if ts:
-            return ts  # a repeated job must not post a second card
-        reply = await _call(self.web.chat_postMessage(
-            channel=config.channel, text=card_text(conversation, self.labels),
-            blocks=await self._card_blocks(conversation, None),
-        ))
-        ts = reply["ts"]
-        # Posted: remember it even through a Redis outage, or a retry would post a second card.
-        await store.through_outage(lambda: store.set_ref("slack-card", conversation.id, ts))
-        await store.through_outage(lambda: store.set_ref("slack-thread", f"{config.channel}:{ts}", conversation.id))
-        if await store.get_ref("slack-dm", conversation.id):
-            await self._catch_up(conversation, ts)
+            caught_up = await store.get_ref("slack-caught-up", conversation.id)
+            if caught_up:
+                return ts  # a repeated job must not post a second card
+        else:
+            reply = await _call(self.web.chat_postMessage(
+                channel=config.channel, text=card_text(conversation, self.labels),
+                blocks=await self._card_blocks(conversation, None),
+            ))
+            ts = reply["ts"]
+            # Posted: remember it even through a Redis outage, or a retry would post a second card.
+            await store.through_outage(lambda: store.set_ref("slack-card", conversation.id, ts))
+            await store.through_outage(
+                lambda: store.set_ref("slack-thread", f"{config.channel}:{ts}", conversation.id))
+        await self._catch_up(conversation, ts)
+        await store.through_outage(lambda: store.set_ref("slack-caught-up", conversation.id, "1"))
         return ts
 
     async def _catch_up(self, conversation: Conversation, ts: str) -> None:
-        """After a head start, the thread gets the customer's messages that only the DM saw."""
+        """Under a new card, the thread gets the first message whole when the card cannot show it all (too
+        long, or with files), and after a head start the customer's messages that only the DM saw.
+        Safe to repeat: each message's posted parts are remembered."""
+        head_start = bool(await self.store.get_ref("slack-dm", conversation.id))
         relayed = 1  # the first message is the card's query
         for entry in await self.store.history(conversation.id):
-            if entry.direction == "in" and entry.seq > 1:
-                await _call(self.web.chat_postMessage(channel=self.config.channel, thread_ts=ts,
-                                                      text=_relayed_text(conversation, entry)))
-            relayed = max(relayed, entry.seq)
+            if entry.direction == "in":
+                first = entry.seq == 1
+                if (first and (entry.attachments or not query_fits(conversation))) or (not first and head_start):
+                    await self.relay(conversation, entry, self.config.channel, ts)
+            if head_start or entry.seq == 1:
+                relayed = max(relayed, entry.seq)
         await self.store.through_outage(lambda: self.store.set_ref("slack-relayed", conversation.id, str(relayed)))
+
+    async def post_parts(self, channel: str, thread_ts: str, text: str, progress: str = "") -> None:
+        """Post ``text`` in the thread, whole: split into ordered posts within Slack's limits (3,000 per
+        section). With ``progress`` the parts already posted are remembered, so a retry never reposts one."""
+        parts = split_for_slack(text, SECTION_LIMIT) or ["(empty message)"]
+        done = int(await self.store.get_ref("slack-posted", progress) or 0) if progress else 0
+        for index in range(done, len(parts)):
+            await _call(self.web.chat_postMessage(channel=channel, thread_ts=thread_ts, text=parts[index]))
+            if progress:
+                await self.store.through_outage(
+                    lambda: self.store.set_ref("slack-posted", progress, str(index + 1)))
+
+    async def relay(self, conversation: Conversation, entry: HistoryEntry, channel: str, thread_ts: str,
+                    lead: str = "", text: str | None = None) -> None:
+        """A customer's message in a thread, whole and in order (its text, then its files)."""
+        body = text if text is not None else _relayed_text(conversation, entry)
+        await self.post_parts(channel, thread_ts, lead + body, f"{conversation.id}:{entry.seq}:{thread_ts}")
 
     async def update_card(self, conversation: Conversation) -> None:
         ts = await self.post_card(conversation)
@@ -148,8 +179,12 @@ class Delivery:
             blocks=await self._card_blocks(conversation, ts),
         ))
 
-    async def thread(self, conversation: Conversation, text: str, blocks: list[dict] | None = None) -> None:
+    async def thread(self, conversation: Conversation, text: str, blocks: list[dict] | None = None,
+                     progress: str = "") -> None:
         ts = await self.post_card(conversation)
+        if blocks is None and len(text) > SECTION_LIMIT:
+            await self.post_parts(self.config.channel, ts, text, progress)
+            return
         await _call(self.web.chat_postMessage(channel=self.config.channel, thread_ts=ts, text=text, blocks=blocks))
 
     async def update_dm(self, conversation: Conversation, status: str) -> None:
@@ -173,8 +208,8 @@ class Delivery:
         if await _dm(self.store, conversation.id) is None:  # a repeated job must not DM twice
             try:
                 reply = await _call(self.web.chat_postMessage(
-                    channel=user, text=f":wave: Your previous customer {conversation.name or conversation.customer_id} "
-                    f"is back: “{conversation.query[:300]}”", blocks=head_start_dm(conversation, self.labels),
+                    channel=user, text=f":wave: Your previous customer {customer_name(conversation)} "
+                    f"is back: “{clip(conversation.query, 300)}”", blocks=head_start_dm(conversation, self.labels),
                 ))
             except DeliveryError as exc:
                 if not exc.permanent:
@@ -194,7 +229,7 @@ class Delivery:
         if conversation is None:
             return
         kind, by, seq = event.kind, event.by, event.seq
-        name = conversation.name or conversation.customer_id
+        name = customer_name(conversation)
 
         if kind is EventKind.CREATED:
             if await self.head_start(conversation):
@@ -205,17 +240,14 @@ class Delivery:
                 try:
                     await _call(self.web.chat_postMessage(
                         channel=previous,
-                        text=f":wave: Your previous customer *{name}* is back: “{conversation.query[:300]}”. "
+                        text=f":wave: Your previous customer *{name}* is back: “{clip(conversation.query, 300)}”. "
                         f"The chat card is in <#{config.channel}>.",
                     ))
                 except DeliveryError as exc:
                     if not exc.permanent:
                         raise
                     log.warning("cannot DM %s about chat %s: %s", previous, conversation.id, exc)
-            await self.post_card(conversation)
-            entry = await store.message(conversation.id, seq)
-            if entry and entry.attachments:
-                await self.thread(conversation, f"*{name}:* {_customer_text(conversation, entry)}")
+            await self.post_card(conversation)  # with the first message whole in the thread when it needs it
             return
 
         if kind in (EventKind.MESSAGE, EventKind.REOPENED, EventKind.RATED):
@@ -224,19 +256,18 @@ class Delivery:
             dm = await _dm(store, conversation.id)
             if entry is not None and card_ts is None and dm is not None:
                 # Still in the head start: only the previous agent sees it, in the DM's thread.
-                await _call(self.web.chat_postMessage(channel=dm[0], thread_ts=dm[1],
-                                                      text=_relayed_text(conversation, entry)))
+                await self.relay(conversation, entry, dm[0], dm[1])
                 return
             if entry is not None and entry.seq > int(await store.get_ref("slack-relayed", conversation.id) or 0):
-                text = _relayed_text(conversation, entry)
+                text, lead = None, ""
                 if kind is EventKind.REOPENED:
-                    text = ":arrows_counterclockwise: The customer wrote again, the chat is active again.\n" + text
+                    lead = ":arrows_counterclockwise: The customer wrote again, the chat is active again.\n"
                 if kind is EventKind.RATED:
                     text = f":star: {name} rated this chat {conversation.rating}/5."
                 elif conversation.state is State.ACTIVE and conversation.assignee and await self._sound(conversation):
                     # The mention is what makes Slack notify the assignee with sound.
-                    text = f"{self.who(conversation.assignee)} {text}"
-                await self.thread(conversation, text)
+                    lead = f"{self.who(conversation.assignee)} {lead}"
+                await self.relay(conversation, entry, config.channel, await self.post_card(conversation), lead, text)
             if kind is not EventKind.MESSAGE:
                 await self.update_card(conversation)
             return
@@ -247,7 +278,9 @@ class Delivery:
                 entry = await store.message(conversation.id, seq)
                 if entry is not None:
                     what = "private note" if kind is EventKind.NOTED else "to the customer"
-                    await self.thread(conversation, f"{self.who(by)} ({what}): {entry.text}")
+                    # chatgate text shown as Slack mrkdwn (escaped: it pings no one), whole.
+                    await self.thread(conversation, f"{self.who(by)} ({what}): {from_chatgate(entry.text)}",
+                                      progress=f"{conversation.id}:{seq}:console")
             if kind is EventKind.FIRST_RESPONSE:
                 await self.update_card(conversation)
             return
@@ -272,13 +305,13 @@ class Delivery:
         if kind is EventKind.DELIVERY_FAILED:
             entry = await store.message(conversation.id, seq)
             if entry is not None:
-                text = f":warning: Not delivered to the customer: “{entry.text[:300]}” ({entry.detail})"
+                text = f":warning: Not delivered to the customer: “{_quoted(entry.text)}” ({clip(entry.detail, 500)})"
                 await self.thread(conversation, text, _failed_blocks(conversation, text, seq))
             return
         if kind is EventKind.REDELIVERING:
             entry = await store.message(conversation.id, seq)
             if entry is not None:
-                await self.thread(conversation, f":repeat: {self.who(by)} is sending “{entry.text[:300]}” again.")
+                await self.thread(conversation, f":repeat: {self.who(by)} is sending “{_quoted(entry.text)}” again.")
             return
         await self.update_card(conversation)
         if kind in notes:
@@ -293,7 +326,7 @@ class Delivery:
 
 
 def _relayed_text(conversation: Conversation, entry: HistoryEntry) -> str:
-    return f"*{conversation.name or conversation.customer_id}:* {_customer_text(conversation, entry)}"
+    return f"*{customer_name(conversation)}:* {_customer_text(conversation, entry)}"
 
 
 def _failed_blocks(conversation: Conversation, text: str, seq: int) -> list[dict]:

@@ -15,6 +15,7 @@ from gateway.store import AutoClose, Figures, Page
 from typing import Mapping
 
 from .cards import format_seconds
+from .mrkdwn import clip
 
 __all__ = [
     "HomeState", "PAGE_SIZE", "AUTO_CLOSE_CHOICES", "ANY",
@@ -148,9 +149,10 @@ def _row(conversation: Conversation, tab: str, link: str | None, now: float, lab
     c = conversation
     rating = f"{c.rating}/5" if c.rating is not None else "–"
     plural = "s" if c.message_count != 1 else ""
-    headline = f"*{c.name or c.customer_id}* · {_STATE[c.state]}"
+    # Customer text is escaped (no mention can come of it) and clipped: the row stays within Block Kit's limits.
+    headline = f"*{clip(c.name or c.customer_id, 200)}* · {_STATE[c.state]}"
     if c.query:
-        headline += f"\n_{c.query[:200]}_"
+        headline += f"\n{clip(' '.join(c.query.split()), 300)}"
     if not link:
         headline += "\n(the chat's thread is not posted yet)"
     if c.undelivered:
@@ -161,8 +163,8 @@ def _row(conversation: Conversation, tab: str, link: str | None, now: float, lab
         _text(f"*First Response*\n{format_seconds(c.first_response)}"),
         _text(f"*Duration*\n{format_seconds(c.duration(now))} · {c.message_count} message{plural}"),
         _text(f"*Rating*\n{rating}"),
-        _text(f"*Channel*\n{labels.get(c.channel, c.channel)}"),
-        _text(f"*Topic*\n{c.topic or 'general'}"),
+        _text(f"*Channel*\n{clip(labels.get(c.channel, c.channel), 100)}"),
+        _text(f"*Topic*\n{clip(c.topic or 'general', 200)}"),
     ]}]
     elements = row_actions(c, tab, link)
     if elements:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from gateway.message import Refused
 
+from .mrkdwn import clip
 from .cards import format_seconds
 from .home import ANY
 from .home_refresh import HomePublisher
@@ -83,7 +84,7 @@ def register_home(app: AsyncApp, console: "SlackConsole", services: "Services") 
             conversation_id = action.get("value", "")
             await conversations.accept(conversation_id, agent_id(team, user), via=console.name)
             conversation = await publisher.store.get(conversation_id)
-            name = conversation.name or conversation.customer_id
+            name = clip(conversation.name or conversation.customer_id, 200) if conversation else "the customer"
             return f":white_check_mark: You accepted the chat with *{name}*; it is in your Assigned tab."
         if action_id in ("home_auto_close", "home_auto_close_after"):
             return await switch_auto_close(user, action_id, action)

@@ -15,7 +15,7 @@ from typing import Mapping
 from gateway import text as chatgate
 from gateway.text import Span
 
-__all__ = ["SECTION_LIMIT", "escape", "to_chatgate", "user_ids", "from_chatgate", "split_for_slack"]
+__all__ = ["SECTION_LIMIT", "escape", "clip", "to_chatgate", "user_ids", "from_chatgate", "split_for_slack"]
 
 # Slack: 3,000 characters per section text, 40,000 per message text, 50 blocks per message.
 SECTION_LIMIT = 3000
@@ -172,3 +172,19 @@ def split_for_slack(text: str, limit: int = SECTION_LIMIT) -> list[str]:
     """mrkdwn ``text`` in ordered pieces for section blocks, never cutting inside ``<...>`` or ``&amp;``."""
     keep = [m.span() for m in re.finditer(r"<[^<>]*>|&(?:amp|lt|gt);", text)]
     return chatgate.split(text, limit, measure=chatgate.utf16_len, keep=keep)
+
+
+def clip(text: str, limit: int, more: str = "…") -> str:
+    """``escape(text)`` within ``limit`` characters: cut (never inside ``&amp;``) and ended with ``more`` if too long."""
+    escaped = escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    room = max(0, limit - len(more))
+    out, used = [], 0
+    for ch in text:
+        piece = escape(ch)
+        if used + len(piece) > room:
+            break
+        out.append(piece)
+        used += len(piece)
+    return "".join(out) + more
