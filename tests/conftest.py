@@ -244,8 +244,10 @@ class Deployment:
     def gateway(self) -> Gateway:
         return self.gateways[0]
 
-    def config_text(self) -> str:
+    def config_text(self, port: int | None = None) -> str:
+        """The config; a web process's has its own port."""
         defaults = {
+            "server": {} if port is None else {"port": port},
             "redis": {"url": self.redis_url},
             "telegram": {"enabled": True, "token": self.telegram.token, "secret_token": TELEGRAM_SECRET,
                          "api_url": self.telegram.api_url},
@@ -261,8 +263,6 @@ class Deployment:
             defaults.setdefault(name, {}).update(values or {})
         text = ""
         for name, values in defaults.items():
-            if name == "server":
-                continue  # each web process has its own (its port), see start_web
             text += f"[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in values.items() if v is not None)
         return text + self.tail
 
@@ -288,9 +288,7 @@ class Deployment:
 
     def start_web(self, index: int) -> None:
         config = self.tmp / f"web-{index}.toml"
-        server = {"port": self.ports[index], **self.sections.get("server", {})}
-        text = self.config.read_text() + "[server]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in server.items())
-        config.write_text(text)
+        config.write_text(self.config_text(port=self.ports[index]))
         self._starts += 1
         self.webs[index] = Process(["web", "-c", str(config)], self.tmp / f"web-{index}-{self._starts}.log",
                                    self.env)

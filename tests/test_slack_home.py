@@ -17,20 +17,17 @@ import time
 
 import pytest
 import redis as redis_sync
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from rq.registry import ScheduledJobRegistry
 
-from agent_console.slack import app as slack_app
-from agent_console.slack.deliver import client as slack_client
 from agent_console.slack.deliver import deliver_event
-from gateway.conversations import Conversations
+from chatgate.compose import connect
+from gateway.app import create_app
+from gateway.events import AgentEvent
 from gateway.message import InboundMessage
-from gateway.services import connect
-from gateway.topics import Topics
-from tests.conftest import Process, free_port, wait_http
+from tests import conftest
 from tests.fakes.slack import FakeSlack, block_action, home_action, home_opened, sign
-from tests.fakes.telegram import FakeTelegram, text_update
+from tests.fakes.telegram import text_update
 from workers.dispatch import QUEUE_NAME
 from workers.outbox import drain
 
@@ -46,14 +43,10 @@ def at(hours: int, minutes: int = 0) -> float:
     return DAY + hours * 3600 + minutes * 60
 
 
-class Clock:
-    """The scripted time every transition (and the Home's "now") is stamped with."""
-
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+def team(agents: tuple[str, ...] = (AGENT1, AGENT2)) -> str:
+    """The agents (their chatgate ids are their Slack ids) and the admin, as [[agents]] tables."""
+    return "".join(f'[[agents]]\nid = "{a}"\nslack = "{a}"\n' for a in agents) + \
+        f'[[agents]]\nid = "{ADMIN}"\nslack = "{ADMIN}"\nadmin = true\n' + TOPICS
 
 
 def config_text(slack: FakeSlack, extra: str = "", agents: tuple[str, ...] = (AGENT1, AGENT2)) -> str:
@@ -64,9 +57,23 @@ bot_token = "xoxb-test"
 signing_secret = "{SECRET}"
 channel = "{CHANNEL}"
 api_url = "{slack.api_url}"
-agents = {json.dumps(list(agents))}
-admins = ["{ADMIN}"]
 {extra}
+[telegram]
+enabled = true
+token = "123456:home-token"
+secret_token = "home-secret"
+api_url = "http://127.0.0.1:9/bot"
+[twilio]
+enabled = true
+account_sid = "AC00000000000000000000000000000000"
+auth_token = "home-twilio-token"
+sms_from = "+15005550006"
+whatsapp_from = "whatsapp:+14155238886"
+api_url = "http://127.0.0.1:9"
+{team(agents)}"""
+
+
+TOPICS = """
 [[topics]]
 name = "billing"
 keywords = ["invoice", "refund"]
@@ -83,7 +90,7 @@ keywords = ["password"]
 class Console:
     """The real bolt app in-process: Slack requests signed as Slack signs them."""
 
-    def __init__(self, http: TestClient, slack: FakeSlack, conversations: Conversations, services, clock: Clock):
+    def __init__(self, http: TestClient, slack: FakeSlack, conversations, services, clock):
         self.http = http
         self.slack = slack
         self.conversations = conversations
@@ -126,30 +133,24 @@ class Console:
 
     async def cards(self) -> None:
         """What the workers do with the agent outboxes: post and update the cards in Slack."""
-        web_client = slack_client(self.services.config.slack)
-        for key in await self.store.redis.keys(self.store.key("out", "agent", "*")):
+        console = self.services.consoles["slack"]
+        for key in await self.store.redis.keys(self.store.console_outbox("slack", "*")):
             await drain(self.store, key.decode(),
-                        lambda item: deliver_event(web_client, self.store, self.services.config.slack, item))
+                        lambda item: deliver_event(console, AgentEvent.from_json(item), self.services))
 
 
 @pytest.fixture
-async def console(redis_url, make_config):
+async def console(redis_url, make_config, clock):
     slack = FakeSlack().start()
     config = make_config(config_text(slack))
-    services = connect(config, redis_url)
-    clock = Clock(at(9))
-    conversations = Conversations(services.store, services.conversations.dispatch, config.conversation,
-                                  Topics.compile(config.topics), clock=clock)
-    bolt = slack_app.build(config.slack, conversations, services.store)
-    app = web.Application()
-    app.router.add_post("/slack/events", slack_app.events_handler(bolt))
-    http = TestClient(TestServer(app))
+    clock.now = at(9)
+    services = connect(config, redis_url, clock=clock)
+    http = TestClient(TestServer(create_app(services)))  # closes the services on cleanup
     await http.start_server()
     try:
-        yield Console(http, slack, conversations, services, clock)
+        yield Console(http, slack, services.conversations, services, clock)
     finally:
         await http.close()
-        await services.close()
         slack.stop()
 
 
