@@ -57,7 +57,11 @@ def _customer_text(conversation: Conversation, entry: HistoryEntry) -> str:
     for attachment in entry.attachments:
         kind = str(attachment.get("kind", "file"))
         label = clip(str(attachment.get("name") or kind), 200)
-        lines.append(f":paperclip: {label}" + (f" ({clip(kind, 30)})" if label != kind else ""))
+        ref = str(attachment.get("ref", ""))
+        if ref.startswith(("https://", "http://")) and "|" not in ref and len(ref) < 2000:
+            lines.append(f":paperclip: <{escape(ref)}|{label}>")
+        else:
+            lines.append(f":paperclip: {label}" + (f" ({clip(kind, 30)})" if label != kind else ""))
     return "\n".join(lines) or "(empty message)"
 
 
