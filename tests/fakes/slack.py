@@ -24,11 +24,12 @@ MAX_BUTTON_TEXT = 75
 MAX_HEADER_TEXT = 150
 
 
-def block_errors(blocks: list) -> list[str]:
-    """Slack's complaints about a message's blocks, worded as its ``errors`` list; empty when they are fine."""
+def block_errors(blocks: list, max_blocks: int = MAX_BLOCKS) -> list[str]:
+    """Slack's complaints about a message's (or a view's: 100) blocks, worded as its ``errors`` list;
+    empty when they are fine."""
     errors = []
-    if len(blocks) > MAX_BLOCKS:
-        errors.append(f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]")
+    if len(blocks) > max_blocks:
+        errors.append(f"no more than {max_blocks} items allowed [json-pointer:/blocks]")
 
     def text_of(obj) -> str:
         return obj.get("text", "") if isinstance(obj, dict) else ""
@@ -182,8 +183,9 @@ class FakeSlack(FakeServer):
             view = json.loads(view) if isinstance(view, str) else view
             if not params.get("user_id") or not isinstance(view, dict) or view.get("type") != "home":
                 return web.json_response({"ok": False, "error": "invalid_arguments"})
-            if len(view.get("blocks", [])) > 100:
-                return web.json_response({"ok": False, "error": "invalid_blocks"})
+            errors = block_errors(view.get("blocks", []), max_blocks=100)
+            if errors:
+                return web.json_response({"ok": False, "error": "invalid_blocks", "errors": errors})
             self.home_views[params["user_id"]] = view
         if method in ("views.publish", "conversations.open"):
             return web.json_response({"ok": True, "channel": {"id": "D0001"}, "view": {"id": "V1"}})

@@ -75,6 +75,9 @@ class FakeTelegram(FakeServer):
         self.delay = 0.0
         self.in_flight = 0
         self.files: dict[str, tuple[bytes, str]] = {}  # file_id -> (data, file_path), see add_file
+        # Failures answered to the n-th sendMessage (1-based), e.g. to fail a long reply's second part.
+        self.fail_send: dict[int, tuple[int, dict, dict]] = {}
+        self._sends = 0
 
     def add_file(self, file_id: str, data: bytes, file_path: str) -> None:
         """A file ``getFile`` knows and ``/file/bot<token>/<file_path>`` serves."""
@@ -160,6 +163,13 @@ class FakeTelegram(FakeServer):
             if request.transport is None or request.transport.is_closing():
                 return web.Response(status=499)
         if method == "sendMessage":
+            with self._lock:
+                self._sends += 1
+                failure = self.fail_send.pop(self._sends, None)
+            if failure:
+                status, body, headers = failure
+                self.record("failure", dict(params, status=status))
+                return web.json_response(body, status=status, headers=headers)
             refusal = self._check_text(params)
             if refusal:
                 return refusal

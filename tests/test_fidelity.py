@@ -1,0 +1,282 @@
+"""Platform fidelity, end to end: every message arrives whole, safe and looking right.
+
+Customers on Telegram, SMS and WhatsApp, agents in Slack, through the real ``chatgate web`` and
+``chatgate worker`` processes; the fakes enforce the platforms' documented limits (Telegram's
+4,096 characters and HTML entities, Twilio's 1,600, Slack's Block Kit limits), so a limit broken
+in code fails here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import re
+
+import pytest
+
+from channels import twilio as twilio_channel
+from tests import conftest
+from tests.fakes.slack import MAX_SECTION_TEXT, block_errors, home_opened
+from tests.fakes.telegram import MAX_TEXT, html_text, text_update, utf16_len
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, inbound, signed
+
+PREFIX = "{chatgate}"
+PUBLIC_URL = "https://support.example.com"
+SMS_FROM = "+15005550006"
+WHATSAPP_FROM = "+14155238886"
+TWILIO = {"enabled": True, "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "sms_from": SMS_FROM,
+          "whatsapp_from": "whatsapp:" + WHATSAPP_FROM}
+PINGS = re.compile(r"<!(channel|here|everyone)|<@U[A-Z0-9]+")
+
+
+class Chat:
+    """A running deployment seen as a support team would use it."""
+
+    def __init__(self, deployment: conftest.Deployment):
+        self.d = deployment
+        self.gateway, self.slack, self.telegram, self.twilio = (deployment.gateway, deployment.slack,
+                                                                deployment.telegram, deployment.twilio)
+        self.redis = deployment.store()
+
+    def open_chat(self, channel: str, customer: str) -> str | None:
+        value = self.redis.get(f"{PREFIX}:open:{channel}:{customer}")
+        return value.decode() if value else None
+
+    def chat(self, conversation_id: str) -> dict:
+        return {k.decode(): v.decode() for k, v in self.redis.hgetall(f"{PREFIX}:conv:{conversation_id}").items()}
+
+    def card_ts(self, conversation_id: str) -> str:
+        return self.slack.wait_for(lambda s: (self.redis.hget(f"{PREFIX}:ref:slack-card", conversation_id)
+                                              or b"").decode(), what="the chat card")
+
+    def twilio_post(self, params: dict) -> tuple[int, str]:
+        body, headers = signed(AUTH_TOKEN, PUBLIC_URL + "/webhooks/twilio", params)
+        return self.gateway.post("/webhooks/twilio", body, headers)
+
+    def start(self, channel: str, customer: str, send, accept: bool = True) -> tuple[str, str]:
+        """The customer's first message (``send()`` posts it), the card, and the agent's accept."""
+        status, body = send()
+        assert status == 200, body
+        conversation_id = self.slack.wait_for(lambda s: self.open_chat(channel, customer), what="the chat")
+        card_ts = self.card_ts(conversation_id)
+        if accept:
+            assert self.gateway.click("accept", conversation_id, "UAGENT1", card_ts)[0] == 200
+            self.slack.wait_for(lambda s: self.chat(conversation_id).get("state") == "active", what="accept")
+        return conversation_id, card_ts
+
+    def telegram_chat(self, chat_id: int, text: str, accept: bool = True, **names) -> tuple[str, str]:
+        return self.start("telegram", str(chat_id),
+                          lambda: self.gateway.telegram(text_update(chat_id % 100000, chat_id, text, **names)),
+                          accept)
+
+    def slack_texts(self) -> list[str]:
+        """Every text chatgate posted or published to Slack that Slack reads as mrkdwn (plain_text is
+        shown literally, so it cannot ping anyone)."""
+        found: list[str] = []
+
+        def walk(node) -> None:
+            if isinstance(node, dict):
+                if node.get("type") == "mrkdwn" and isinstance(node.get("text"), str):
+                    found.append(node["text"])
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        for call in self.slack.calls:
+            if call.method in ("chat.postMessage", "chat.update", "chat.postEphemeral", "views.publish"):
+                found.append(str(call.params.get("text", "")))
+                walk(call.params.get("blocks"))
+                view = call.params.get("view")
+                walk(json.loads(view) if isinstance(view, str) else view)
+        return found
+
+    def sent_html(self, chat_id: int) -> list[str]:
+        return [c.params["text"] for c in self.telegram.calls_to("sendMessage")
+                if str(c.params.get("chat_id")) == str(chat_id)]
+
+
+@pytest.fixture(scope="module")
+def team(module_deployment):
+    return Chat(module_deployment(server={"public_url": PUBLIC_URL}, twilio=TWILIO))
+
+
+# -- 1. mention injection ------------------------------------------------------------------------
+
+
+def test_customer_mentions_ping_nobody_on_the_card_thread_and_home(team):
+    chat_id = 555000101
+    conversation_id, card_ts = team.telegram_chat(
+        chat_id, "Hi <!channel> and <!here>, ask <@U0BOSS> & <#C0GENERAL> about <https://evil.example|this>",
+        accept=False, first_name="<!channel>", last_name="<@U0BOSS>")
+    card = json.dumps(team.slack.messages[card_ts])
+    assert "&lt;!channel&gt;" in card and "&lt;@U0BOSS&gt;" in card and "&amp;" in card
+    # A location whose venue title is a mention, then a follow-up message.
+    venue = {"location": {"latitude": 52.52, "longitude": 13.4}, "title": "<!everyone>", "address": "<@U0X>"}
+    team.gateway.telegram(text_update(2, chat_id, None, message_id=2,
+                                      location={"latitude": 52.52, "longitude": 13.4}, venue=venue))
+    team.gateway.telegram(text_update(3, chat_id, "again <!here>", message_id=3))
+    team.slack.wait_for(lambda s: [t for t in s.thread_texts(card_ts) if "again &lt;!here&gt;" in t],
+                        what="the escaped follow-up")
+    # The App Home of an agent lists the chat.
+    assert team.gateway.slack_event(home_opened("UAGENT9"))[0] == 200
+    team.slack.wait_for(lambda s: "UAGENT9" in s.home_views, what="the App Home")
+    assert "&lt;!channel&gt;" in json.dumps(team.slack.home_views["UAGENT9"])
+    team.d.wait_idle()
+    assert any("&lt;!everyone&gt;, &lt;@U0X&gt;" in t for t in team.slack.thread_texts(card_ts))  # the venue
+    for text in team.slack_texts():
+        assert not PINGS.search(text.replace("<@UAGENT1>", "").replace("<@UAGENT9>", "")), text
+
+
+# -- 2. Slack markup to customers ------------------------------------------------------------------
+
+AGENT_MRKDWN = ("See <https://example.com/track?a=1&amp;b=2|the tracking page> &amp; *now*, "
+                "<@UALICE> helps &lt;3 <mailto:help@example.com|help@example.com>")
+
+
+def test_agent_mrkdwn_reaches_telegram_as_html_with_names(team):
+    team.slack.users["UALICE"] = "Alice Smith"
+    chat_id = 555000102
+    _, card_ts = team.telegram_chat(chat_id, "Where is my parcel?")
+    assert team.gateway.say("UAGENT1", AGENT_MRKDWN, card_ts)[0] == 200
+    sent = team.telegram.wait_for(lambda t: t.calls_to("sendMessage") and team.sent_html(chat_id),
+                                  what="the reply")
+    call = [c for c in team.telegram.calls_to("sendMessage") if str(c.params["chat_id"]) == str(chat_id)][0]
+    assert call.params["parse_mode"] == "HTML"
+    shown = html_text(sent[0])
+    assert shown == "See the tracking page & now, Alice Smith helps <3 help@example.com"
+    assert '<a href="https://example.com/track?a=1&amp;b=2">the tracking page</a>' in sent[0]
+    assert "<b>now</b>" in sent[0]
+    # The history keeps chatgate text (the core speaks no Slack markup).
+    history = [json.loads(m) for m in team.redis.lrange(f"{PREFIX}:msgs:{team.open_chat('telegram', str(chat_id))}",
+                                                         0, -1)]
+    assert "&amp;" not in history[-1]["text"] and "<@" not in history[-1]["text"]
+    assert team.slack.calls_to("users.info")
+
+
+@pytest.mark.parametrize("channel", ["whatsapp", "sms"])
+def test_agent_mrkdwn_reaches_twilio_readable(team, channel):
+    team.slack.users["UALICE"] = "Alice Smith"
+    number = "+4915123450001" if channel == "whatsapp" else "+442079460001"
+    sender = ("whatsapp:" if channel == "whatsapp" else "") + number
+    _, card_ts = team.start(channel, number, lambda: team.twilio_post(inbound(f"SMmk{channel}", sender, "hello")))
+    assert team.gateway.say("UAGENT1", AGENT_MRKDWN, card_ts)[0] == 200
+    body = team.twilio.wait_for(lambda f: f.bodies(sender), what="the reply")[0]
+    if channel == "whatsapp":
+        assert body == ("See the tracking page (https://example.com/track?a=1&b=2) & *now*, Alice Smith helps <3 "
+                        "help@example.com")
+    else:
+        assert body == ("See the tracking page (https://example.com/track?a=1&b=2) & now, Alice Smith helps <3 "
+                        "help@example.com")
+
+
+def test_long_agent_reply_reaches_telegram_whole_in_order_and_a_retry_resends_no_part(team):
+    chat_id = 555000103
+    _, card_ts = team.telegram_chat(chat_id, "Tell me everything")
+    paragraphs = [f"Paragraph {i}: " + " ".join(f"w{i}x{j}" for j in range(120)) for i in range(14)]
+    text = "\n\n".join(paragraphs)
+    assert len(text) > 2 * MAX_TEXT
+    before = len(team.telegram.calls_to("sendMessage"))
+    # Telegram fails the second part once (a 502): the retry sends the rest, not the first part again.
+    team.telegram.fail_send[before + 2] = (502, {"ok": False, "error_code": 502, "description": "Bad Gateway"}, {})
+    assert team.gateway.say("UAGENT1", text, card_ts)[0] == 200
+    team.telegram.wait_for(lambda t: len(team.sent_html(chat_id)) >= 3, timeout=30, what="every part")
+    team.d.wait_idle()
+    parts = [html_text(p) for p in team.sent_html(chat_id)]
+    assert all(utf16_len(p) <= MAX_TEXT for p in parts)
+    assert "\n\n".join(p.strip("\n") for p in parts).split() == text.split()
+    assert len(parts) == len(set(parts))  # none twice
+    assert team.telegram.calls_to("failure")
+
+
+def test_reply_written_in_another_console_shows_in_the_thread_as_mrkdwn(team):
+    from chatgate.compose import connect, load_config
+
+    chat_id = 555000104
+    conversation_id, card_ts = team.telegram_chat(chat_id, "hi")
+
+    async def reply() -> None:
+        services = connect(load_config(team.d.config), team.d.redis_url)
+        try:
+            await services.conversations.reply(conversation_id, "UAGENT1", "**Done** & see [the page](https://x.example/a)"
+                                               " <!channel>", via="web")
+        finally:
+            await services.close()
+
+    asyncio.run(reply())
+    posted = team.slack.wait_for(lambda s: [t for t in s.thread_texts(card_ts) if "(to the customer)" in t],
+                                 what="the reply in the thread")[0]
+    assert "*Done* &amp; see <https://x.example/a|the page> &lt;!channel&gt;" in posted
+    team.telegram.wait_for(lambda t: any("Done" in x for x in team.sent_html(chat_id)), what="the reply")
+
+
+# -- 3. length limits on the agent side ---------------------------------------------------------------
+
+
+def test_long_customer_messages_reach_slack_whole_and_card_and_home_stay_within_limits(team):
+    chat_id = 555000105
+    first = " ".join(f"line{i} <b>&</b>" for i in range(900))  # ~12,000 characters, escaping grows it
+    huge_name = "N" * 3000
+    conversation_id, card_ts = team.telegram_chat(chat_id, first, accept=False, first_name=huge_name,
+                                                  last_name="<!here>")
+    card = team.slack.messages[card_ts]
+    assert not block_errors(card["blocks"])
+    assert "continued in the thread" in json.dumps(card["blocks"])
+    posts = team.slack.wait_for(lambda s: [t for t in s.thread_texts(card_ts)
+                                           if t and html.unescape(t).count("line") > 0], what="the whole first message")
+    team.d.wait_idle()
+    posts = [t for t in team.slack.thread_texts(card_ts)]
+    assert all(len(p) <= MAX_SECTION_TEXT for p in posts)
+    joined = html.unescape(" ".join(posts))
+    assert all(f"line{i} <b>&</b>" in joined for i in (0, 450, 899))
+    # The Home lists the chat within Block Kit's limits.
+    assert team.gateway.slack_event(home_opened("UAGENT7"))[0] == 200
+    view = team.slack.wait_for(lambda s: s.home_views.get("UAGENT7"), what="the App Home")
+    assert not block_errors(view["blocks"], max_blocks=100)
+    # Accepted, a second long message arrives as ordered thread posts.
+    assert team.gateway.click("accept", conversation_id, "UAGENT1", card_ts)[0] == 200
+    second = "\n".join(f"second {i} " + "z" * 60 for i in range(120))
+    team.gateway.telegram(text_update(7, chat_id, second, message_id=7))
+    team.slack.wait_for(lambda s: any("second 119" in t for t in s.thread_texts(card_ts)), what="the end")
+    team.d.wait_idle()
+    mine = [t for t in team.slack.thread_texts(card_ts) if "second " in t]
+    assert len(mine) >= 2 and all(len(p) <= MAX_SECTION_TEXT for p in mine)
+    order = [int(n) for p in mine for n in re.findall(r"second (\d+)", p)]
+    assert order == list(range(120))
+
+
+# -- 6. smaller expectations ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [2 ** 70, 1.5, "abc"])
+def test_impossible_telegram_chat_ids_are_refused_and_store_nothing(team, bad):
+    before = set(team.redis.keys(f"{PREFIX}:open:*"))
+    status, body = team.gateway.telegram(text_update(9, bad, "hello"))
+    assert status == 400 and "id" in body
+    assert set(team.redis.keys(f"{PREFIX}:open:*")) == before
+
+
+def test_emoji_rtl_and_markdown_names_survive_end_to_end(team):
+    chat_id = 555000106
+    name = ("**Zoë_🚀**", "مرحبا *שלום*")
+    conversation_id, card_ts = team.telegram_chat(chat_id, "👋🏽 سلام، أين طلبي؟", first_name=name[0],
+                                                  last_name=name[1])
+    card = json.dumps(team.slack.messages[card_ts], ensure_ascii=False)
+    assert "**Zoë_🚀** مرحبا *שלום*" in card and "👋🏽 سلام، أين طلبي؟" in card
+    assert team.chat(conversation_id)["name"] == "**Zoë_🚀** مرحبا *שלום*"
+    team.gateway.say("UAGENT1", "שלום 👨‍👩‍👧 *תודה*", card_ts)
+    sent = team.telegram.wait_for(lambda t: team.sent_html(chat_id), what="the reply")
+    assert html_text(sent[0]) == "שלום 👨‍👩‍👧 תודה"
+
+
+def test_empty_agent_message_is_not_sent_and_the_agent_is_told(team):
+    chat_id = 555000107
+    _, card_ts = team.telegram_chat(chat_id, "hello?")
+    before = len(team.slack.ephemerals())
+    assert team.gateway.say("UAGENT1", " \n  ", card_ts)[0] == 200
+    told = team.slack.wait_for(lambda s: s.ephemerals()[before:], what="the refusal")
+    assert "Not sent to the customer" in told[0] and "empty" in told[0]
+    team.d.wait_idle()
+    assert team.sent_html(chat_id) == []
