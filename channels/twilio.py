@@ -9,6 +9,7 @@ Twilio's client is synchronous, so it runs in a thread.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from dataclasses import dataclass, replace
@@ -29,7 +30,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from channels import render
 from gateway.config import ConfigReader, url_setting
 from gateway.http import accepting
-from gateway.message import Attachment, InboundMessage, OutboundMessage
+from gateway.message import Attachment, InboundMessage, OutboundMessage, ReplyWindow
 from gateway.ports import DeliveryError, Runtime
 
 if TYPE_CHECKING:
@@ -93,6 +94,12 @@ class TwilioConfig:
     messaging_service_sid: str = ""
     # Off only for local development: then anyone can post as Twilio.
     validate_signatures: bool = True
+    # WhatsApp's customer-service window: free-form replies only this long after the customer's last
+    # message. Outside it, the approved template (Content API SID "HX…") with its variables goes instead;
+    # without one, replies are refused at once.
+    whatsapp_window: float = 24 * 3600
+    whatsapp_template_sid: str = ""
+    whatsapp_template_variables: tuple[tuple[str, str], ...] = ()
 
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -112,7 +119,15 @@ def load_config(tw: ConfigReader) -> TwilioConfig:
         whatsapp_from=whatsapp_from.removeprefix("whatsapp:"),
         messaging_service_sid=tw.string("messaging_service_sid", ""),
         validate_signatures=tw.boolean("validate_signatures", TwilioConfig.validate_signatures),
+        whatsapp_window=tw.duration("whatsapp_window", TwilioConfig.whatsapp_window),
+        whatsapp_template_sid=tw.string("whatsapp_template_sid", ""),
+        whatsapp_template_variables=_variables(tw),
     )
+    if twilio.whatsapp_template_sid and not re.match(r"^HX[0-9a-fA-F]{32}$", twilio.whatsapp_template_sid):
+        tw.problem("whatsapp_template_sid", "a Content template SID: HX followed by 32 hex digits",
+                   twilio.whatsapp_template_sid)
+    if twilio.whatsapp_window <= 0:
+        tw.problem("whatsapp_window", "a duration over zero (WhatsApp's is 24 hours)")
     for name in ("sms_from", "whatsapp_from"):
         value = getattr(twilio, name)
         if value and not _E164.match(value):
@@ -128,8 +143,21 @@ def load_config(tw: ConfigReader) -> TwilioConfig:
         if not (twilio.sms_from or twilio.whatsapp_from or twilio.messaging_service_sid):
             tw.problem("sms_from", "at least one sender: sms_from, whatsapp_from or messaging_service_sid")
     tw.unknown_keys({"enabled", "account_sid", "auth_token", "api_url", "sms_from", "whatsapp_from",
-                     "messaging_service_sid", "validate_signatures"})
+                     "messaging_service_sid", "validate_signatures", "whatsapp_window", "whatsapp_template_sid",
+                     "whatsapp_template_variables"})
     return twilio
+
+
+def _variables(tw: ConfigReader) -> tuple[tuple[str, str], ...]:
+    """``whatsapp_template_variables = { "1" = "…" }``: the template's placeholders and their text."""
+    table = tw.table("whatsapp_template_variables")
+    found = []
+    for name in table.data:
+        value = table.string(name, "")
+        if not isinstance(table.data[name], str):
+            continue
+        found.append((str(name), value))
+    return tuple(found)
 
 
 def explain(code: int | str | None) -> str:
@@ -406,6 +434,9 @@ async def _send(config: TwilioConfig, public_url: str, message: OutboundMessage,
                             permanent=True)
     prefix = "whatsapp:" if message.channel == WHATSAPP else ""
     sender = _sender(config, message.channel)
+    if message.template and message.channel == WHATSAPP and config.whatsapp_template_sid:
+        # Outside WhatsApp's 24-hour window: the approved template (Content API) instead of the text.
+        return await _send_template(config, public_url, message, store, sender, timeout)
     entry = f"{message.conversation_id}:{message.seq}" if message.conversation_id and message.seq else ""
     # chatgate text as the platform shows it: WhatsApp's own *bold*/_italic_, plain text for SMS;
     # split at natural breaks within Twilio's 1,600 characters.
@@ -430,6 +461,28 @@ async def _send(config: TwilioConfig, public_url: str, message: OutboundMessage,
     return ",".join(sids)
 
 
+async def _send_template(config: TwilioConfig, public_url: str, message: OutboundMessage, store, sender: dict,
+                         timeout: float | None) -> str:
+    entry = f"{message.conversation_id}:{message.seq}" if message.conversation_id and message.seq else ""
+    done = (await store.get_ref("twilio-sent", entry) or "") if entry else ""
+    if done:
+        return done
+    twilio = client(config, timeout)
+    try:
+        created = await asyncio.to_thread(
+            twilio.messages.create, to="whatsapp:" + message.customer_id,
+            content_sid=config.whatsapp_template_sid,
+            content_variables=json.dumps(dict(config.whatsapp_template_variables), ensure_ascii=False),
+            status_callback=f"{public_url}/webhooks/twilio/status", **sender,
+        )
+    except (TwilioException, requests.RequestException) as exc:
+        raise delivery_error(exc, twilio.http_client.retry_after) from None
+    if entry:
+        await store.through_outage(lambda: store.set_ref("twilio-sid", created.sid, entry))
+        await store.through_outage(lambda: store.set_ref("twilio-sent", entry, created.sid))
+    return created.sid
+
+
 class Twilio:
     """SMS and WhatsApp through Twilio: ``POST /webhooks/twilio`` (and its status callback) in, Messages API out."""
 
@@ -446,6 +499,13 @@ class Twilio:
         form = "application/x-www-form-urlencoded"
         app.router.add_post("/webhooks/twilio", accepting(form, message))
         app.router.add_post("/webhooks/twilio/status", accepting(form, status))
+
+    def reply_window(self, channel: str) -> ReplyWindow | None:
+        """WhatsApp's customer-service window (SMS has none)."""
+        if channel != WHATSAPP:
+            return None
+        return ReplyWindow(self.config.whatsapp_window,
+                           "the approved WhatsApp template" if self.config.whatsapp_template_sid else "")
 
     async def send(self, message: OutboundMessage) -> str:
         config = self.runtime.config

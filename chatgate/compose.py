@@ -83,7 +83,12 @@ def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = Non
     team = Team(config.agents, sources, open_team=not declares_members)
     dispatch = RQDispatch(redis.Redis.from_url(redis_url), config.delivery, consoles=tuple(built_consoles))
     extra = {"clock": clock} if clock is not None else {}
+    windows = {}
+    for name, channel in built_channels.items():
+        window = channel.reply_window(name) if hasattr(channel, "reply_window") else None
+        if window is not None:
+            windows[name] = window
     conversations = Conversations(store, dispatch, config.conversation, Topics.compile(config.topics), team,
-                                  consoles=tuple(built_consoles), routing=config.routing, **extra)
+                                  consoles=tuple(built_consoles), routing=config.routing, windows=windows, **extra)
     return Services(config=config, redis_url=redis_url, store=store, conversations=conversations, team=team,
                     channels=built_channels, consoles=built_consoles)

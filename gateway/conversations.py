@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 from .config import ConversationConfig, RoutingConfig
-from .message import InboundMessage, OutboundMessage, Refused
+from .message import InboundMessage, OutboundMessage, Refused, ReplyWindow
 from .operations import OPERATIONS, refusal_text
 from .store import AutoClose, Store
 from .team import Role, Team
@@ -65,7 +65,7 @@ class Conversations:
 
     def __init__(self, store: Store, dispatch: Dispatch, config: ConversationConfig, topics: Topics,
                  team: Team, consoles: Sequence[str] = (), routing: RoutingConfig = RoutingConfig(),
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, windows: Mapping[str, ReplyWindow] | None = None):
         self.store = store
         self.dispatch = dispatch
         self.config = config
@@ -76,6 +76,8 @@ class Conversations:
         self.consoles = ",".join(consoles)
         # The time of every transition (tests script a day with their own clock).
         self.clock = clock
+        # Channel name -> its reply window (WhatsApp's 24 hours), declared by the channels.
+        self.windows = dict(windows or {})
 
     async def _run(self, op: str, *args: str) -> dict:
         reply = await self.store.run(op, self.clock(), self.consoles, *args)
@@ -148,7 +150,11 @@ class Conversations:
         await self._check("reply", agent)
         if not text.strip():
             raise Refused("empty")
-        reply = await self._run("reply", conversation_id, agent, text, platform_id, str(SEEN_TTL), via)
+        conversation = await self.store.get(conversation_id)
+        window = self.windows.get(conversation.channel) if conversation is not None else None
+        reply = await self._run("reply", conversation_id, agent, text, platform_id, str(SEEN_TTL), via,
+                                repr(float(window.seconds)) if window else "",
+                                "1" if window and window.template else "0")
         if reply["event"] == "duplicate":
             return False
         conversation = await self.store.get(conversation_id)

@@ -68,11 +68,12 @@ local function to_agents(id, event, seq, by, to, via)
   for _, console in ipairs(consoles) do push_out(key('out', 'console', console, id), item) end
 end
 
-local function to_customer(id, text, seq)
+local function to_customer(id, text, seq, template)
   local channel = field(id, 'channel')
   local customer = field(id, 'customer_id')
   push_out(key('out', 'customer', channel, customer), cjson.encode({
     channel = channel, customer_id = customer, text = text, conversation_id = id, seq = seq or 0,
+    template = template or false,
   }))
 end
 
@@ -200,6 +201,8 @@ if op == 'ingest' then
 
   local seq = append(id, 'in', text, 'customer', attachments)
   redis.call('HINCRBY', conv_key(id), 'messages_in', 1)
+  -- Platforms with a reply window (WhatsApp's 24 hours) count from the customer's last message.
+  redis.call('HSET', conv_key(id), 'last_customer_at', now)
   if field(id, 'first_customer_at') == '' then
     redis.call('HSET', conv_key(id), 'first_customer_at', now)
   end
@@ -293,11 +296,27 @@ elseif op == 'reply' then
   if redis.call('EXISTS', key('optout', field(id, 'channel'), field(id, 'customer_id'))) == 1 then
     return refused('opted_out')
   end
+  -- A channel's reply window (A[7] seconds, '' for none): outside it, the configured template goes
+  -- instead (A[8] '1'), or the reply is refused at once.
+  local window, template = tonumber(A[7] or ''), false
+  if window then
+    local last = tonumber(field(id, 'last_customer_at')) or tonumber(field(id, 'first_customer_at')) or 0
+    if now - last > window then
+      if A[8] ~= '1' then return refused('outside_window') end
+      template = true
+    end
+  end
   if seen_before('agent', platform_id, seen_ttl) then return reply({event = 'duplicate', id = id}) end
   local seq = append(id, 'out', text, agent)
+  if template then
+    local raw = redis.call('LINDEX', key('msgs', id), seq - 1)
+    local message = cjson.decode(raw)
+    message.template = true
+    redis.call('LSET', key('msgs', id), seq - 1, cjson.encode(message))
+  end
   redis.call('HINCRBY', conv_key(id), 'messages_out', 1)
   touch(id, 'active', agent)
-  to_customer(id, text, seq)
+  to_customer(id, text, seq, template)
   local first = field(id, 'first_response_at') == ''
   if first then
     redis.call('HSET', conv_key(id), 'first_response_at', now)
@@ -391,7 +410,7 @@ if op == 'redeliver' then
   if (tonumber(field(id, 'undelivered')) or 0) > 0 then redis.call('HINCRBY', conv_key(id), 'undelivered', -1) end
   message.detail = nil
   redis.call('LSET', key('msgs', id), seq - 1, cjson.encode(message))
-  to_customer(id, message.text, seq)
+  to_customer(id, message.text, seq, message.template or false)
   to_agents(id, 'redelivering', seq, agent, '', A[4])
   return reply({event = 'redelivering', id = id})
 end

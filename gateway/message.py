@@ -12,7 +12,7 @@ from enum import Enum
 
 from .operations import refusal_text
 
-__all__ = ["Attachment", "InboundMessage", "OutboundMessage", "Conversation", "State", "Refused"]
+__all__ = ["Attachment", "InboundMessage", "OutboundMessage", "Conversation", "State", "Refused", "ReplyWindow"]
 
 
 class State(str, Enum):
@@ -58,6 +58,8 @@ class OutboundMessage:
     text: str
     conversation_id: str = ""
     seq: int = 0  # position in the conversation's history; 0 for messages outside one
+    # Outside the channel's reply window: the channel sends its approved template instead of ``text``.
+    template: bool = False
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> "OutboundMessage":
@@ -68,7 +70,18 @@ class OutboundMessage:
             text=data["text"],
             conversation_id=data.get("conversation_id", ""),
             seq=int(data.get("seq", 0)),
+            template=data.get("template") is True,
         )
+
+
+@dataclass(frozen=True)
+class ReplyWindow:
+    """A channel's rule for free-form replies: only within ``seconds`` of the customer's last message
+    (WhatsApp: 24 hours). Outside it the channel sends its approved template when it has one
+    (``template``, a label for the agents), else the core refuses the reply (``outside_window``)."""
+
+    seconds: float
+    template: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,6 +110,7 @@ class Conversation:
     rating: int | None = None
     undelivered: int = 0  # messages to the customer that finally failed and were not retried
     head_start_for: str = ""  # a returning customer's previous agent, who has the chat alone until it is offered
+    last_customer_at: float | None = None  # the customer's last message (reply windows count from it)
     declined_by: tuple[str, ...] = field(default=())
 
     @property

@@ -75,6 +75,9 @@ class Channel(Plugin, Protocol):
     async def send(self, message: "OutboundMessage") -> str:
         """Send one message to a customer; the platform's message id. Raises ``DeliveryError``."""
 
+    # Optional: ``reply_window(channel) -> ReplyWindow | None``, the channel's rule for free-form
+    # replies (WhatsApp's 24 hours); the core refuses or marks replies outside it.
+
 
 class Console(Plugin, Protocol):
     """An agent console."""

@@ -70,6 +70,7 @@ class HistoryEntry:
     status: str = ""
     detail: str = ""
     attachments: tuple[dict, ...] = ()
+    template: bool = False  # sent as the channel's approved template (outside its reply window)
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,7 @@ class Store:
             rating=int(d["rating"]) if d.get("rating") else None,
             undelivered=int(d.get("undelivered") or 0),
             head_start_for=d.get("head_start_for", ""),
+            last_customer_at=_float(d.get("last_customer_at")),
             declined_by=tuple(sorted(v.decode() for v in declined)),
         )
 
@@ -218,6 +220,7 @@ class Store:
             status=d.get("status", ""),
             detail=d.get("detail", ""),
             attachments=tuple(attachments) if isinstance(attachments, list) else (),
+            template=d.get("template") is True,
         )
 
     async def _page(self, list_key: str, offset: int, limit: int) -> Page:

@@ -280,3 +280,67 @@ def test_empty_agent_message_is_not_sent_and_the_agent_is_told(team):
     assert "Not sent to the customer" in told[0] and "empty" in told[0]
     team.d.wait_idle()
     assert team.sent_html(chat_id) == []
+
+
+# -- 5. WhatsApp's 24-hour window (4 seconds here) -------------------------------------------------------
+
+WINDOW = 4
+TEMPLATE_SID = "HX" + "0123456789abcdef" * 2
+
+
+def _whatsapp_window_chat(team: Chat, number: str) -> tuple[str, str, str, float]:
+    sender = "whatsapp:" + number
+    conversation_id, card_ts = team.start("whatsapp", number, lambda: team.twilio_post(
+        inbound("SMw1", sender, "Is my order shipped?", ProfileName="Grace")))
+    wrote_at = float(team.chat(conversation_id)["last_customer_at"])
+    return sender, conversation_id, card_ts, wrote_at
+
+
+def _wait_past(team: Chat, moment: float) -> None:
+    import time
+
+    team.slack.wait_for(lambda s: time.time() > moment + 0.3, timeout=WINDOW + 10, what="the window to close")
+
+
+def test_whatsapp_reply_outside_the_window_without_template_is_refused_at_once(deployment):
+    team = Chat(deployment(server={"public_url": PUBLIC_URL}, twilio={**TWILIO, "whatsapp_window": WINDOW}))
+    sender, conversation_id, card_ts, wrote_at = _whatsapp_window_chat(team, "+4915123450011")
+    assert "reply window open until" in json.dumps(team.slack.messages[card_ts]["blocks"])
+    _wait_past(team, wrote_at + WINDOW)
+    before = len(team.slack.ephemerals())
+    assert team.gateway.say("UAGENT1", "Yes, it shipped yesterday", card_ts)[0] == 200
+    told = team.slack.wait_for(lambda s: s.ephemerals()[before:], what="the refusal")[0]
+    assert "Not sent to the customer" in told and "24 hours" in told and "template" in told
+    deployment_idle(team)
+    assert team.twilio.bodies(sender) == []
+    assert team.chat(conversation_id)["messages_out"] == "0"
+    # The customer writes again: the window is open and the reply goes out.
+    team.twilio_post(inbound("SMw2", sender, "hello?", ProfileName="Grace"))
+    team.slack.wait_for(lambda s: any("hello?" in t for t in s.thread_texts(card_ts)), what="the message")
+    assert team.gateway.say("UAGENT1", "Yes, it shipped yesterday", card_ts)[0] == 200
+    team.twilio.wait_for(lambda f: f.bodies(sender) == ["Yes, it shipped yesterday"], what="the reply")
+
+
+def test_whatsapp_reply_outside_the_window_goes_as_the_template_and_the_agent_is_told(deployment):
+    team = Chat(deployment(server={"public_url": PUBLIC_URL}, twilio={
+        **TWILIO, "whatsapp_window": WINDOW, "whatsapp_template_sid": TEMPLATE_SID},
+        tail='[twilio.whatsapp_template_variables]\n"1" = "We have an answer to your question: reply to see it."\n'))
+    sender, conversation_id, card_ts, wrote_at = _whatsapp_window_chat(team, "+4915123450012")
+    _wait_past(team, wrote_at + WINDOW)
+    assert team.gateway.say("UAGENT1", "Yes, it shipped yesterday", card_ts)[0] == 200
+    sent = team.twilio.wait_for(lambda f: f.messages(sender), what="the template")[0]
+    assert sent["ContentSid"] == TEMPLATE_SID and "Body" not in sent
+    assert json.loads(sent["ContentVariables"]) == {"1": "We have an answer to your question: reply to see it."}
+    team.slack.wait_for(lambda s: any("approved WhatsApp template" in t for t in s.thread_texts(card_ts)),
+                        what="the note to the agent")
+    history = [json.loads(m) for m in team.redis.lrange(f"{PREFIX}:msgs:{conversation_id}", 0, -1)]
+    assert history[-1]["template"] is True and history[-1]["text"] == "Yes, it shipped yesterday"
+    # Back inside the window after the customer answers: free-form again.
+    team.twilio_post(inbound("SMw3", sender, "ok, what is it?", ProfileName="Grace"))
+    team.slack.wait_for(lambda s: any("what is it?" in t for t in s.thread_texts(card_ts)), what="the answer")
+    team.gateway.say("UAGENT1", "It shipped yesterday", card_ts)
+    team.twilio.wait_for(lambda f: "It shipped yesterday" in f.bodies(sender), what="the free-form reply")
+
+
+def deployment_idle(team: Chat) -> None:
+    team.d.wait_idle()

@@ -7,6 +7,7 @@ Each call is safe to repeat: the card is posted once and then only updated.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from slack_sdk.errors import SlackApiError
@@ -102,7 +103,22 @@ class Delivery:
         return mention(self.team, agent)
 
     def _card(self, conversation: Conversation, **extra) -> list[dict]:
-        return card(conversation, labels=self.labels, who=self.who, **extra)
+        return card(conversation, labels=self.labels, who=self.who, window=self.window(conversation), **extra)
+
+    def window(self, conversation: Conversation, now: float | None = None) -> str:
+        """The card's line on the channel's reply window (WhatsApp's 24 hours): open until when, or closed."""
+        rule = self.services.conversations.windows.get(conversation.channel)
+        if rule is None or conversation.last_customer_at is None or conversation.state is State.CLOSED:
+            return ""
+        closes = conversation.last_customer_at + rule.seconds
+        label = clip(self.labels.get(conversation.channel, conversation.channel), 50)
+        fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(closes))
+        when = f"<!date^{int(closes)}^{{date_short_pretty}} at {{time}}|{fallback}>"
+        if (time.time() if now is None else now) < closes:
+            return f":hourglass_flowing_sand: {label} reply window open until {when}"
+        then = ("replies go out as " + rule.template) if rule.template else \
+            "replies are refused until the customer writes again"
+        return f":no_entry: {label} reply window closed at {when}: {then}"
 
     async def _sound(self, conversation: Conversation) -> bool:
         return not conversation.assignee or await self.store.sound(conversation.id, conversation.assignee)
@@ -272,8 +288,8 @@ class Delivery:
                     # The mention is what makes Slack notify the assignee with sound.
                     lead = f"{self.who(conversation.assignee)} {lead}"
                 await self.relay(conversation, entry, config.channel, await self.post_card(conversation), lead, text)
-            if kind is not EventKind.MESSAGE:
-                await self.update_card(conversation)
+            if kind is not EventKind.MESSAGE or conversation.channel in self.services.conversations.windows:
+                await self.update_card(conversation)  # (a customer message reopens a reply window)
             return
 
         if kind in (EventKind.REPLIED, EventKind.FIRST_RESPONSE, EventKind.NOTED):
@@ -285,6 +301,15 @@ class Delivery:
                     # chatgate text shown as Slack mrkdwn (escaped: it pings no one), whole.
                     await self.thread(conversation, f"{self.who(by)} ({what}): {from_chatgate(entry.text)}",
                                       progress=f"{conversation.id}:{seq}:console")
+            if kind is not EventKind.NOTED:
+                entry = await store.message(conversation.id, seq)
+                rule = self.services.conversations.windows.get(conversation.channel)
+                if entry is not None and entry.template and rule is not None:
+                    await self.thread(conversation, f":envelope_with_arrow: {self.who(by)}: the customer last wrote "
+                                      f"more than {_hours(rule.seconds)} ago, outside "
+                                      f"{clip(self.labels.get(conversation.channel, conversation.channel), 50)}'s "
+                                      f"reply window, so they get {rule.template} instead of this message. "
+                                      "Once they answer, the window opens again: send your message then.")
             if kind is EventKind.FIRST_RESPONSE:
                 await self.update_card(conversation)
             return
@@ -327,6 +352,12 @@ class Delivery:
         elif kind is EventKind.DECLINED and by == conversation.previous_agent:
             await self.update_dm(conversation,
                                  f"You declined this chat; it is offered to everyone in <#{config.channel}>.")
+
+
+def _hours(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} hours"
+    return f"{seconds:g} seconds"
 
 
 def _relayed_text(conversation: Conversation, entry: HistoryEntry) -> str:

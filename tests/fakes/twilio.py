@@ -9,6 +9,8 @@ Twilio's error JSON once.
 from __future__ import annotations
 
 import base64
+import json
+import re
 import secrets
 from email.utils import formatdate
 from urllib.parse import urlencode
@@ -76,6 +78,24 @@ class FakeTwilio(FakeServer):
     def bodies(self, to: str) -> list[str]:
         return [m.get("Body", "") for m in self.messages(to)]
 
+    @staticmethod
+    def _check_content(params: dict) -> tuple[int, dict, dict] | None:
+        """A message needs a Body, media or a Content template (``ContentSid`` "HX…" with JSON ``ContentVariables``)."""
+        sid = params.get("ContentSid")
+        if sid is not None:
+            if not re.fullmatch(r"HX[0-9a-fA-F]{32}", sid):
+                return error(21655, "The ContentSid is Invalid")
+            try:
+                variables = json.loads(params.get("ContentVariables") or "{}")
+            except ValueError:
+                variables = None
+            if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
+                return error(21656, "The ContentVariables Parameter is invalid")
+            return None
+        if not params.get("Body") and not params.get("MediaUrl"):
+            return error(21602, "Message body is required")
+        return None
+
     def _authorized(self, request: web.Request) -> bool:
         expected = base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         return request.headers.get("Authorization", "") == f"Basic {expected}"
@@ -98,6 +118,9 @@ class FakeTwilio(FakeServer):
                                       "message": "A 'To' and a 'From' or 'MessagingServiceSid' are required",
                                       "more_info": "https://www.twilio.com/docs/errors/21603", "status": 400},
                                      status=400)
+        refusal = self._check_content(params)
+        if refusal:
+            return web.json_response(refusal[1], status=refusal[0])
         if len(params.get("Body", "")) > MAX_BODY:
             return web.json_response(error(21617, "The concatenated message body exceeds the 1600 character limit")[1],
                                      status=400)
