@@ -21,9 +21,8 @@ from twilio.request_validator import RequestValidator
 
 from chatgate.compose import connect
 from gateway.app import create_app
-from tests.conftest import Process, free_port, wait_http
 from tests.fakes.slack import FakeSlack, block_action, message_event, sign
-from tests.fakes.telegram import FakeTelegram, text_update
+from tests.fakes.telegram import text_update
 
 TELEGRAM_TOKEN = "123456:TG-bot-token-never-logged"
 TELEGRAM_SECRET = "tg-webhook-secret-never-logged"
