@@ -125,7 +125,9 @@ class Process:
         self.log.close()
 
 
-def wait_http(url: str, timeout: float = 20.0, process: Process | None = None) -> None:
+def wait_http(url: str, timeout: float = 20.0, process: Process | None = None, healthy: bool = True) -> None:
+    """Until ``url`` answers 200 (any answer at all, a 503 say, unless ``healthy``)."""
+    import urllib.error
     import urllib.request
 
     deadline = time.time() + timeout
@@ -134,6 +136,9 @@ def wait_http(url: str, timeout: float = 20.0, process: Process | None = None) -
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError:
+            if not healthy:
+                return
         except OSError:
             pass
         if process is not None and process.popen.poll() is not None:
@@ -222,12 +227,14 @@ class Deployment:
     stopped and started again (the reliability tests)."""
 
     def __init__(self, tmp: Path, webs: int = 1, workers: int = 1, env: dict | None = None, tail: str = "",
-                 **sections: dict):
+                 telegram_token: str | None = None, healthy: bool = True, **sections: dict):
 
         self.tmp = tmp
         self.env = env or {}
         self.redis_server = EmbeddedRedis(str(tmp / "redis"))
-        self.slack, self.telegram, self.twilio = FakeSlack(), FakeTelegram(), FakeTwilio()
+        self.slack, self.twilio = FakeSlack(), FakeTwilio()
+        self.telegram = FakeTelegram() if telegram_token is None else FakeTelegram(telegram_token)
+        self.healthy = healthy  # False: the web processes need only answer (a config whose Redis is away)
         self.ports = [free_port() for _ in range(webs)]
         self.webs: list[Process | None] = [None] * webs
         self.workers: list[Process | None] = [None] * workers
@@ -277,7 +284,7 @@ class Deployment:
         for index in range(len(self.workers)):
             self.start_worker(index)
         for index, port in enumerate(self.ports):
-            wait_http(f"http://127.0.0.1:{port}/healthz", process=self.webs[index])
+            wait_http(f"http://127.0.0.1:{port}/healthz", process=self.webs[index], healthy=self.healthy)
         self.gateways = [Gateway(port, self.slack, redis_url=self.redis_url) for port in self.ports]
         # A busy machine can take a while to start a worker; the tests' waits are for chatgate.
         deadline = time.time() + 60
@@ -332,33 +339,63 @@ class Deployment:
     def store(self) -> redis_sync.Redis:
         return redis_sync.Redis.from_url(self.redis_url)
 
-    def idle(self, scheduled: bool = False) -> bool:
+    def idle(self, scheduled: bool = False, crashed: bool = False) -> bool:
         """Nothing to do now: queue empty, no job started, no outbox pending, and no scheduled
-        job due within a second (none at all if ``scheduled``)."""
+        job due within a second (none at all if ``scheduled``). After a worker was SIGKILLed its
+        job stays in the started registry until RQ's own cleanup: ``crashed`` does not count those."""
         from rq import Queue
 
         from workers.dispatch import QUEUE_NAME
 
         store = self.store()
         queue = Queue(QUEUE_NAME, connection=store)
-        if queue.started_job_registry.count or queue.count:
+        if (not crashed and queue.started_job_registry.count) or queue.count:
             return False
         if any(store.llen(key) for key in store.scan_iter("{chatgate}:out:*")):
             return False
         horizon = float("inf") if scheduled else time.time() + 1
         return not store.zcount(queue.scheduled_job_registry.key, "-inf", horizon)
 
-    def wait_idle(self, scheduled: bool = False, timeout: float = 30.0) -> None:
+    def wait_idle(self, scheduled: bool = False, timeout: float = 30.0, crashed: bool = False) -> None:
         """Poll until ``idle`` holds twice in a row (a job between the queue and the started
         registry is in neither for a moment); never a fixed sleep."""
         deadline = time.time() + timeout
         streak = 0
         while time.time() < deadline:
-            streak = streak + 1 if self.idle(scheduled) else 0
+            streak = streak + 1 if self.idle(scheduled, crashed) else 0
             if streak >= 2:
                 return
             time.sleep(0.05)
         raise AssertionError(f"chatgate did not become idle in {timeout}s\n{self.logs()}")
+
+    # -- talking to chatgate as the platforms do (any web process) ---------------------------
+
+    def customer_says(self, update_id: int, chat: int, text: str, web: int = 0) -> int:
+        from tests.fakes.telegram import text_update
+
+        return self.gateways[web].telegram(text_update(update_id, chat, text, first_name=f"Customer{chat}"))[0]
+
+    def click(self, action: str, conversation_id: str, agent: str, web: int = 0) -> int:
+        return self.gateways[web].click(action, conversation_id, agent, self.card_ts(conversation_id) or "1.1")[0]
+
+    def agent_says(self, agent: str, conversation_id: str, text: str, ts: str, web: int = 0) -> int:
+        return self.gateways[web].say(agent, text, self.card_ts(conversation_id), ts=ts)[0]
+
+    def conversation_of(self, chat: int) -> str | None:
+        value = self.store().get(f"{{chatgate}}:open:telegram:{chat}")
+        return value.decode() if value else None
+
+    def card_ts(self, conversation_id: str) -> str | None:
+        value = self.store().hget("{chatgate}:ref:slack-card", conversation_id)
+        return value.decode() if value else None
+
+    def customer_texts_in_slack(self, conversation_id: str) -> list[str]:
+        """What the agents saw of the chat, in order: the card's query, then the thread posts."""
+        ts = self.card_ts(conversation_id)
+        if ts is None:
+            return []
+        query = self.store().hget(f"{{chatgate}}:conv:{conversation_id}", "query").decode()
+        return [query, *self.slack.thread_texts(ts)]
 
     def wait(self, predicate, timeout: float = 60.0, what: str = "it") -> None:
         deadline = time.time() + timeout
