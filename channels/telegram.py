@@ -9,13 +9,14 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import aiohttp
 from aiohttp import web
 from telegram import Bot, Message, Update
 from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
 
 from channels import render
 from gateway.config import ConfigReader, url_setting
-from gateway.message import Attachment, InboundMessage, OutboundMessage
+from gateway.message import Attachment, File, InboundMessage, OutboundMessage
 from gateway.ports import DeliveryError, Runtime
 
 from gateway.http import accepting
@@ -125,15 +126,20 @@ def _normalize(update: Update) -> InboundMessage | Start | None:
     phone = location = ""
     if message.photo:
         largest = max(message.photo, key=lambda p: (p.width or 0) * (p.height or 0))
-        attachments.append(Attachment("photo", largest.file_id, "image/jpeg"))
+        attachments.append(Attachment("photo", largest.file_id, "image/jpeg", "photo.jpg", largest.file_size or 0))
     if message.document:
         doc = message.document
-        attachments.append(Attachment("document", doc.file_id, doc.mime_type or "", doc.file_name or ""))
-    # Voice notes, audio, video and stickers: agents at least see that one came (and its file id).
+        attachments.append(Attachment("document", doc.file_id, doc.mime_type or "", doc.file_name or "",
+                                      doc.file_size or 0))
+    # Voice notes, audio, video, stickers: uploaded into the agents' thread (a sticker named by its emoji).
     for kind in ("voice", "audio", "video", "video_note", "sticker", "animation"):
         media = getattr(message, kind)
         if media is not None:
-            attachments.append(Attachment(kind.replace("_", " "), media.file_id, getattr(media, "mime_type", "") or ""))
+            name = getattr(media, "file_name", "") or ""
+            if kind == "sticker":
+                name = f"{media.emoji or ''} sticker".strip()
+            attachments.append(Attachment(kind.replace("_", " "), media.file_id,
+                                          getattr(media, "mime_type", "") or "", name, media.file_size or 0))
     if message.location:
         lat, lon = message.location.latitude, message.location.longitude
         location = f"{lat:.5f}, {lon:.5f}"
@@ -183,7 +189,7 @@ def webhook_handler(config: TelegramConfig, conversations) -> "web.Handler":
 
 
 def _bot(config: TelegramConfig) -> Bot:
-    return Bot(config.token, base_url=config.api_url)
+    return Bot(config.token, base_url=config.api_url, base_file_url=_file_base(config))
 
 
 def _error(exc: TelegramError) -> DeliveryError:
@@ -235,6 +241,63 @@ async def set_webhook(config: TelegramConfig, public_url: str) -> str:
     return url
 
 
+# The Bot API's getFile downloads at most this much.
+MAX_DOWNLOAD = 20 * 1024 * 1024
+_EXTENSIONS = {"photo": ".jpg", "voice": ".ogg", "video": ".mp4", "video note": ".mp4", "sticker": ".webp",
+               "animation": ".mp4", "audio": ".mp3"}
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+async def fetch(config: TelegramConfig, attachment: dict, timeout: float = 30.0) -> File:
+    """A customer's file from Telegram (``getFile``, then the file URL); permanent DeliveryError over 20 MB."""
+    size = int(attachment.get("size") or 0)
+    kind = str(attachment.get("kind") or "file")
+    if size > MAX_DOWNLOAD:
+        raise DeliveryError(f"the {kind} is {_megabytes(size)}, over the 20 MB a Telegram bot may download",
+                            permanent=True)
+    bot = _bot(config)
+    try:
+        try:
+            info = await bot.get_file(str(attachment.get("ref", "")))
+        except BadRequest as exc:
+            if "too big" in exc.message.lower():
+                raise DeliveryError(f"the {kind} is over the 20 MB a Telegram bot may download",
+                                    permanent=True) from None
+            raise _error(exc) from None
+        except TelegramError as exc:
+            raise _error(exc) from None
+    finally:
+        await bot.shutdown()
+    if (info.file_size or 0) > MAX_DOWNLOAD:
+        raise DeliveryError(f"the {kind} is {_megabytes(info.file_size)}, over the 20 MB a Telegram bot may "
+                            "download", permanent=True)
+    path = info.file_path or ""  # python-telegram-bot makes it a URL under base_file_url
+    url = path if path.startswith("http") else f"{_file_base(config)}{config.token}/{path}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            async with session.get(url) as response:
+                if response.status >= 400:
+                    raise DeliveryError(f"Telegram refused the file download ({response.status})",
+                                        permanent=400 <= response.status < 500 and response.status != 429)
+                data = await response.read()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise DeliveryError(f"Telegram file download failed: {exc.__class__.__name__}") from None
+    name = str(attachment.get("name") or "")
+    if not name or "." not in name:
+        suffix = path.rsplit("/", 1)[-1].rpartition(".")[2] if "." in path.rsplit("/", 1)[-1] else ""
+        name = (name or kind.replace(" ", "_")) + (f".{suffix}" if suffix else _EXTENSIONS.get(kind, ""))
+    return File(data, name, str(attachment.get("content_type") or ""))
+
+
+def _file_base(config: TelegramConfig) -> str:
+    """Where files are downloaded: ``…/file/bot`` next to the API's ``…/bot``."""
+    base = config.api_url
+    return base[:-3] + "file/bot" if base.endswith("/bot") else "https://api.telegram.org/file/bot"
+
+
 class Telegram:
     """The Telegram channel: ``POST /webhooks/telegram`` in, the Bot API out."""
 
@@ -253,3 +316,6 @@ class Telegram:
 
     async def send(self, message: OutboundMessage) -> str:
         return await _send(self.config, message, self.runtime.store)
+
+    async def fetch(self, attachment: dict) -> File:
+        return await fetch(self.config, attachment, self.runtime.config.delivery.timeout)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import mimetypes
 import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -30,7 +31,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 from channels import render
 from gateway.config import ConfigReader, url_setting
 from gateway.http import accepting
-from gateway.message import Attachment, InboundMessage, OutboundMessage, ReplyWindow
+from gateway.message import Attachment, File, InboundMessage, OutboundMessage, ReplyWindow
 from gateway.ports import DeliveryError, Runtime
 
 if TYPE_CHECKING:
@@ -483,6 +484,39 @@ async def _send_template(config: TwilioConfig, public_url: str, message: Outboun
     return created.sid
 
 
+# Chatgate fetches a customer's media up to this size (Twilio's own limit for a message's media is 5 MB;
+# WhatsApp documents can be larger).
+MAX_FETCH = 100 * 1024 * 1024
+
+
+def _media_url(config: TwilioConfig, url: str) -> str:
+    return config.api_url + url[len(TWILIO_API):] if url.startswith(TWILIO_API) else url
+
+
+def _fetch(config: TwilioConfig, attachment: dict, timeout: float) -> File:
+    """A customer's MMS or WhatsApp media, with the account's credentials (Twilio can require them)."""
+    url = _media_url(config, str(attachment.get("ref", "")))
+    kind = str(attachment.get("kind") or "file")
+    try:
+        with requests.get(url, auth=(config.account_sid, config.auth_token), timeout=timeout, stream=True) as got:
+            if got.status_code >= 400:
+                raise DeliveryError(f"Twilio refused the media download ({got.status_code})",
+                                    permanent=400 <= got.status_code < 500 and got.status_code != 429)
+            data = bytearray()
+            for chunk in got.iter_content(64 * 1024):
+                data += chunk
+                if len(data) > MAX_FETCH:
+                    raise DeliveryError(f"the {kind} is over {MAX_FETCH // (1024 * 1024)} MB", permanent=True)
+            content_type = got.headers.get("Content-Type", "") or str(attachment.get("content_type") or "")
+    except requests.RequestException as exc:
+        raise DeliveryError(f"Twilio media download failed: {exc.__class__.__name__}") from None
+    name = str(attachment.get("name") or "")
+    if not name:
+        extension = mimetypes.guess_extension(content_type.split(";")[0].strip()) or ""
+        name = f"{kind}{extension}"
+    return File(bytes(data), name, content_type)
+
+
 class Twilio:
     """SMS and WhatsApp through Twilio: ``POST /webhooks/twilio`` (and its status callback) in, Messages API out."""
 
@@ -499,6 +533,9 @@ class Twilio:
         form = "application/x-www-form-urlencoded"
         app.router.add_post("/webhooks/twilio", accepting(form, message))
         app.router.add_post("/webhooks/twilio/status", accepting(form, status))
+
+    async def fetch(self, attachment: dict) -> File:
+        return await asyncio.to_thread(_fetch, self.config, attachment, self.runtime.config.delivery.timeout)
 
     def reply_window(self, channel: str) -> ReplyWindow | None:
         """WhatsApp's customer-service window (SMS has none)."""

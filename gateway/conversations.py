@@ -96,11 +96,7 @@ class Conversations:
         """Store a customer's message: new conversation, relay, reopen or rating."""
         attachments = "[]"
         if message.attachments:
-            attachments = json.dumps(
-                [{"kind": a.kind, "ref": a.ref, "content_type": a.content_type, "name": a.name}
-                 for a in message.attachments],
-                ensure_ascii=False,
-            )
+            attachments = json.dumps([a.to_dict() for a in message.attachments], ensure_ascii=False)
         head_start = self.routing.returning_head_start > 0
         reply = await self._run(
             "ingest", message.channel, message.customer_id, message.platform_id,

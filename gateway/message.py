@@ -12,7 +12,7 @@ from enum import Enum
 
 from .operations import refusal_text
 
-__all__ = ["Attachment", "InboundMessage", "OutboundMessage", "Conversation", "State", "Refused", "ReplyWindow"]
+__all__ = ["Attachment", "File", "InboundMessage", "OutboundMessage", "Conversation", "State", "Refused", "ReplyWindow"]
 
 
 class State(str, Enum):
@@ -30,6 +30,20 @@ class Attachment:
     ref: str  # platform file id or URL
     content_type: str = ""
     name: str = ""
+    size: int = 0  # bytes, when the platform says (0: unknown)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "ref": self.ref, "content_type": self.content_type, "name": self.name,
+                "size": self.size}
+
+
+@dataclass(frozen=True)
+class File:
+    """A file's bytes, fetched for another platform (a customer's photo for the agents, say)."""
+
+    data: bytes
+    name: str
+    content_type: str = ""
 
 
 @dataclass(frozen=True)

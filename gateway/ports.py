@@ -77,6 +77,9 @@ class Channel(Plugin, Protocol):
 
     # Optional: ``reply_window(channel) -> ReplyWindow | None``, the channel's rule for free-form
     # replies (WhatsApp's 24 hours); the core refuses or marks replies outside it.
+    # Optional: ``async fetch(attachment: dict) -> File``, a customer's file (``Attachment.to_dict()``)
+    # downloaded for a console; raises ``DeliveryError`` (permanent when it can never be fetched:
+    # over the platform's download limit, say).
 
 
 class Console(Plugin, Protocol):

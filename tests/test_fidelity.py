@@ -344,3 +344,68 @@ def test_whatsapp_reply_outside_the_window_goes_as_the_template_and_the_agent_is
 
 def deployment_idle(team: Chat) -> None:
     team.d.wait_idle()
+
+
+# -- 4. files, customer -> agent ----------------------------------------------------------------------------
+
+JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40
+PDF = b"%PDF-1.4\n" + b"x" * 5000
+OGG = b"OggS" + b"\x00" * 3000
+
+
+def _file_message(chat_id: int, message_id: int, **content) -> dict:
+    update = text_update(message_id, chat_id, None, message_id=message_id)
+    update["message"].update(content)
+    return update
+
+
+def test_telegram_photo_document_and_voice_arrive_in_the_thread_in_order_and_a_huge_file_is_explained(team):
+    chat_id = 555000108
+    conversation_id, card_ts = team.telegram_chat(chat_id, "My parcel arrived broken")
+    team.telegram.add_file("ph-big", JPEG, "photos/file_1.jpg")
+    team.telegram.add_file("doc-1", PDF, "documents/file_2.pdf")
+    team.telegram.add_file("voice-1", OGG, "voice/file_3.oga")
+    photo = [{"file_id": "ph-small", "file_unique_id": "s", "width": 90, "height": 90, "file_size": 100},
+             {"file_id": "ph-big", "file_unique_id": "b", "width": 800, "height": 600, "file_size": len(JPEG)}]
+    team.gateway.telegram(_file_message(chat_id, 20, photo=photo, caption="look at <!channel> this"))
+    team.gateway.telegram(_file_message(chat_id, 21, document={
+        "file_id": "doc-1", "file_unique_id": "d", "file_name": "invoice.pdf", "mime_type": "application/pdf",
+        "file_size": len(PDF)}))
+    team.gateway.telegram(text_update(22, chat_id, "and a voice note:", message_id=22))
+    team.gateway.telegram(_file_message(chat_id, 23, voice={
+        "file_id": "voice-1", "file_unique_id": "v", "duration": 2, "mime_type": "audio/ogg", "file_size": len(OGG)}))
+    team.gateway.telegram(_file_message(chat_id, 24, document={
+        "file_id": "huge-1", "file_unique_id": "h", "file_name": "scan.tiff", "mime_type": "image/tiff",
+        "file_size": 25 * 1024 * 1024}))
+    team.slack.wait_for(lambda s: any("scan.tiff" in t for t in s.thread_texts(card_ts)), what="the huge-file note")
+    team.d.wait_idle()
+    files = [f for f in team.slack.files if f["thread_ts"] == card_ts]
+    assert [(f["name"], f["data"]) for f in files] == [("photo.jpg", JPEG), ("invoice.pdf", PDF),
+                                                       ("voice.oga", OGG)]
+    note = next(t for t in team.slack.thread_texts(card_ts) if "scan.tiff" in t)
+    assert "20 MB" in note and "25.0 MB" in note
+    # In order with the text around them: caption, photo, document, text, voice, note.
+    order = []
+    for call in team.slack.calls:
+        if call.method == "chat.postMessage" and call.params.get("thread_ts") == card_ts:
+            order.append(call.params["text"])
+        elif call.method == "files.completeUploadExternal" and call.params.get("thread_ts") == card_ts:
+            order.append("FILE")
+    tail = order[order.index(next(t for t in order if "look at" in t)):]
+    kinds = ["FILE" if t == "FILE" else "note" if "scan.tiff" in t else "text" for t in tail]
+    assert kinds == ["text", "FILE", "text", "FILE", "text", "text", "FILE", "text", "note"]
+
+
+@pytest.mark.parametrize("channel", ["whatsapp", "sms"])
+def test_twilio_media_is_fetched_with_the_account_credentials_and_uploaded(team, channel):
+    number = "+4915123450021" if channel == "whatsapp" else "+442079460021"
+    sender = ("whatsapp:" if channel == "whatsapp" else "") + number
+    url = team.twilio.add_media(f"2010-04-01/Accounts/{ACCOUNT_SID}/Messages/MM{channel}/Media/ME1", JPEG,
+                                "image/jpeg")
+    conversation_id, card_ts = team.start(channel, number, lambda: team.twilio_post(inbound(
+        f"SMmedia{channel}", sender, "The box was broken", NumMedia=1, MediaUrl0=url,
+        MediaContentType0="image/jpeg")), accept=False)
+    team.slack.wait_for(lambda s: [f for f in s.files if f["thread_ts"] == card_ts], what="the uploaded photo")
+    uploaded = [f for f in team.slack.files if f["thread_ts"] == card_ts]
+    assert uploaded[0]["data"] == JPEG and uploaded[0]["name"].startswith("image")
+    assert team.twilio.calls_to("media")

@@ -10,7 +10,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from slack_sdk.errors import SlackApiError
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gateway.events import AgentEvent, EventKind
@@ -52,9 +53,15 @@ async def conversation_for_thread(store: Store, channel: str, thread_ts: str) ->
     return await store.get_ref("slack-thread", f"{channel}:{thread_ts}")
 
 
-def _customer_text(conversation: Conversation, entry: HistoryEntry) -> str:
-    """A customer's message as mrkdwn: escaped, so ``<!channel>`` or ``<@U…>`` show literally and ping no one."""
+def _customer_text(conversation: Conversation, entry: HistoryEntry, files_follow: bool = False) -> str:
+    """A customer's message as mrkdwn: escaped, so ``<!channel>`` or ``<@U…>`` show literally and ping no one.
+
+    With ``files_follow`` its files are uploaded after it, so the text does not list them.
+    """
     lines = [escape(entry.text)] if entry.text else []
+    if files_follow and entry.attachments:
+        count = len(entry.attachments)
+        return "\n".join(lines) or f"(sent {count} file{'s' if count != 1 else ''})"
     for attachment in entry.attachments:
         kind = str(attachment.get("kind", "file"))
         label = clip(str(attachment.get("name") or kind), 200)
@@ -84,7 +91,7 @@ async def _call(coro):
         if exc.response is not None and status == 429:
             retry_after = float(exc.response.headers.get("Retry-After", 1) or 1)
         raise DeliveryError(f"Slack failed: {error or status}", retry_after=retry_after) from None
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, aiohttp.ClientError, SlackRequestError) as exc:
         raise DeliveryError(f"Slack unreachable: {exc}") from None
 
 
@@ -189,8 +196,40 @@ class Delivery:
     async def relay(self, conversation: Conversation, entry: HistoryEntry, channel: str, thread_ts: str,
                     lead: str = "", text: str | None = None) -> None:
         """A customer's message in a thread, whole and in order (its text, then its files)."""
-        body = text if text is not None else _relayed_text(conversation, entry)
-        await self.post_parts(channel, thread_ts, lead + body, f"{conversation.id}:{entry.seq}:{thread_ts}")
+        source = self.services.channels.get(conversation.channel)
+        files_follow = bool(entry.attachments) and hasattr(source, "fetch")
+        body = text if text is not None else _relayed_text(conversation, entry, files_follow)
+        progress = f"{conversation.id}:{entry.seq}:{thread_ts}"
+        await self.post_parts(channel, thread_ts, lead + body, progress)
+        if files_follow and text is None:
+            for index, attachment in enumerate(entry.attachments):
+                await self.upload(source, attachment, channel, thread_ts, f"{progress}:{index}")
+
+    async def upload(self, source, attachment: dict, channel: str, thread_ts: str, progress: str) -> None:
+        """One customer file into the thread (Slack's external upload flow, images show inline); a file
+        that can never be fetched (over the platform's download limit) becomes a note saying what it was."""
+        if await self.store.get_ref("slack-file", progress):
+            return  # uploaded before this retry
+        kind = str(attachment.get("kind") or "file")
+        try:
+            got = await source.fetch(attachment)
+        except DeliveryError as exc:
+            if not exc.permanent:
+                raise  # retried by the job, in order
+            what = clip(str(attachment.get("name") or kind), 200)
+            size = int(attachment.get("size") or 0)
+            size_text = f", {size / (1024 * 1024):.1f} MB" if size else ""
+            await _call(self.web.chat_postMessage(
+                channel=channel, thread_ts=thread_ts,
+                text=f":warning: The customer sent a {clip(kind, 30)} ({what}{size_text}) that could not be "
+                     f"brought here: {clip(str(exc), 500)}. Ask them to send it another way."))
+            await self.store.through_outage(lambda: self.store.set_ref("slack-file", progress, "refused"))
+            return
+        reply = await _call(self.web.files_upload_v2(
+            channel=channel, thread_ts=thread_ts, file=got.data, filename=got.name[:255] or kind,
+            title=got.name[:255] or kind))
+        file_id = ((reply.get("file") or {}).get("id") if hasattr(reply, "get") else "") or "uploaded"
+        await self.store.through_outage(lambda: self.store.set_ref("slack-file", progress, file_id))
 
     async def update_card(self, conversation: Conversation) -> None:
         ts = await self.post_card(conversation)
@@ -360,8 +399,8 @@ def _hours(seconds: float) -> str:
     return f"{seconds:g} seconds"
 
 
-def _relayed_text(conversation: Conversation, entry: HistoryEntry) -> str:
-    return f"*{customer_name(conversation)}:* {_customer_text(conversation, entry)}"
+def _relayed_text(conversation: Conversation, entry: HistoryEntry, files_follow: bool = False) -> str:
+    return f"*{customer_name(conversation)}:* {_customer_text(conversation, entry, files_follow)}"
 
 
 def _failed_blocks(conversation: Conversation, text: str, seq: int) -> list[dict]:
