@@ -203,22 +203,28 @@ def _error(exc: TelegramError) -> DeliveryError:
     return DeliveryError(f"Telegram is unreachable or failing: {exc.message}")
 
 
-async def _send(config: TelegramConfig, message: OutboundMessage, store=None) -> str:
+async def _send(config: TelegramConfig, message: OutboundMessage, store=None, media=None) -> str:
     """Send chatgate text to the customer's chat as Telegram HTML; the Telegram message ids, comma-separated.
 
     A text over Telegram's 4,096 characters goes out as several messages, split at
     natural breaks, in order. The parts already sent are remembered (``telegram-sent``),
-    so a retry after a failure in the middle never sends one twice.
+    so a retry after a failure in the middle never sends one twice. Files the agent sent
+    follow the text: opened where they live (Slack, with its token) and uploaded with
+    ``sendPhoto`` (images up to 10 MB) or ``sendDocument``.
     """
     entry = f"{message.conversation_id}:{message.seq}" if message.conversation_id and message.seq else ""
-    parts = render.telegram_chunks(message.text) if message.text.strip() else []
+    parts: list = render.telegram_chunks(message.text) if message.text.strip() else []
+    parts += list(message.attachments)
     done = (await store.get_ref("telegram-sent", entry) or "") if entry and store is not None else ""
     ids = [i for i in done.split(",") if i]
     bot = _bot(config)
     try:
         for part in parts[len(ids):]:
             try:
-                sent = await bot.send_message(chat_id=int(message.customer_id), text=part, parse_mode="HTML")
+                if isinstance(part, dict):
+                    sent = await _send_file(bot, message.customer_id, part, media)
+                else:
+                    sent = await bot.send_message(chat_id=int(message.customer_id), text=part, parse_mode="HTML")
             except TelegramError as exc:
                 raise _error(exc) from None
             ids.append(str(sent.message_id))
@@ -228,6 +234,19 @@ async def _send(config: TelegramConfig, message: OutboundMessage, store=None) ->
     finally:
         await bot.shutdown()
     return ",".join(ids)
+
+
+async def _send_file(bot: Bot, chat_id: str, attachment: dict, media) -> Message:
+    if media is None:
+        raise DeliveryError("chatgate cannot open files here (no media service)", permanent=True)
+    got = await media.open(attachment)
+    content_type = (got.content_type or str(attachment.get("content_type") or "")).split(";")[0].lower()
+    if len(got.data) > MAX_UPLOAD:
+        raise DeliveryError(f"{got.name} is {_megabytes(len(got.data))}; Telegram bots send files up to 50 MB",
+                            permanent=True)
+    if content_type in _PHOTO_TYPES and len(got.data) <= MAX_PHOTO:
+        return await bot.send_photo(chat_id=int(chat_id), photo=got.data, filename=got.name)
+    return await bot.send_document(chat_id=int(chat_id), document=got.data, filename=got.name)
 
 
 async def set_webhook(config: TelegramConfig, public_url: str) -> str:
@@ -241,8 +260,11 @@ async def set_webhook(config: TelegramConfig, public_url: str) -> str:
     return url
 
 
-# The Bot API's getFile downloads at most this much.
+# The Bot API's getFile downloads at most this much; a bot uploads photos up to 10 MB, other files up to 50 MB.
 MAX_DOWNLOAD = 20 * 1024 * 1024
+MAX_PHOTO = 10 * 1024 * 1024
+MAX_UPLOAD = 50 * 1024 * 1024
+_PHOTO_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
 _EXTENSIONS = {"photo": ".jpg", "voice": ".ogg", "video": ".mp4", "video note": ".mp4", "sticker": ".webp",
                "animation": ".mp4", "audio": ".mp3"}
 
@@ -315,7 +337,14 @@ class Telegram:
             "application/json", webhook_handler(self.config, services.conversations)))
 
     async def send(self, message: OutboundMessage) -> str:
-        return await _send(self.config, message, self.runtime.store)
+        return await _send(self.config, message, self.runtime.store, self.runtime.media)
 
     async def fetch(self, attachment: dict) -> File:
         return await fetch(self.config, attachment, self.runtime.config.delivery.timeout)
+
+    def check_attachment(self, channel: str, attachment: dict, customer_id: str = "") -> str:
+        """Why the Bot API cannot send this file, or "" (photos up to 10 MB, other files up to 50 MB)."""
+        size = int(attachment.get("size") or 0)
+        if size > MAX_UPLOAD:
+            return f"Telegram bots can send files up to 50 MB, and this one is {_megabytes(size)}"
+        return ""

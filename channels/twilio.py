@@ -32,6 +32,7 @@ from channels import render
 from gateway.config import ConfigReader, url_setting
 from gateway.http import accepting
 from gateway.message import Attachment, File, InboundMessage, OutboundMessage, ReplyWindow
+from gateway.media import LINK_TTL
 from gateway.ports import DeliveryError, Runtime
 
 if TYPE_CHECKING:
@@ -422,7 +423,7 @@ def delivery_error(exc: Exception, retry_after: float | None = None) -> Delivery
 
 
 async def _send(config: TwilioConfig, public_url: str, message: OutboundMessage, store,
-                timeout: float | None = None) -> str:
+                timeout: float | None = None, media=None) -> str:
     """Send a text to the customer by SMS or WhatsApp; the Twilio message SIDs, comma-separated.
 
     A text over 1,600 characters goes out as several messages, in order. The
@@ -442,15 +443,31 @@ async def _send(config: TwilioConfig, public_url: str, message: OutboundMessage,
     # chatgate text as the platform shows it: WhatsApp's own *bold*/_italic_, plain text for SMS;
     # split at natural breaks within Twilio's 1,600 characters.
     chunks = render.whatsapp_chunks if message.channel == WHATSAPP else render.sms_chunks
-    parts = chunks(message.text) or [message.text]
+    text, files = message.text, []
+    for attachment in message.attachments:
+        if media is None:
+            raise DeliveryError("chatgate cannot serve files here (no media service)", permanent=True)
+        if _takes_media(message.channel, message.customer_id):
+            # Twilio fetches MediaUrl itself: a short-lived signed link under server.public_url.
+            files.append(await media.url(public_url, attachment))
+        else:
+            # SMS without MMS: the customer gets a link to open.
+            link = await media.url(public_url, attachment, ttl=LINK_TTL)
+            text = f"{text}\n{attachment.get('name') or 'File'}: {link}".strip()
+    parts: list[tuple[str, str]] = [(part, "") for part in (chunks(text) if text.strip() else [])]
+    parts += [("", url) for url in files]
+    parts = parts or [(message.text, "")]
     done = (await store.get_ref("twilio-sent", entry) or "") if entry else ""
     sids = [sid for sid in done.split(",") if sid]
     twilio = client(config, timeout)
-    for part in parts[len(sids):]:
+    for part, media_url in parts[len(sids):]:
+        content = {"body": part} if part else {}
+        if media_url:
+            content["media_url"] = [media_url]
         try:
             created = await asyncio.to_thread(
-                twilio.messages.create, to=prefix + message.customer_id, body=part,
-                status_callback=f"{public_url}/webhooks/twilio/status", **sender,
+                twilio.messages.create, to=prefix + message.customer_id,
+                status_callback=f"{public_url}/webhooks/twilio/status", **content, **sender,
             )
         except (TwilioException, requests.RequestException) as exc:
             raise delivery_error(exc, twilio.http_client.retry_after) from None
@@ -482,6 +499,30 @@ async def _send_template(config: TwilioConfig, public_url: str, message: Outboun
         await store.through_outage(lambda: store.set_ref("twilio-sid", created.sid, entry))
         await store.through_outage(lambda: store.set_ref("twilio-sent", entry, created.sid))
     return created.sid
+
+
+# Twilio sends media up to 5 MB per file (MMS and WhatsApp).
+MAX_MEDIA_SEND = 5 * 1024 * 1024
+_WHATSAPP_TYPES = re.compile(r"^(image/(jpeg|png)|audio/.+|video/(mp4|3gpp)|application/.+|text/plain)$")
+
+
+def _takes_media(channel: str, number: str) -> bool:
+    """WhatsApp takes media; SMS only as MMS, which Twilio offers in the US and Canada."""
+    return channel == WHATSAPP or number.startswith("+1")
+
+
+def check_attachment(channel: str, customer_id: str, attachment: dict) -> str:
+    """Why Twilio cannot send this file to the customer, or ""."""
+    if not _takes_media(channel, customer_id):
+        return ""  # sent as a link
+    size = int(attachment.get("size") or 0)
+    if size > MAX_MEDIA_SEND:
+        return (f"Twilio sends files up to 5 MB to {'WhatsApp' if channel == WHATSAPP else 'MMS'} customers, "
+                f"and this one is {size / (1024 * 1024):.1f} MB")
+    content_type = str(attachment.get("content_type") or "").split(";")[0].strip().lower()
+    if channel == WHATSAPP and content_type and not _WHATSAPP_TYPES.match(content_type):
+        return f"WhatsApp does not take {content_type} files (images must be JPEG or PNG, videos MP4 or 3GPP)"
+    return ""
 
 
 # Chatgate fetches a customer's media up to this size (Twilio's own limit for a message's media is 5 MB;
@@ -537,6 +578,9 @@ class Twilio:
     async def fetch(self, attachment: dict) -> File:
         return await asyncio.to_thread(_fetch, self.config, attachment, self.runtime.config.delivery.timeout)
 
+    def check_attachment(self, channel: str, attachment: dict, customer_id: str = "") -> str:
+        return check_attachment(channel, customer_id, attachment)
+
     def reply_window(self, channel: str) -> ReplyWindow | None:
         """WhatsApp's customer-service window (SMS has none)."""
         if channel != WHATSAPP:
@@ -547,4 +591,4 @@ class Twilio:
     async def send(self, message: OutboundMessage) -> str:
         config = self.runtime.config
         return await _send(self.config, config.server.public_url, message, self.runtime.store,
-                           timeout=config.delivery.timeout)
+                           timeout=config.delivery.timeout, media=self.runtime.media)

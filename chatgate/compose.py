@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from gateway import config as config_module
 from gateway.config import Config
 from gateway.conversations import Conversations
+from gateway.media import Media, attach_sources
 from gateway.ports import Runtime
 from gateway.services import Services
 from gateway.store import Store
@@ -69,7 +70,8 @@ def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = Non
     channels = channel_classes() if channels is None else channels
     consoles = console_classes() if consoles is None else consoles
     store = Store(aioredis.from_url(redis_url, health_check_interval=30), config.redis.key_prefix)
-    runtime = Runtime(config=config, store=store)
+    media = Media(store)
+    runtime = Runtime(config=config, store=store, media=media)
     built_channels = {}
     for cls in channels:
         if config.enabled(cls.section):
@@ -83,12 +85,16 @@ def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = Non
     team = Team(config.agents, sources, open_team=not declares_members)
     dispatch = RQDispatch(redis.Redis.from_url(redis_url), config.delivery, consoles=tuple(built_consoles))
     extra = {"clock": clock} if clock is not None else {}
+    attach_sources(media, [*built_consoles.items(), *built_channels.items()])
+    checks = {name: channel.check_attachment for name, channel in built_channels.items()
+              if hasattr(channel, "check_attachment")}
     windows = {}
     for name, channel in built_channels.items():
         window = channel.reply_window(name) if hasattr(channel, "reply_window") else None
         if window is not None:
             windows[name] = window
     conversations = Conversations(store, dispatch, config.conversation, Topics.compile(config.topics), team,
-                                  consoles=tuple(built_consoles), routing=config.routing, windows=windows, **extra)
+                                  consoles=tuple(built_consoles), routing=config.routing, windows=windows,
+                                  attachment_checks=checks, **extra)
     return Services(config=config, redis_url=redis_url, store=store, conversations=conversations, team=team,
-                    channels=built_channels, consoles=built_consoles)
+                    channels=built_channels, consoles=built_consoles, media=media)

@@ -72,6 +72,8 @@ def create_app(services: Services, queue_name: str = "chatgate") -> web.Applicat
                           middlewares=[_counting(requests), _errors])
     app[SERVICES] = services
     app.router.add_get("/healthz", _healthz)
+    if services.media is not None:
+        app.router.add_get("/media/{token}", services.media.handler())
     app.router.add_get("/metrics", metrics.handler(services.store, requests, queue_name))
     mounted = set()
     for plugin in [*services.channels.values(), *services.consoles.values()]:

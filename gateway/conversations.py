@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol, Sequence
 
 from .config import ConversationConfig, RoutingConfig
-from .message import InboundMessage, OutboundMessage, Refused, ReplyWindow
+from .message import Attachment, InboundMessage, OutboundMessage, Refused, ReplyWindow
 from .operations import OPERATIONS, refusal_text
 from .store import AutoClose, Store
 from .team import Role, Team
@@ -65,7 +65,8 @@ class Conversations:
 
     def __init__(self, store: Store, dispatch: Dispatch, config: ConversationConfig, topics: Topics,
                  team: Team, consoles: Sequence[str] = (), routing: RoutingConfig = RoutingConfig(),
-                 clock: Callable[[], float] = time.time, windows: Mapping[str, ReplyWindow] | None = None):
+                 clock: Callable[[], float] = time.time, windows: Mapping[str, ReplyWindow] | None = None,
+                 attachment_checks: Mapping[str, Callable[[str, dict, str], str]] | None = None):
         self.store = store
         self.dispatch = dispatch
         self.config = config
@@ -78,6 +79,9 @@ class Conversations:
         self.clock = clock
         # Channel name -> its reply window (WhatsApp's 24 hours), declared by the channels.
         self.windows = dict(windows or {})
+        # Channel name -> its check of an agent's file (channel, attachment, customer id): why the
+        # platform cannot take it, or "".
+        self.attachment_checks = dict(attachment_checks or {})
 
     async def _run(self, op: str, *args: str) -> dict:
         reply = await self.store.run(op, self.clock(), self.consoles, *args)
@@ -138,19 +142,31 @@ class Conversations:
         await self._run("reject", conversation_id, agent, via)
         await self.dispatch.to_consoles(conversation_id)
 
-    async def reply(self, conversation_id: str, agent: str, text: str, platform_id: str = "", via: str = "") -> bool:
+    async def reply(self, conversation_id: str, agent: str, text: str, platform_id: str = "", via: str = "",
+                    attachments: Sequence[Attachment] = ()) -> bool:
         """The assignee's message to the customer; False if ``platform_id`` was seen before.
 
-        ``text`` is chatgate text (``gateway/text.py``); each channel renders it.
+        ``text`` is chatgate text (``gateway/text.py``); each channel renders it. ``attachments``
+        are files the agent sent with it; one the customer's platform cannot take is refused
+        (``attachment``) before anything is stored or sent.
         """
         await self._check("reply", agent)
-        if not text.strip():
+        if not text.strip() and not attachments:
             raise Refused("empty")
         conversation = await self.store.get(conversation_id)
         window = self.windows.get(conversation.channel) if conversation is not None else None
+        check = self.attachment_checks.get(conversation.channel) if conversation is not None else None
+        files = [a.to_dict() for a in attachments]
+        if conversation is not None and files and conversation.state.value != "closed":
+            for attachment in files:
+                reason = check(conversation.channel, attachment, conversation.customer_id) if check else \
+                    "this channel cannot send files to customers"
+                if reason:
+                    raise Refused("attachment", reason=f"Not sent: {attachment.get('name') or 'the file'}: {reason}.")
         reply = await self._run("reply", conversation_id, agent, text, platform_id, str(SEEN_TTL), via,
                                 repr(float(window.seconds)) if window else "",
-                                "1" if window and window.template else "0")
+                                "1" if window and window.template else "0",
+                                json.dumps(files, ensure_ascii=False) if files else "[]")
         if reply["event"] == "duplicate":
             return False
         conversation = await self.store.get(conversation_id)

@@ -68,12 +68,12 @@ local function to_agents(id, event, seq, by, to, via)
   for _, console in ipairs(consoles) do push_out(key('out', 'console', console, id), item) end
 end
 
-local function to_customer(id, text, seq, template)
+local function to_customer(id, text, seq, template, attachments)
   local channel = field(id, 'channel')
   local customer = field(id, 'customer_id')
   push_out(key('out', 'customer', channel, customer), cjson.encode({
     channel = channel, customer_id = customer, text = text, conversation_id = id, seq = seq or 0,
-    template = template or false,
+    template = template or false, attachments = attachments or '[]',
   }))
 end
 
@@ -308,7 +308,9 @@ elseif op == 'reply' then
     end
   end
   if seen_before('agent', platform_id, seen_ttl) then return reply({event = 'duplicate', id = id}) end
-  local seq = append(id, 'out', text, agent)
+  local files = A[9] or '[]'
+  if files == '' then files = '[]' end
+  local seq = append(id, 'out', text, agent, files)
   if template then
     local raw = redis.call('LINDEX', key('msgs', id), seq - 1)
     local message = cjson.decode(raw)
@@ -317,7 +319,7 @@ elseif op == 'reply' then
   end
   redis.call('HINCRBY', conv_key(id), 'messages_out', 1)
   touch(id, 'active', agent)
-  to_customer(id, text, seq, template)
+  to_customer(id, text, seq, template, files)
   local first = field(id, 'first_response_at') == ''
   if first then
     redis.call('HSET', conv_key(id), 'first_response_at', now)
@@ -411,7 +413,7 @@ if op == 'redeliver' then
   if (tonumber(field(id, 'undelivered')) or 0) > 0 then redis.call('HINCRBY', conv_key(id), 'undelivered', -1) end
   message.detail = nil
   redis.call('LSET', key('msgs', id), seq - 1, cjson.encode(message))
-  to_customer(id, message.text, seq, message.template or false)
+  to_customer(id, message.text, seq, message.template or false, message.attachments)
   to_agents(id, 'redelivering', seq, agent, '', A[4])
   return reply({event = 'redelivering', id = id})
 end

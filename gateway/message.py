@@ -31,10 +31,14 @@ class Attachment:
     content_type: str = ""
     name: str = ""
     size: int = 0  # bytes, when the platform says (0: unknown)
+    source: str = ""  # for an agent's file: the console (or channel) that can open it (``gateway.media``)
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "ref": self.ref, "content_type": self.content_type, "name": self.name,
+        data = {"kind": self.kind, "ref": self.ref, "content_type": self.content_type, "name": self.name,
                 "size": self.size}
+        if self.source:
+            data["source"] = self.source
+        return data
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class OutboundMessage:
     seq: int = 0  # position in the conversation's history; 0 for messages outside one
     # Outside the channel's reply window: the channel sends its approved template instead of ``text``.
     template: bool = False
+    # Files the agent sent with it (``Attachment.to_dict()`` plus ``source``, which can open them).
+    attachments: tuple[dict, ...] = ()
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> "OutboundMessage":
@@ -85,7 +91,17 @@ class OutboundMessage:
             conversation_id=data.get("conversation_id", ""),
             seq=int(data.get("seq", 0)),
             template=data.get("template") is True,
+            attachments=_attachments(data.get("attachments")),
         )
+
+
+def _attachments(raw) -> tuple[dict, ...]:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw or "[]")
+        except ValueError:
+            return ()
+    return tuple(a for a in raw if isinstance(a, dict)) if isinstance(raw, list) else ()
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ OPERATIONS = {op.name: op for op in (
     Operation("sound", Role.AGENT, EventKind.SOUND,
               (*_ASSIGNEE, "not_active", "sound_already_on", "sound_already_off"), "B Speaker"),
     Operation("reply", Role.AGENT, EventKind.REPLIED,
-              (*_ASSIGNEE, "resolved", "opted_out", "empty", "outside_window"), "Reply"),
+              (*_ASSIGNEE, "resolved", "opted_out", "empty", "outside_window", "attachment"), "Reply"),
     Operation("note", Role.AGENT, EventKind.NOTED, (*_ASSIGNEE, "empty"), "Private note"),
     Operation("redeliver", Role.AGENT, EventKind.REDELIVERING, (*_ASSIGNEE, "not_failed", "opted_out"), "Retry"),
     Operation("reassign", Role.ADMIN, EventKind.REASSIGNED,
@@ -76,6 +76,7 @@ REFUSALS = {
     "opted_out": "The customer has opted out of messages on this channel (for SMS: they texted STOP), "
                  "so your message was not sent. It can be sent once they opt back in (for SMS: they text START).",
     "empty": "The message is empty, so nothing was sent.",
+    "attachment": "The customer's platform cannot take that file, so nothing was sent.",
     "outside_window": "The customer last wrote too long ago: their channel allows free-form replies only within "
                       "a window after their last message (WhatsApp: 24 hours), and no approved template is "
                       "configured for it (twilio.whatsapp_template_sid), so your message was not sent. "

@@ -48,6 +48,8 @@ class Runtime:
 
     config: "Config"
     store: "Store"
+    # ``gateway.media.Media``: opens files agents send and signs their short-lived URLs.
+    media: Any = None
 
 
 class Plugin(Protocol):

@@ -26,6 +26,8 @@ class Services:
     channels: Mapping[str, Any] = field(default_factory=dict)
     # Console name -> its ``gateway.ports.Console``.
     consoles: Mapping[str, Any] = field(default_factory=dict)
+    # ``gateway.media.Media``: files agents send (``GET /media/<token>``).
+    media: Any = None
 
     @property
     def channel_labels(self) -> dict[str, str]:

@@ -409,3 +409,117 @@ def test_twilio_media_is_fetched_with_the_account_credentials_and_uploaded(team,
     uploaded = [f for f in team.slack.files if f["thread_ts"] == card_ts]
     assert uploaded[0]["data"] == JPEG and uploaded[0]["name"].startswith("image")
     assert team.twilio.calls_to("media")
+
+
+# -- 4. files, agent -> customer ------------------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20
+
+
+def share(team: Chat, card_ts: str, text: str, *files: dict) -> tuple[int, str]:
+    import time
+
+    from tests.fakes.slack import message_event
+
+    return team.gateway.slack_event(message_event("UAGENT1", conftest.CHANNEL, text, f"{time.time():.6f}", card_ts,
+                                                  files=list(files)))
+
+
+def test_agent_files_reach_telegram_as_photo_and_document_after_the_text(team):
+    chat_id = 555000109
+    conversation_id, card_ts = team.telegram_chat(chat_id, "Can you send me the invoice?")
+    photo = team.slack.add_private_file("label.png", PNG, "image/png")
+    pdf = team.slack.add_private_file("invoice.pdf", PDF, "application/pdf")
+    assert share(team, card_ts, "Here you go: *both* files", photo, pdf)[0] == 200
+    team.telegram.wait_for(lambda t: t.calls_to("sendDocument"), what="the document")
+    team.d.wait_idle()
+    texts = team.sent_html(chat_id)
+    assert texts == ["Here you go: <b>both</b> files"]
+    sent_photo = team.telegram.calls_to("sendPhoto")[-1].params
+    sent_doc = team.telegram.calls_to("sendDocument")[-1].params
+    assert sent_photo["photo"] == {"filename": "label.png", "size": len(PNG)}
+    assert sent_doc["document"] == {"filename": "invoice.pdf", "size": len(PDF)}
+    order = [c.method for c in team.telegram.calls if c.method in ("sendMessage", "sendPhoto", "sendDocument")
+             and str(c.params.get("chat_id")) == str(chat_id)]
+    assert order == ["sendMessage", "sendPhoto", "sendDocument"]
+    history = [json.loads(m) for m in team.redis.lrange(f"{PREFIX}:msgs:{conversation_id}", 0, -1)]
+    assert [a["name"] for a in json.loads(history[-1]["attachments"])] == ["label.png", "invoice.pdf"]
+    # A file alone (no text) is a reply too.
+    assert share(team, card_ts, "", team.slack.add_private_file("map.jpg", JPEG, "image/jpeg"))[0] == 200
+    team.telegram.wait_for(lambda t: len(t.calls_to("sendPhoto")) >= 2, what="the second photo")
+
+
+def test_agent_file_too_big_for_the_platform_is_refused_at_once(team):
+    chat_id = 555000110
+    _, card_ts = team.telegram_chat(chat_id, "send the video")
+    before = len(team.slack.ephemerals())
+    big = team.slack.add_private_file("video.mp4", b"tiny", "video/mp4", size=60 * 1024 * 1024)
+    assert share(team, card_ts, "the video", big)[0] == 200
+    told = team.slack.wait_for(lambda s: s.ephemerals()[before:], what="the refusal")[0]
+    assert "Not sent" in told and "video.mp4" in told and "50 MB" in told and "60.0 MB" in told
+    team.d.wait_idle()
+    assert team.sent_html(chat_id) == []
+    # WhatsApp: 5 MB per file through Twilio.
+    number = "+4915123450031"
+    sender = "whatsapp:" + number
+    _, wa_ts = team.start("whatsapp", number, lambda: team.twilio_post(inbound("SMbig1", sender, "hi")))
+    before = len(team.slack.ephemerals())
+    assert share(team, wa_ts, "", team.slack.add_private_file("scan.pdf", b"x", "application/pdf",
+                                                                size=6 * 1024 * 1024))[0] == 200
+    told = team.slack.wait_for(lambda s: s.ephemerals()[before:], what="the WhatsApp refusal")[0]
+    assert "5 MB" in told and "6.0 MB" in told
+    team.d.wait_idle()
+    assert team.twilio.messages(sender) == []
+
+
+@pytest.mark.parametrize("number", ["+4915123450041", "+14155550141", "+442079460041"])
+def test_agent_file_reaches_twilio_by_signed_media_url_or_as_a_link(team, number):
+    import urllib.error
+    import urllib.request
+
+    channel = "whatsapp" if number.startswith("+49") else "sms"
+    sender = ("whatsapp:" if channel == "whatsapp" else "") + number
+    _, card_ts = team.start(channel, number, lambda: team.twilio_post(inbound(f"SMf{number}", sender, "hi")))
+    assert share(team, card_ts, "The label:", team.slack.add_private_file("label.png", PNG, "image/png"))[0] == 200
+    sent = team.twilio.wait_for(lambda f: f.messages(sender), what="the message")
+    team.d.wait_idle()
+    sent = team.twilio.messages(sender)
+    prefix = PUBLIC_URL + "/media/"
+    if channel == "sms" and not number.startswith("+1"):
+        # SMS without MMS: the link in the text.
+        assert len(sent) == 1 and sent[0]["Body"].startswith("The label:\nlabel.png: " + prefix)
+        url = sent[0]["Body"].split(": ")[-1]
+    else:
+        assert [m.get("Body") for m in sent] == ["The label:", None]
+        url = sent[1]["MediaUrl"]
+    assert url.startswith(prefix)
+    token = url[len(prefix):]
+    # What Twilio (or the customer) fetches: the file, streamed from Slack with the bot token.
+    with urllib.request.urlopen(f"{team.gateway.base}/media/{token}", timeout=10) as response:
+        assert response.read() == PNG and response.headers["Content-Type"] == "image/png"
+    forged = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{team.gateway.base}/media/{forged}", timeout=10)
+    assert refused.value.code == 403
+
+
+def test_expired_media_link_is_refused(team):
+    import urllib.error
+    import urllib.request
+
+    import redis.asyncio as aioredis
+
+    from gateway.media import Media
+    from gateway.store import Store
+
+    async def expired() -> str:
+        store = Store(aioredis.from_url(team.d.redis_url), "chatgate")
+        try:
+            return await Media(store).token({"source": "slack", "ref": "https://files.example/x", "name": "x"}, ttl=-1)
+        finally:
+            await store.redis.aclose()
+
+    token = asyncio.run(expired())
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{team.gateway.base}/media/{token}", timeout=10)
+    assert refused.value.code == 403 and b"expired" in refused.value.read()

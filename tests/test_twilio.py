@@ -340,11 +340,16 @@ def test_duplicate_message_sid_is_stored_once(running):
 def test_media_and_shared_location_reach_profile_and_thread(running):
     gateway, slack, fake = running
     sender = "whatsapp:" + WA_CUSTOMER
-    photo = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/MM1/Media/ME1"
+    # Twilio's media URL (on api.twilio.com, which the config's api_url replaces), behind basic auth.
+    path = f"2010-04-01/Accounts/{ACCOUNT_SID}/Messages/MM1/Media/ME1"
+    fake.add_media(path, b"\xff\xd8jpeg-bytes", "image/jpeg")
+    photo = f"https://api.twilio.com/{path}"
     conversation_id, card_ts = gateway.start_chat(inbound(
         "SMm1", sender, "The box was broken", ProfileName="Grace Hopper", NumMedia=1, MediaUrl0=photo,
         MediaContentType0="image/jpeg"))
-    slack.wait_for(thread_has(slack, card_ts, "The box was broken", photo), what="the photo in the thread")
+    slack.wait_for(thread_has(slack, card_ts, "The box was broken"), what="the text in the thread")
+    slack.wait_for(lambda s: [f for f in s.files if f["thread_ts"] == card_ts and f["data"] == b"\xff\xd8jpeg-bytes"],
+                   what="the photo uploaded into the thread")
     assert gateway.history(conversation_id)[0]["attachments"]
 
     gateway.twilio(inbound("SMm2", sender, "", ProfileName="Grace Hopper", Latitude="52.520008",

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Sequence
 from aiohttp import web
 
 from gateway.events import AgentEvent
-from gateway.message import Refused
+from gateway.message import File, Refused
+from gateway.ports import DeliveryError
 from gateway.operations import refusal_text
 from gateway.ports import Runtime
 from gateway.team import Role
@@ -89,6 +90,27 @@ class SlackConsole:
         delay = await HomePublisher(self, services).pump()
         if delay is not None:
             await services.conversations.dispatch.console_task(self.name, "refresh_homes", delay=delay)
+
+    async def open_file(self, attachment: dict) -> File:
+        """A file an agent shared in Slack (its ``url_private``), downloaded with the bot token."""
+        import aiohttp
+
+        url = str(attachment.get("ref", ""))
+        timeout = aiohttp.ClientTimeout(total=self.runtime.config.delivery.timeout)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                async with session.get(url, headers={"Authorization": f"Bearer {self.config.bot_token}"}) as got:
+                    if got.status >= 400:
+                        raise DeliveryError(f"Slack refused the file download ({got.status})",
+                                            permanent=400 <= got.status < 500 and got.status != 429)
+                    if got.content_type == "text/html":
+                        # Slack answers a login page, not the file, when the token may not read it.
+                        raise DeliveryError("Slack did not give the file (the app needs the files:read scope)",
+                                            permanent=True)
+                    data = await got.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"Slack file download failed: {exc.__class__.__name__}") from None
+        return File(data, str(attachment.get("name") or "file"), str(attachment.get("content_type") or ""))
 
     def refusal(self, refused: Refused, services: "Services") -> str:
         """The core's refusal with agents as Slack mentions."""

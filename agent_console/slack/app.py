@@ -18,7 +18,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
 
-from gateway.message import Refused
+from gateway.message import Attachment, Refused
 
 from .config import SlackConfig
 from .controls import register_controls, register_unknown_actions
@@ -78,6 +78,22 @@ async def agent_text(client, mrkdwn: str) -> str:
     return to_chatgate(mrkdwn, await user_names(client, user_ids(mrkdwn)))
 
 
+def shared_files(event: dict) -> list[Attachment]:
+    """The files of a ``file_share`` message, as attachments the Slack console can open again."""
+    found = []
+    for f in event.get("files") or []:
+        if not isinstance(f, dict) or f.get("mode") == "tombstone":
+            continue
+        mimetype = str(f.get("mimetype") or "")
+        major = mimetype.split("/", 1)[0]
+        kind = {"image": "photo", "video": "video", "audio": "audio"}.get(major, "document")
+        url = str(f.get("url_private_download") or f.get("url_private") or "")
+        if url:
+            found.append(Attachment(kind, url, mimetype, str(f.get("name") or f.get("title") or "file"),
+                                    int(f.get("size") or 0), source="slack"))
+    return found
+
+
 def build(console: "SlackConsole", services: "Services") -> AsyncApp:
     """The bolt app for one workspace, with its handlers."""
     config, conversations, store = console.config, services.conversations, services.store
@@ -96,7 +112,8 @@ def build(console: "SlackConsole", services: "Services") -> AsyncApp:
 
     @app.event("message")
     async def on_message(event: dict, client) -> None:
-        if event.get("subtype") or event.get("bot_id") or event.get("channel") != config.channel:
+        if event.get("subtype") not in (None, "file_share") or event.get("bot_id") \
+                or event.get("channel") != config.channel:
             return  # edits, joins, our own posts, other channels
         thread_ts = event.get("thread_ts")
         if not thread_ts or thread_ts == event.get("ts"):
@@ -115,7 +132,8 @@ def build(console: "SlackConsole", services: "Services") -> AsyncApp:
                 return
             # Slack's markup (links, mentions, &amp;) becomes chatgate text; each channel renders it.
             reply = await agent_text(client, text)
-            await conversations.reply(conversation_id, agent, reply, platform_id=platform_id, via=console.name)
+            await conversations.reply(conversation_id, agent, reply, platform_id=platform_id, via=console.name,
+                                      attachments=shared_files(event))
         except Refused as refusal:
             await client.chat_postEphemeral(
                 channel=config.channel, user=user, thread_ts=thread_ts,

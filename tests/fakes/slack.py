@@ -73,6 +73,7 @@ class FakeSlack(FakeServer):
         self.users: dict[str, str] = {}  # user id -> name, answered by users.info
         self.uploads: dict[str, dict] = {}  # file id -> {"filename", "length", "data"} (external upload flow)
         self.files: list[dict] = []  # files shared by files.completeUploadExternal
+        self.private_files: dict[str, tuple[bytes, str]] = {}  # file id -> (data, mimetype): agents' shared files
 
     @property
     def api_url(self) -> str:
@@ -89,7 +90,28 @@ class FakeSlack(FakeServer):
         app.router.add_get("/socket", self._socket)
         app.router.add_post("/respond", self._respond)
         app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_get("/files-pri/{file_id}/{name}", self._private_file)
         return app
+
+    def add_private_file(self, name: str, data: bytes, mimetype: str, size: int | None = None) -> dict:
+        """A file an agent shared: the file object of a ``file_share`` event; its ``url_private`` serves
+        ``data`` to the bot token only (``size`` may claim more, as for a file too big to send)."""
+        file_id = f"F{next(self._ts):08d}"
+        self.private_files[file_id] = (data, mimetype)
+        url = f"{self.url}/files-pri/{file_id}/{name}"
+        return {"id": file_id, "name": name, "title": name, "mimetype": mimetype, "filetype": name.rpartition(".")[2],
+                "size": len(data) if size is None else size, "mode": "hosted", "url_private": url,
+                "url_private_download": url + "?download=1"}
+
+    async def _private_file(self, request: web.Request) -> web.Response:
+        if not request.headers.get("Authorization", "").startswith("Bearer xoxb-"):
+            # Slack answers a login page, not the file, without a token that may read it.
+            return web.Response(text="<html>Sign in to Slack</html>", content_type="text/html")
+        found = self.private_files.get(request.match_info["file_id"])
+        if found is None:
+            return web.Response(status=404, text="not found")
+        self.record("file_download", {"file_id": request.match_info["file_id"]})
+        return web.Response(body=found[0], content_type=found[1])
 
     async def _upload(self, request: web.Request) -> web.Response:
         """The upload URL files.getUploadURLExternal hands out: stores the bytes posted to it."""
@@ -314,10 +336,13 @@ def block_action(action_id: str, value: str, user: str, channel: str, message_ts
     return _block_actions(action, user, channel, message_ts, response_url)
 
 
-def message_event(user: str, channel: str, text: str, ts: str, thread_ts: str | None = None) -> str:
-    """The JSON body of an Events API ``message`` event callback."""
+def message_event(user: str, channel: str, text: str, ts: str, thread_ts: str | None = None,
+                  files: list[dict] | None = None) -> str:
+    """The JSON body of an Events API ``message`` event callback (a ``file_share`` one with ``files``)."""
     event = {"type": "message", "user": user, "text": text, "ts": ts, "channel": channel,
              "channel_type": "channel", "event_ts": ts}
+    if files:
+        event.update(subtype="file_share", files=files, upload=False, display_as_bot=False)
     if thread_ts:
         event["thread_ts"] = thread_ts
     return json.dumps({
