@@ -96,6 +96,14 @@ async def services(redis_url, make_config, clock):
     await services.close()
 
 
+@pytest.fixture
+def slack():
+    """A fake Slack Web API server of the test's own."""
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
