@@ -96,6 +96,14 @@ async def services(redis_url, make_config, clock):
     await services.close()
 
 
+@pytest.fixture
+def slack():
+    """A fake Slack Web API server of the test's own."""
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -339,34 +347,40 @@ class Deployment:
     def store(self) -> redis_sync.Redis:
         return redis_sync.Redis.from_url(self.redis_url)
 
-    def idle(self, scheduled: bool = False, crashed: bool = False) -> bool:
-        """Nothing to do now: queue empty, no job started, no outbox pending, and no scheduled
-        job due within a second (none at all if ``scheduled``). After a worker was SIGKILLed its
-        job stays in the started registry until RQ's own cleanup: ``crashed`` does not count those."""
+    def busy(self, scheduled: bool = False, crashed: bool = False) -> str:
+        """What is still to do ("" when nothing): a queued job, a started job, an outbox with items, or
+        a scheduled job due within a second (any scheduled job if ``scheduled``). After a worker was
+        SIGKILLed (or Redis went away under a job) its job stays in the started registry until RQ's
+        own cleanup: ``crashed`` does not count those."""
         from rq import Queue
 
         from workers.dispatch import QUEUE_NAME
 
         store = self.store()
         queue = Queue(QUEUE_NAME, connection=store)
-        if (not crashed and queue.started_job_registry.count) or queue.count:
-            return False
-        if any(store.llen(key) for key in store.scan_iter("{chatgate}:out:*")):
-            return False
-        horizon = float("inf") if scheduled else time.time() + 1
-        return not store.zcount(queue.scheduled_job_registry.key, "-inf", horizon)
+        if queue.count:
+            return f"{queue.count} queued jobs"
+        if not crashed and queue.started_job_registry.count:
+            return f"started jobs {queue.started_job_registry.get_job_ids()}"
+        pending = [key.decode() for key in store.scan_iter("{chatgate}:out:*") if store.llen(key)]
+        if pending:
+            return f"outboxes with items {pending}"
+        horizon = "+inf" if scheduled else time.time() + 1
+        due = store.zrangebyscore(queue.scheduled_job_registry.key, "-inf", horizon)
+        return f"scheduled jobs {due}" if due else ""
 
     def wait_idle(self, scheduled: bool = False, timeout: float = 30.0, crashed: bool = False) -> None:
         """Poll until ``idle`` holds twice in a row (a job between the queue and the started
         registry is in neither for a moment); never a fixed sleep."""
         deadline = time.time() + timeout
-        streak = 0
+        streak, busy = 0, ""
         while time.time() < deadline:
-            streak = streak + 1 if self.idle(scheduled, crashed) else 0
+            busy = self.busy(scheduled, crashed)
+            streak = 0 if busy else streak + 1
             if streak >= 2:
                 return
             time.sleep(0.05)
-        raise AssertionError(f"chatgate did not become idle in {timeout}s\n{self.logs()}")
+        raise AssertionError(f"chatgate did not become idle in {timeout}s: {busy}\n{self.logs()}")
 
     # -- talking to chatgate as the platforms do (any web process) ---------------------------
 

@@ -21,7 +21,7 @@ from twilio.request_validator import RequestValidator
 
 from chatgate.compose import connect
 from gateway.app import create_app
-from tests.fakes.slack import FakeSlack, block_action, message_event, sign
+from tests.fakes.slack import block_action, message_event, sign
 from tests.fakes.telegram import text_update
 
 TELEGRAM_TOKEN = "123456:TG-bot-token-never-logged"
@@ -66,13 +66,6 @@ api_url = "{slack_url}"
 [delivery]
 retry_intervals = [0.1, 0.1]
 """
-
-
-@pytest.fixture
-def slack():
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from gateway.app import create_app
 from gateway.events import EventKind
 from tests.fakes import ports
 from tests.fakes.ports import FakeChannel, FakeConsole
-from tests.fakes.slack import FakeSlack, block_action, message_event, sign
+from tests.fakes.slack import block_action, message_event, sign
 from workers.context import WorkerContext, current_context
 from workers.dispatch import QUEUE_NAME
 
@@ -44,13 +44,6 @@ class RecordingSlack(SlackConsole):
     async def deliver(self, event, services) -> None:
         await super().deliver(event, services)
         SLACK_SHOWN.append(event)
-
-
-@pytest.fixture
-def slack():
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture
