@@ -105,6 +105,7 @@ class Delivery:
         self.team: Team = services.team
         self.labels = services.channel_labels
         self.services = services
+        self._cards: dict[str, str] = {}  # conversation id -> its card's ts, once posted and caught up
 
     def who(self, agent: str) -> str:
         return mention(self.team, agent)
@@ -148,10 +149,12 @@ class Delivery:
 
     async def post_card(self, conversation: Conversation) -> str:
         store, config = self.store, self.config
-        ts, caught_up = await store.get_ref("slack-card", conversation.id), None
+        if conversation.id in self._cards:
+            return self._cards[conversation.id]
+        ts = await store.get_ref("slack-card", conversation.id)
         if ts:
-            caught_up = await store.get_ref("slack-caught-up", conversation.id)
-            if caught_up:
+            if await store.get_ref("slack-caught-up", conversation.id):
+                self._cards[conversation.id] = ts
                 return ts  # a repeated job must not post a second card
         else:
             reply = await _call(self.web.chat_postMessage(
@@ -165,6 +168,7 @@ class Delivery:
                 lambda: store.set_ref("slack-thread", f"{config.channel}:{ts}", conversation.id))
         await self._catch_up(conversation, ts)
         await store.through_outage(lambda: store.set_ref("slack-caught-up", conversation.id, "1"))
+        self._cards[conversation.id] = ts
         return ts
 
     async def _catch_up(self, conversation: Conversation, ts: str) -> None:
