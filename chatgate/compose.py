@@ -73,6 +73,7 @@ def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = Non
     media = Media(store)
     runtime = Runtime(config=config, store=store, media=media)
     built_channels = {}
+    labels = {name: label for cls in channels for name, label in cls.labels.items()}
     for cls in channels:
         if config.enabled(cls.section):
             channel = cls(config.section(cls.section), runtime)
@@ -97,4 +98,4 @@ def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = Non
                                   consoles=tuple(built_consoles), routing=config.routing, windows=windows,
                                   attachment_checks=checks, **extra)
     return Services(config=config, redis_url=redis_url, store=store, conversations=conversations, team=team,
-                    channels=built_channels, consoles=built_consoles, media=media)
+                    channels=built_channels, consoles=built_consoles, channel_labels=labels, media=media)

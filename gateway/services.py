@@ -29,10 +29,9 @@ class Services:
     # ``gateway.media.Media``: files agents send (``GET /media/<token>``).
     media: Any = None
 
-    @property
-    def channel_labels(self) -> dict[str, str]:
-        """Channel name -> label ("whatsapp" -> "WhatsApp") for every enabled channel."""
-        return {name: type(channel).labels[name] for name, channel in self.channels.items()}
+    # Channel name -> label ("whatsapp" -> "WhatsApp") of every known channel, enabled or not:
+    # chats from a channel switched off since still show its label.
+    channel_labels: Mapping[str, str] = field(default_factory=dict)
 
     async def close(self) -> None:
         await self.store.redis.aclose()

@@ -17,8 +17,8 @@ import redis as redis_sync
 from chatgate.compose import channel_classes, connect, console_classes, load_config
 from gateway import config as config_module
 from gateway.redis_server import EmbeddedRedis
-from tests.fakes.slack import FakeSlack
-from tests.fakes.telegram import FakeTelegram
+from tests.fakes.slack import FakeSlack, block_action, message_event, sign
+from tests.fakes.telegram import FakeTelegram, text_update
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,26 +205,18 @@ class Gateway:
                           "X-Telegram-Bot-Api-Secret-Token": self.telegram_secret if secret is None else secret})
 
     def slack_form(self, body: str, secret: str | None = None) -> tuple[int, str]:
-        from tests.fakes.slack import sign
-
         return self.post("/slack/events", body.encode(), {"Content-Type": "application/x-www-form-urlencoded",
                                                           **sign(secret or self.signing_secret, body)})
 
     def slack_event(self, body: str, secret: str | None = None) -> tuple[int, str]:
-        from tests.fakes.slack import sign
-
         return self.post("/slack/events", body.encode(),
                          {"Content-Type": "application/json", **sign(secret or self.signing_secret, body)})
 
     def click(self, action: str, conversation_id: str, user: str, card_ts: str) -> tuple[int, str]:
-        from tests.fakes.slack import block_action
-
         return self.slack_form(block_action(action, conversation_id, user, self.channel, card_ts,
                                             self.slack.response_url))
 
     def say(self, user: str, text: str, thread_ts: str, ts: str | None = None) -> tuple[int, str]:
-        from tests.fakes.slack import message_event
-
         return self.slack_event(message_event(user, self.channel, text, ts or f"{time.time():.6f}", thread_ts))
 
 
@@ -236,7 +228,6 @@ class Deployment:
 
     def __init__(self, tmp: Path, webs: int = 1, workers: int = 1, env: dict | None = None, tail: str = "",
                  telegram_token: str | None = None, healthy: bool = True, **sections: dict):
-
         self.tmp = tmp
         self.env = env or {}
         self.redis_server = EmbeddedRedis(str(tmp / "redis"))
@@ -385,8 +376,6 @@ class Deployment:
     # -- talking to chatgate as the platforms do (any web process) ---------------------------
 
     def customer_says(self, update_id: int, chat: int, text: str, web: int = 0) -> int:
-        from tests.fakes.telegram import text_update
-
         return self.gateways[web].telegram(text_update(update_id, chat, text, first_name=f"Customer{chat}"))[0]
 
     def click(self, action: str, conversation_id: str, agent: str, web: int = 0) -> int:
