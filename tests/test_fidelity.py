@@ -15,7 +15,6 @@ import re
 
 import pytest
 
-from channels import twilio as twilio_channel
 from tests import conftest
 from tests.fakes.slack import MAX_SECTION_TEXT, block_errors, home_opened
 from tests.fakes.telegram import MAX_TEXT, html_text, text_update, utf16_len
