@@ -95,7 +95,8 @@ def sse_handler(events: EventLog, ping_every: float, figures: Callable[[], Await
                 for stream_id, data in batch:
                     after = stream_id
                     chunks.append(f"id: {stream_id}\nevent: chat\ndata: {json.dumps(data)}\n\n")
-                await response.write("".join(chunks).encode())
+                # The figures (waiting, ...) change with the chats: send them along.
+                await response.write("".join(chunks).encode() + _figures_message(await figures()))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

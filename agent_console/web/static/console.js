@@ -209,6 +209,7 @@
   async function loadChat() {
     const seq = ++chatSeq;
     const id = state.chatId;
+    if (!id || state.view !== "chat") return;
     try {
       const data = await api(`/console/api/chats/${encodeURIComponent(id)}`);
       if (seq === chatSeq && id === state.chatId) renderChat(data);
