@@ -15,8 +15,7 @@ from typing import Awaitable, Callable
 import pytest
 from aiohttp.test_utils import TestServer
 
-from agent_console.web.config import WebConfig
-from tests.conftest import ROOT, TOPICS
+from tests.conftest import ROOT
 from tests.web_console_support import PASSWORDS, build
 
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -38,9 +37,9 @@ class ConsoleSite:
 
 
 @pytest.fixture
-async def console_site(redis_url, make_config):
+async def console_site(redis_url, tmp_path):
     """The console on a real HTTP port, the core on the real Redis (in-process until compose.py exists)."""
-    harness = build(make_config(TOPICS), redis_url, WebConfig())
+    harness = build(tmp_path, redis_url)
     server = TestServer(harness.app)
     await server.start_server()
     yield ConsoleSite(str(server.make_url("")).rstrip("/"), harness.customer_writes)

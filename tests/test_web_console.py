@@ -13,14 +13,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from agent_console.web import WebConsole, hash_password, issue_login_token, verify_password
 from agent_console.web.config import WebConfig
 from agent_console.web.sessions import COOKIE
-from gateway.config import _Reader
-from tests.conftest import TOPICS
+from gateway.config import ConfigReader as _Reader
 from tests.web_console_support import PASSWORDS, build
 
 
 @pytest.fixture
-async def harness(redis_url, make_config):
-    harness = build(make_config(TOPICS), redis_url, WebConfig(login_attempts=5))
+async def harness(redis_url, tmp_path):
+    harness = build(tmp_path, redis_url, "login_attempts = 5\n")
     yield harness
     await harness.close()
 
@@ -169,6 +168,7 @@ async def test_bad_requests_get_json_errors(client, harness):
     cases = [
         (await client.get("/console/api/lists?tab=closed"), 400, "bad_query"),
         (await client.get("/console/api/lists?limit=5000"), 400, "bad_query"),
+        (await client.get("/console/api/lists?channel=%3Cb%3E"), 400, "bad_query"),
         (await client.get("/console/api/chats/999999"), 404, "not_found"),
         (await post(client, f"/console/api/chats/{cid}/explode", csrf), 404, "unknown_action"),
         (await post(client, f"/console/api/chats/{cid}/sound", csrf, {"on": "yes"}), 400, "bad_body"),
@@ -199,7 +199,8 @@ async def test_lists_show_the_seed_columns_filters_and_figures(client, harness):
     assert row["messages"] == 1 and row["first_response"] is None and row["rating"] is None
     assert row["duration"] >= 0 and row["undelivered"] == 0 and row["updated_at"] > 0
     assert data["figures"]["waiting"] == 2
-    assert {"name": "sms", "label": "SMS"} in data["channels"]
+    assert data["channels"] == [{"name": "telegram", "label": "Telegram"}, {"name": "sms", "label": "SMS"},
+                                {"name": "whatsapp", "label": "WhatsApp"}]  # the enabled channels
     assert data["topics"] == ["billing", "delivery", "general"]
     only_sms = await (await client.get("/console/api/lists?tab=inbox&channel=sms")).json()
     assert [r["channel"] for r in only_sms["rows"]] == ["sms"] and only_sms["total"] == 1

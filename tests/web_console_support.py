@@ -1,65 +1,77 @@
-"""An in-process web console for the tests: the core on the real Redis, the console mounted on an app.
+"""The web console in-process on the real core: ``chatgate.compose.connect`` and ``gateway.app.create_app``.
 
-Until the composition root (``chatgate/compose.py``) builds it, this builds what
-the console needs from ``Services`` by hand: the store, a ``Team``, the
-conversation operations (adapted to the post-"Seams" signatures of
-contract.md), and a dispatch that delivers each agent event to the console at
-once, as a worker would.
+The only stand-in is the worker: ``InlineDispatch`` drains each conversation's
+web-console outbox at once (with the workers' own ``drain``), so events reach
+the browsers' stream as soon as an operation returns. Customer outboxes are
+left queued (no channel sends in these tests).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from types import SimpleNamespace
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from agent_console.web import WebConsole
-from agent_console.web.config import WebConfig
 from agent_console.web.passwords import hash_password
-from gateway.conversations import Conversations, refusal_text
-from gateway.message import InboundMessage, Refused
-from gateway.store import Store
-from gateway.team import Agent, Team
-from gateway.topics import Topics
+from chatgate.compose import connect, load_config
+from gateway.app import create_app
+from gateway.events import AgentEvent
+from gateway.message import InboundMessage
+from tests.conftest import TOPICS
+from tests.fakes.ports import FakeChannel
+from workers.outbox import drain
 
-# Cheaper hashes than the default for speed; the format and the check are the same.
+# Cheaper hashes than the default, for speed; the format and the check are the same.
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-2", "ada": "ada-secret-3"}
-AGENTS = (
-    Agent("alice", "Alice", password_hash=hash_password(PASSWORDS["alice"], n=2**12)),
-    Agent("bob", "Bob", password_hash=hash_password(PASSWORDS["bob"], n=2**12), identities={"slack": "U0BOB"}),
-    Agent("ada", "Ada Admin", admin=True, password_hash=hash_password(PASSWORDS["ada"], n=2**12)),
-)
-LABELS = {"telegram": "Telegram", "sms": "SMS", "whatsapp": "WhatsApp", "webchat": "Web chat"}
+_HASHES = {user: hash_password(password, n=2**12) for user, password in PASSWORDS.items()}
+
+AGENTS_TOML = f"""
+[[agents]]
+id = "alice"
+name = "Alice"
+password_hash = "{_HASHES['alice']}"
+
+[[agents]]
+id = "bob"
+name = "Bob"
+slack = "U0BOB"
+password_hash = "{_HASHES['bob']}"
+
+[[agents]]
+id = "ada"
+name = "Ada Admin"
+admin = true
+password_hash = "{_HASHES['ada']}"
+"""
+
+
+class DemoChannels(FakeChannel):
+    """The fake channel under the names agents know, so lists read as they do in production."""
+
+    section = "demochannels"
+    labels = {"telegram": "Telegram", "sms": "SMS", "whatsapp": "WhatsApp"}
 
 
 class InlineDispatch:
-    """Delivers each conversation's agent events to the console at once; customer outboxes are left alone."""
+    """The core's Dispatch with the web console's delivery done at once, in this process."""
 
-    def __init__(self) -> None:
-        self.store: Store | None = None
-        self.console: WebConsole | None = None
-        self.services: Any = None
+    def __init__(self, services: Any):
+        self.services = services
 
-    async def _drain(self, conversation_id: str) -> None:
-        outbox = self.store.agent_outbox(conversation_id)
-        while (raw := await self.store.redis.lpop(outbox)) is not None:
-            data = json.loads(raw)
-            event = SimpleNamespace(conversation_id=data["conversation_id"], kind=data["event"],
-                                    seq=int(data.get("seq") or 0), by=data.get("by", ""), to=data.get("to", ""))
-            await self.console.deliver(event, self.services)
+    async def to_consoles(self, conversation_id: str) -> None:
+        console = self.services.consoles["web"]
 
-    async def to_agents(self, conversation_id: str) -> None:
-        await self._drain(conversation_id)
+        async def send(item: bytes) -> None:
+            await console.deliver(AgentEvent.from_json(item), self.services)
 
-    to_consoles = to_agents
+        await drain(self.services.store, self.services.store.console_outbox("web", conversation_id), send)
 
-    async def enqueue(self, agents=(), customers=(), cancel_auto_close=(), conversations=()) -> None:
-        for conversation_id in (*agents, *conversations):
-            await self._drain(conversation_id)
+    async def enqueue(self, conversations=(), customers=(), cancel_auto_close=()) -> None:
+        for conversation_id in conversations:
+            await self.to_consoles(conversation_id)
 
     async def to_customer(self, channel, customer_id) -> None: ...
 
@@ -71,76 +83,7 @@ class InlineDispatch:
 
     async def offer_later(self, conversation_id, delay) -> None: ...
 
-
-class DetailedConversations(Conversations):
-    """Today's core keeps a refusal's detail (who has the chat) in its sentence only; contract.md has ``.detail``."""
-
-    async def _run(self, op: str, *args: str) -> list[str]:
-        reply = await self.store.run(op, self.clock(), *args)
-        if reply[0] == "refused":
-            refused = Refused(reply[1], refusal_text(reply[1], reply[2]))
-            refused.detail = reply[2]
-            raise refused
-        return reply
-
-
-class ContractConversations:
-    """Today's ``Conversations`` with contract.md's signatures: role checks in the core, ``via``, ``by=``."""
-
-    def __init__(self, inner: Conversations, team: Team):
-        self.inner = inner
-        self.team = team
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def _agent(self, agent: str) -> None:
-        if not await self.team.is_agent(agent):
-            raise Refused("not_agent", "not an agent")
-
-    async def accept(self, cid, agent):
-        await self._agent(agent)
-        return await self.inner.accept(cid, agent)
-
-    async def reject(self, cid, agent):
-        await self._agent(agent)
-        return await self.inner.reject(cid, agent)
-
-    async def resolve(self, cid, agent):
-        await self._agent(agent)
-        return await self.inner.resolve(cid, agent)
-
-    async def leave(self, cid, agent):
-        await self._agent(agent)
-        return await self.inner.leave(cid, agent)
-
-    async def set_sound(self, cid, agent, on):
-        await self._agent(agent)
-        return await self.inner.set_sound(cid, agent, on)
-
-    async def reply(self, cid, agent, text, platform_id="", via=""):
-        await self._agent(agent)
-        return await self.inner.reply(cid, agent, text, platform_id)
-
-    async def note(self, cid, agent, text, platform_id="", via=""):
-        await self._agent(agent)
-        return await self.inner.note(cid, agent, text, platform_id)
-
-    async def redeliver(self, cid, seq, agent):
-        await self._agent(agent)
-        return await self.inner.redeliver(cid, seq, agent)
-
-    async def reassign(self, cid, admin, to):
-        if not await self.team.is_admin(admin):
-            raise Refused("not_admin", "not an admin")
-        if not await self.team.is_agent(to):
-            refused = Refused("not_agent_target", "not an agent")
-            refused.detail = to
-            raise refused
-        return await self.inner.reassign(cid, admin, to)
-
-    async def set_auto_close(self, enabled, after, by=""):
-        return await self.inner.set_auto_close(enabled, after, by, await self.team.is_admin(by))
+    async def console_task(self, console, task, args=(), delay=0.0) -> None: ...
 
 
 @dataclass
@@ -148,32 +91,27 @@ class WebHarness:
     app: web.Application
     console: WebConsole
     services: Any
-    writes: list = field(default_factory=list)
+    sent: int = 0
 
     async def customer_writes(self, text: str, customer: str = "1001", channel: str = "telegram", name: str = "Carla",
                               phone: str = "", location: str = "") -> str:
-        """A customer message through the core, as a channel would send it; the conversation id."""
-        self.writes.append(text)
+        """A customer message through the core, as a channel would hand it over; the conversation id."""
+        self.sent += 1
         received = await self.services.conversations.receive(InboundMessage(
-            channel=channel, customer_id=customer, platform_id=f"{channel}-{customer}-{len(self.writes)}", text=text,
+            channel=channel, customer_id=customer, platform_id=f"{channel}-{customer}-{self.sent}", text=text,
             name=name, phone=phone, location=location))
         return received.conversation_id
 
     async def close(self) -> None:
-        await self.services.store.redis.aclose()
+        await self.services.close()
 
 
-def build(config, redis_url: str, web_config: WebConfig | None = None) -> WebHarness:
-    """The app with the web console mounted, on ``redis_url``; ``config`` is the gateway Config."""
-    store = Store(aioredis.from_url(redis_url), config.redis.key_prefix)
-    team = Team(AGENTS)
-    dispatch = InlineDispatch()
-    conversations = ContractConversations(
-        DetailedConversations(store, dispatch, config.conversation, Topics.compile(config.topics)), team)
-    services = SimpleNamespace(config=config, store=store, conversations=conversations, team=team,
-                               channel_labels=LABELS)
-    console = WebConsole(web_config or WebConfig(), SimpleNamespace(config=config, store=store))
-    dispatch.store, dispatch.console, dispatch.services = store, console, services
-    app = web.Application(client_max_size=1024 * 1024)
-    console.mount(app, services)
-    return WebHarness(app, console, services)
+def build(tmp_path: Path, redis_url: str, web_toml: str = "") -> WebHarness:
+    """The real web app (demo channels + web console) on ``redis_url``."""
+    path = tmp_path / "web-console.toml"
+    path.write_text(TOPICS + AGENTS_TOML + "\n[demochannels]\nenabled = true\n\n[web]\n" + web_toml)
+    config = load_config(path, extra=[WebConsole, DemoChannels])
+    services = connect(config, redis_url, channels=[DemoChannels], consoles=[WebConsole])
+    services.conversations.dispatch = InlineDispatch(services)
+    app = create_app(services)
+    return WebHarness(app, services.consoles["web"], services)
