@@ -14,9 +14,15 @@ import asyncio
 import json
 import logging
 import re
+import time
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+
+try:
+    from redis._defaults import DEFAULT_SOCKET_TIMEOUT
+except ImportError:  # older redis-py: no timeout unless configured
+    DEFAULT_SOCKET_TIMEOUT = None
 
 __all__ = ["EventLog", "sse_handler", "MAXLEN"]
 
@@ -86,10 +92,14 @@ def sse_handler(events: EventLog, ping_every: float, figures: Callable[[], Await
             # How soon a browser retries after a dropped connection.
             await response.write(b"retry: 2000\n\n")
             await response.write(_figures_message(await figures()))
-            while True:
-                batch = await events.read(after, int(ping_every * 1000))
+            block = _block_seconds(events.redis, ping_every)
+            pinged = time.monotonic()
+            while request.transport is not None and not request.transport.is_closing():
+                batch = await events.read(after, int(block * 1000))
                 if not batch:
-                    await response.write(b": ping\n\n" + _figures_message(await figures()))
+                    if time.monotonic() - pinged >= ping_every:
+                        await response.write(b": ping\n\n" + _figures_message(await figures()))
+                        pinged = time.monotonic()
                     continue
                 chunks = []
                 for stream_id, data in batch:
@@ -97,13 +107,23 @@ def sse_handler(events: EventLog, ping_every: float, figures: Callable[[], Await
                     chunks.append(f"id: {stream_id}\nevent: chat\ndata: {json.dumps(data)}\n\n")
                 # The figures (waiting, ...) change with the chats: send them along.
                 await response.write("".join(chunks).encode() + _figures_message(await figures()))
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the browser went away; it reconnects with Last-Event-ID
         finally:
             tracked.discard(task)
         return response
 
     return handle
+
+
+def _block_seconds(redis, ping_every: float) -> float:
+    """How long one XREAD may block: under the client's socket timeout, which would cut it off."""
+    kwargs = redis.connection_pool.connection_kwargs
+    # redis-py 8 gives every connection a 5 s socket timeout unless told otherwise.
+    timeout = kwargs.get("socket_timeout", DEFAULT_SOCKET_TIMEOUT)
+    if timeout:
+        return max(0.1, min(ping_every, float(timeout) / 2))
+    return ping_every
 
 
 def _figures_message(figures: dict[str, Any]) -> bytes:

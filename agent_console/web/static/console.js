@@ -386,19 +386,29 @@
       clearTimeout(chatTimer);
       chatTimer = setTimeout(loadChat, 100);
     }
-    if (ev.kind === "message" || ev.kind === "reopened" || ev.kind === "created") maybeBeep(ev.conversation_id);
+    if (ev.kind === "message" || ev.kind === "reopened") maybeBeep(ev.conversation_id, ev.seq || 0);
   }
 
-  async function maybeBeep(id) {
+  // Messages that must not ring (again): "chat:seq" rung already, and per chat the last seq
+  // that was in the history when its speaker was turned on.
+  const rung = new Set();
+  const quietUpTo = {};
+  function lastSeq(chat) {
+    return chat.history.reduce((top, entry) => Math.max(top, entry.seq), 0);
+  }
+
+  async function maybeBeep(id, seq) {
     // B is per chat: ring only for the chats this agent accepted and left the speaker on.
-    if (state.chat && state.chat.id === id) {
-      if (state.chat.mine && state.chat.sound) beep();
-      return;
+    const key = `${id}:${seq}`;
+    if (rung.has(key) || (seq && seq <= (quietUpTo[id] || 0))) return;
+    let chat = state.chat && state.chat.id === id ? state.chat : null;
+    if (!chat) {
+      try { chat = await api(`/console/api/chats/${encodeURIComponent(id)}`); } catch (e) { return; }
     }
-    try {
-      const chat = await api(`/console/api/chats/${encodeURIComponent(id)}`);
-      if (chat.mine && chat.sound) beep();
-    } catch (e) { /* gone or not allowed: no sound */ }
+    if (chat.mine && chat.sound && !rung.has(key)) {
+      rung.add(key);
+      beep();
+    }
   }
 
   function connectLive() {
@@ -434,6 +444,7 @@
     $("ctl-sound").addEventListener("click", () => {
       unlockAudio();
       const on = !(state.chat && state.chat.sound);
+      if (on && state.chat) quietUpTo[state.chat.id] = lastSeq(state.chat);
       act("sound", { on }, on ? "Speaker on: a sound plays on each new customer message." : "Speaker off.");
     });
     $("ctl-leave").addEventListener("click", () => act("leave", {}, "You left the chat."));
