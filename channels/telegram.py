@@ -5,23 +5,57 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from telegram import Bot, Message, Update
 from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
 
-from gateway.config import TelegramConfig
+from gateway.config import ConfigReader, url_setting
 from gateway.message import Attachment, InboundMessage, OutboundMessage
+from gateway.ports import DeliveryError, Runtime
 
-from . import DeliveryError
+from gateway.http import accepting
 
-__all__ = ["CHANNEL", "Start", "parse", "webhook_handler", "send", "set_webhook"]
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+__all__ = ["CHANNEL", "Telegram", "TelegramConfig", "Start", "parse", "webhook_handler", "set_webhook"]
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    enabled: bool = False
+    token: str = ""
+    secret_token: str = ""
+    api_url: str = "https://api.telegram.org/bot"
+    greeting: str = "Hello! Write your question and one of our agents will answer shortly."
+
+
+def load_config(t: ConfigReader) -> TelegramConfig:
+    """The ``[telegram]`` table."""
+    t.env_required = t.boolean("enabled", TelegramConfig.enabled)
+    telegram = TelegramConfig(
+        enabled=t.env_required,
+        token=t.string("token", ""),
+        secret_token=t.string("secret_token", ""),
+        api_url=url_setting(t, "api_url", TelegramConfig.api_url),
+        greeting=t.string("greeting", TelegramConfig.greeting),
+    )
+    if telegram.enabled:
+        if not telegram.token:
+            t.problem("token", "the bot token from @BotFather (or \"env:TELEGRAM_TOKEN\")")
+        if not re.match(r"^[A-Za-z0-9_-]{1,256}$", telegram.secret_token):
+            t.problem("secret_token", "1-256 characters A-Z a-z 0-9 _ - (Telegram's rule for the webhook secret)")
+    t.unknown_keys({"enabled", "token", "secret_token", "api_url", "greeting"})
+    return telegram
 
 
 @dataclass(frozen=True)
@@ -130,7 +164,7 @@ def _bot(config: TelegramConfig) -> Bot:
     return Bot(config.token, base_url=config.api_url)
 
 
-async def send(config: TelegramConfig, message: OutboundMessage) -> str:
+async def _send(config: TelegramConfig, message: OutboundMessage) -> str:
     """Send a text to the customer's chat; the Telegram message id."""
     bot = _bot(config)
     try:
@@ -158,3 +192,22 @@ async def set_webhook(config: TelegramConfig, public_url: str) -> str:
     finally:
         await bot.shutdown()
     return url
+
+
+class Telegram:
+    """The Telegram channel: ``POST /webhooks/telegram`` in, the Bot API out."""
+
+    section = "telegram"
+    labels = {CHANNEL: "Telegram"}
+    load_config = staticmethod(load_config)
+    set_webhook = staticmethod(set_webhook)  # `chatgate telegram set-webhook`
+
+    def __init__(self, config: TelegramConfig, runtime: Runtime):
+        self.config = config
+
+    def mount(self, app: web.Application, services: "Services") -> None:
+        app.router.add_post("/webhooks/telegram", accepting(
+            "application/json", webhook_handler(self.config, services.conversations)))
+
+    async def send(self, message: OutboundMessage) -> str:
+        return await _send(self.config, message)

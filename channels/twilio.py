@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import phonenumbers
@@ -24,13 +26,16 @@ from twilio.request_validator import SIGNATURE_HEADER, SIGNATURE_SETTINGS_HEADER
 from twilio.rest import Client
 from twilio.twiml.messaging_response import MessagingResponse
 
-from gateway.config import TwilioConfig
+from gateway.config import ConfigReader, url_setting
+from gateway.http import accepting
 from gateway.message import Attachment, InboundMessage, OutboundMessage
+from gateway.ports import DeliveryError, Runtime
 
-from . import DeliveryError
+if TYPE_CHECKING:
+    from gateway.services import Services
 
 __all__ = [
-    "CHANNELS", "SMS", "WHATSAPP", "MAX_BODY", "Parsed", "parse", "split_body", "explain",
+    "Twilio", "TwilioConfig", "CHANNELS", "SMS", "WHATSAPP", "MAX_BODY", "Parsed", "parse", "split_body", "explain",
     "webhook_handlers", "send", "delivery_error", "RewritingHttpClient",
 ]
 
@@ -73,6 +78,57 @@ ERRORS = {
 }
 
 _EMPTY_TWIML = str(MessagingResponse())
+
+
+@dataclass(frozen=True)
+class TwilioConfig:
+    enabled: bool = False
+    account_sid: str = ""
+    auth_token: str = ""
+    api_url: str = "https://api.twilio.com"
+    # Senders: an SMS number, a WhatsApp sender (E.164) and/or a Messaging Service.
+    sms_from: str = ""
+    whatsapp_from: str = ""
+    messaging_service_sid: str = ""
+    # Off only for local development: then anyone can post as Twilio.
+    validate_signatures: bool = True
+
+
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+def load_config(tw: ConfigReader) -> TwilioConfig:
+    """The ``[twilio]`` table."""
+    tw.env_required = tw.boolean("enabled", TwilioConfig.enabled)
+    whatsapp_from = tw.string("whatsapp_from", "")
+    twilio = TwilioConfig(
+        enabled=tw.env_required,
+        account_sid=tw.string("account_sid", ""),
+        auth_token=tw.string("auth_token", ""),
+        api_url=url_setting(tw, "api_url", TwilioConfig.api_url).rstrip("/"),
+        sms_from=tw.string("sms_from", ""),
+        # Written with or without Twilio's "whatsapp:" prefix; kept without it.
+        whatsapp_from=whatsapp_from.removeprefix("whatsapp:"),
+        messaging_service_sid=tw.string("messaging_service_sid", ""),
+        validate_signatures=tw.boolean("validate_signatures", TwilioConfig.validate_signatures),
+    )
+    for name in ("sms_from", "whatsapp_from"):
+        value = getattr(twilio, name)
+        if value and not _E164.match(value):
+            tw.problem(name, "a phone number in E.164 form like \"+14155550123\"", value)
+    if twilio.messaging_service_sid and not re.match(r"^MG[0-9a-fA-F]{32}$", twilio.messaging_service_sid):
+        tw.problem("messaging_service_sid", "a Messaging Service SID: MG followed by 32 hex digits",
+                   twilio.messaging_service_sid)
+    if twilio.enabled:
+        if not re.match(r"^AC[0-9a-fA-F]{32}$", twilio.account_sid):
+            tw.problem("account_sid", "the Account SID from the Twilio console: AC followed by 32 hex digits")
+        if not twilio.auth_token:
+            tw.problem("auth_token", "the account's Auth Token (or \"env:TWILIO_AUTH_TOKEN\")")
+        if not (twilio.sms_from or twilio.whatsapp_from or twilio.messaging_service_sid):
+            tw.problem("sms_from", "at least one sender: sms_from, whatsapp_from or messaging_service_sid")
+    tw.unknown_keys({"enabled", "account_sid", "auth_token", "api_url", "sms_from", "whatsapp_from",
+                     "messaging_service_sid", "validate_signatures"})
+    return twilio
 
 
 def explain(code: int | str | None) -> str:
@@ -351,8 +407,8 @@ def delivery_error(exc: Exception, retry_after: float | None = None) -> Delivery
     return DeliveryError(f"Twilio is unreachable or failing ({status or exc.__class__.__name__}); retrying")
 
 
-async def send(config: TwilioConfig, public_url: str, message: OutboundMessage, store,
-               timeout: float | None = None) -> str:
+async def _send(config: TwilioConfig, public_url: str, message: OutboundMessage, store,
+                timeout: float | None = None) -> str:
     """Send a text to the customer by SMS or WhatsApp; the Twilio message SIDs, comma-separated.
 
     A text over 1,600 characters goes out as several messages, in order. The
@@ -384,3 +440,26 @@ async def send(config: TwilioConfig, public_url: str, message: OutboundMessage, 
             await store.through_outage(lambda: store.set_ref("twilio-sid", created.sid, entry))
             await store.through_outage(lambda: store.set_ref("twilio-sent", entry, ",".join(sids)))
     return ",".join(sids)
+
+
+class Twilio:
+    """SMS and WhatsApp through Twilio: ``POST /webhooks/twilio`` (and its status callback) in, Messages API out."""
+
+    section = "twilio"
+    labels = {SMS: "SMS", WHATSAPP: "WhatsApp"}
+    load_config = staticmethod(load_config)
+
+    def __init__(self, config: TwilioConfig, runtime: Runtime):
+        self.config = config
+        self.runtime = runtime
+
+    def mount(self, app: web.Application, services: "Services") -> None:
+        message, status = webhook_handlers(self.config, services.config.server.public_url, services.conversations)
+        form = "application/x-www-form-urlencoded"
+        app.router.add_post("/webhooks/twilio", accepting(form, message))
+        app.router.add_post("/webhooks/twilio/status", accepting(form, status))
+
+    async def send(self, message: OutboundMessage) -> str:
+        config = self.runtime.config
+        return await _send(self.config, config.server.public_url, message, self.runtime.store,
+                           timeout=config.delivery.timeout)

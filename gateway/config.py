@@ -16,21 +16,25 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Iterable, Protocol
+
+from .team import Agent
 
 __all__ = [
     "Config",
     "ConfigError",
+    "ConfigReader",
     "ServerConfig",
     "RedisConfig",
-    "TelegramConfig",
-    "SlackConfig",
-    "TwilioConfig",
     "ConversationConfig",
+    "RoutingConfig",
     "DeliveryConfig",
     "TopicRule",
+    "Section",
     "load",
+    "from_dict",
     "find_config_file",
+    "url_setting",
 ]
 
 
@@ -62,54 +66,6 @@ class RedisConfig:
 
 
 @dataclass(frozen=True)
-class TelegramConfig:
-    enabled: bool = False
-    token: str = ""
-    secret_token: str = ""
-    api_url: str = "https://api.telegram.org/bot"
-    greeting: str = "Hello! Write your question and one of our agents will answer shortly."
-
-
-@dataclass(frozen=True)
-class SlackConfig:
-    enabled: bool = False
-    bot_token: str = ""
-    signing_secret: str = ""
-    channel: str = ""
-    api_url: str = "https://slack.com/api/"
-    # Who may work chats (Slack user ids, or members of a user group id "S…").
-    # With neither agents nor agent_group set, every workspace member is an agent.
-    agents: tuple[str, ...] = ()
-    agent_group: str = ""
-    admins: tuple[str, ...] = ()
-    admin_group: str = ""
-    # A returning customer's previous agent gets the new chat alone this long.
-    returning_head_start: float = 60.0
-    # Socket Mode (no public URL needed): an app-level token "xapp-…".
-    socket_mode: bool = False
-    app_token: str = ""
-    # App Home refresh: at most one views.publish per agent per interval (bursts
-    # coalesce), and at most this many per second for the workspace (Slack's
-    # Tier 4 allows about 100 a minute).
-    home_refresh_interval: float = 5.0
-    home_publishes_per_second: int = 1
-
-
-@dataclass(frozen=True)
-class TwilioConfig:
-    enabled: bool = False
-    account_sid: str = ""
-    auth_token: str = ""
-    api_url: str = "https://api.twilio.com"
-    # Senders: an SMS number, a WhatsApp sender (E.164) and/or a Messaging Service.
-    sms_from: str = ""
-    whatsapp_from: str = ""
-    messaging_service_sid: str = ""
-    # Off only for local development: then anyone can post as Twilio.
-    validate_signatures: bool = True
-
-
-@dataclass(frozen=True)
 class ConversationConfig:
     auto_close: bool = True
     auto_close_after: float = 15 * 60.0
@@ -117,6 +73,13 @@ class ConversationConfig:
         "Your chat has been resolved. How would you rate our help from 1 (poor) to 5 (excellent)?"
     )
     rating_thanks: str = "Thank you for your rating!"
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    # A returning customer's previous agent gets the new chat alone this long
+    # before it is offered to everyone (0: offered to everyone at once).
+    returning_head_start: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -141,19 +104,37 @@ class Config:
     path: str = "<defaults>"
     server: ServerConfig = field(default_factory=ServerConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
-    telegram: TelegramConfig = field(default_factory=TelegramConfig)
-    slack: SlackConfig = field(default_factory=SlackConfig)
-    twilio: TwilioConfig = field(default_factory=TwilioConfig)
     conversation: ConversationConfig = field(default_factory=ConversationConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     topics: tuple[TopicRule, ...] = ()
+    agents: tuple[Agent, ...] = ()
+    # Each channel's and console's own table, as its ``load_config`` read it.
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> Any:
+        """The config object of the channel or console reading table ``name``."""
+        return self.sections[name]
+
+    def enabled(self, name: str) -> bool:
+        section = self.sections.get(name)
+        return bool(section is not None and section.enabled)
+
+
+class Section(Protocol):
+    """A channel or console that reads a table of its own (see ``gateway.ports.Plugin``)."""
+
+    section: ClassVar[str]
+
+    @staticmethod
+    def load_config(reader: "ConfigReader") -> Any: ...
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
-class _Reader:
+class ConfigReader:
     """Reads one table of the file, recording problems instead of raising."""
 
     def __init__(self, data: dict, path: str, problems: list[str], section: str = ""):
@@ -247,14 +228,14 @@ class _Reader:
             return ()
         return tuple(value)
 
-    def table(self, name: str) -> "_Reader":
+    def table(self, name: str) -> "ConfigReader":
         value = self._raw(name)
         if value is None:
             value = {}
         elif not isinstance(value, dict):
             self.problem(name, "a table", value)
             value = {}
-        return _Reader(value, self.path, self.problems, self.key(name))
+        return ConfigReader(value, self.path, self.problems, self.key(name))
 
     def unknown_keys(self, known: set[str]) -> None:
         for name in self.data:
@@ -277,7 +258,7 @@ def parse_duration(value: Any) -> float | None:
     return None
 
 
-def _url(reader: _Reader, name: str, default: str) -> str:
+def url_setting(reader: ConfigReader, name: str, default: str) -> str:
     value = reader.string(name, default)
     if value and not re.match(r"^https?://[^/\s]+", value):
         reader.problem(name, "an http:// or https:// URL", value)
@@ -297,7 +278,7 @@ def _load_topics(raw: Any, path: str, problems: list[str]) -> tuple[TopicRule, .
         if not isinstance(item, dict):
             problems.append(f"{path}: {section}: expected a table with name and keywords or patterns")
             continue
-        reader = _Reader(item, path, problems, section)
+        reader = ConfigReader(item, path, problems, section)
         name = reader.string("name", "")
         if not name:
             reader.problem("name", "a non-empty topic name")
@@ -316,44 +297,42 @@ def _load_topics(raw: Any, path: str, problems: list[str]) -> tuple[TopicRule, .
     return tuple(rules)
 
 
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+def _load_agents(raw: Any, path: str, problems: list[str]) -> tuple[Agent, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append(f"{path}: agents: expected [[agents]] tables with an id each, got {raw!r}")
+        return ()
+    agents: list[Agent] = []
+    for index, item in enumerate(raw):
+        section = f"agents[{index}]"
+        if not isinstance(item, dict):
+            problems.append(f"{path}: {section}: expected a table with id, name, admin, slack, password_hash")
+            continue
+        reader = ConfigReader(item, path, problems, section)
+        agent_id = reader.string("id", "")
+        if not re.match(r"^[A-Za-z0-9_.@-]{1,64}$", agent_id):
+            reader.problem("id", "an agent id: 1-64 of A-Z a-z 0-9 _ . @ -", agent_id or None)
+        elif any(agent.id == agent_id for agent in agents):
+            reader.problem("id", "a different id for each agent (this one is used twice)", agent_id)
+        slack = reader.string("slack", "")
+        if slack and not re.match(r"^[UW][A-Z0-9]{2,}$", slack):
+            reader.problem("slack", "a Slack user id like U0123ABCD", slack)
+        password_hash = reader.string("password_hash", "")
+        if password_hash and not password_hash.startswith("scrypt$"):
+            reader.problem("password_hash", "a hash made by `chatgate hash-password` (scrypt$…)", "…")
+        reader.unknown_keys({"id", "name", "admin", "slack", "password_hash"})
+        identities = {"slack": slack} if slack else {}
+        agents.append(Agent(id=agent_id, name=reader.string("name", ""), admin=reader.boolean("admin", False),
+                            identities=identities, password_hash=password_hash))
+    return tuple(agents)
 
 
-def _load_twilio(tw: _Reader) -> TwilioConfig:
-    tw.env_required = tw.boolean("enabled", TwilioConfig.enabled)
-    whatsapp_from = tw.string("whatsapp_from", "")
-    twilio = TwilioConfig(
-        enabled=tw.env_required,
-        account_sid=tw.string("account_sid", ""),
-        auth_token=tw.string("auth_token", ""),
-        api_url=_url(tw, "api_url", TwilioConfig.api_url).rstrip("/"),
-        sms_from=tw.string("sms_from", ""),
-        # Written with or without Twilio's "whatsapp:" prefix; kept without it.
-        whatsapp_from=whatsapp_from.removeprefix("whatsapp:"),
-        messaging_service_sid=tw.string("messaging_service_sid", ""),
-        validate_signatures=tw.boolean("validate_signatures", TwilioConfig.validate_signatures),
-    )
-    for name in ("sms_from", "whatsapp_from"):
-        value = getattr(twilio, name)
-        if value and not _E164.match(value):
-            tw.problem(name, "a phone number in E.164 form like \"+14155550123\"", value)
-    if twilio.messaging_service_sid and not re.match(r"^MG[0-9a-fA-F]{32}$", twilio.messaging_service_sid):
-        tw.problem("messaging_service_sid", "a Messaging Service SID: MG followed by 32 hex digits",
-                   twilio.messaging_service_sid)
-    if twilio.enabled:
-        if not re.match(r"^AC[0-9a-fA-F]{32}$", twilio.account_sid):
-            tw.problem("account_sid", "the Account SID from the Twilio console: AC followed by 32 hex digits")
-        if not twilio.auth_token:
-            tw.problem("auth_token", "the account's Auth Token (or \"env:TWILIO_AUTH_TOKEN\")")
-        if not (twilio.sms_from or twilio.whatsapp_from or twilio.messaging_service_sid):
-            tw.problem("sms_from", "at least one sender: sms_from, whatsapp_from or messaging_service_sid")
-    tw.unknown_keys({"enabled", "account_sid", "auth_token", "api_url", "sms_from", "whatsapp_from",
-                     "messaging_service_sid", "validate_signatures"})
-    return twilio
+def load(path: str | os.PathLike, plugins: Iterable[Section] = ()) -> Config:
+    """Load and check the TOML file at ``path``; raise ConfigError listing every problem.
 
-
-def load(path: str | os.PathLike) -> Config:
-    """Load and check the TOML file at ``path``; raise ConfigError listing every problem."""
+    ``plugins`` are the channels and consoles whose tables the file may hold.
+    """
     path_text = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -363,19 +342,20 @@ def load(path: str | os.PathLike) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path_text}: not valid TOML ({exc})"]) from None
-    return from_dict(data, path_text)
+    return from_dict(data, path_text, plugins)
 
 
-def from_dict(data: dict, path: str = "<dict>") -> Config:
+def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ()) -> Config:
     """Build a Config from already-parsed TOML data (used by load and by tests)."""
+    plugins = tuple(plugins)
     problems: list[str] = []
-    top = _Reader(data, path, problems)
+    top = ConfigReader(data, path, problems)
 
     s = top.table("server")
     server = ServerConfig(
         host=s.string("host", ServerConfig.host),
         port=s.integer("port", ServerConfig.port, minimum=0),
-        public_url=_url(s, "public_url", ServerConfig.public_url).rstrip("/"),
+        public_url=url_setting(s, "public_url", ServerConfig.public_url).rstrip("/"),
         max_body_bytes=s.integer("max_body_bytes", ServerConfig.max_body_bytes, minimum=1024),
     )
     s.unknown_keys({"host", "port", "public_url", "max_body_bytes"})
@@ -392,64 +372,9 @@ def from_dict(data: dict, path: str = "<dict>") -> Config:
         r.problem("key_prefix", "letters, digits and _ . : - only", redis.key_prefix)
     r.unknown_keys({"url", "data_dir", "key_prefix"})
 
-    t = top.table("telegram")
-    t.env_required = t.boolean("enabled", TelegramConfig.enabled)
-    telegram = TelegramConfig(
-        enabled=t.env_required,
-        token=t.string("token", ""),
-        secret_token=t.string("secret_token", ""),
-        api_url=_url(t, "api_url", TelegramConfig.api_url),
-        greeting=t.string("greeting", TelegramConfig.greeting),
-    )
-    if telegram.enabled:
-        if not telegram.token:
-            t.problem("token", "the bot token from @BotFather (or \"env:TELEGRAM_TOKEN\")")
-        if not re.match(r"^[A-Za-z0-9_-]{1,256}$", telegram.secret_token):
-            t.problem("secret_token", "1-256 characters A-Z a-z 0-9 _ - (Telegram's rule for the webhook secret)")
-    t.unknown_keys({"enabled", "token", "secret_token", "api_url", "greeting"})
-
-    sl = top.table("slack")
-    sl.env_required = sl.boolean("enabled", SlackConfig.enabled)
-    slack = SlackConfig(
-        enabled=sl.env_required,
-        bot_token=sl.string("bot_token", ""),
-        signing_secret=sl.string("signing_secret", ""),
-        channel=sl.string("channel", ""),
-        api_url=_url(sl, "api_url", SlackConfig.api_url),
-        agents=sl.strings("agents"),
-        agent_group=sl.string("agent_group", ""),
-        admins=sl.strings("admins"),
-        admin_group=sl.string("admin_group", ""),
-        returning_head_start=sl.duration("returning_head_start", SlackConfig.returning_head_start),
-        socket_mode=sl.boolean("socket_mode", SlackConfig.socket_mode),
-        app_token=sl.string("app_token", ""),
-        home_refresh_interval=sl.duration("home_refresh_interval", SlackConfig.home_refresh_interval),
-        home_publishes_per_second=sl.integer("home_publishes_per_second", SlackConfig.home_publishes_per_second,
-                                             minimum=1),
-    )
-    for name in ("agents", "admins"):
-        for user in getattr(slack, name):
-            if not re.match(r"^[UW][A-Z0-9]{2,}$", user):
-                sl.problem(name, "Slack user ids like U0123ABCD", user)
-    for name in ("agent_group", "admin_group"):
-        value = getattr(slack, name)
-        if value and not re.match(r"^S[A-Z0-9]{2,}$", value):
-            sl.problem(name, "a Slack user group id like S0123ABCD", value)
-    if slack.enabled:
-        if not slack.bot_token.startswith("xoxb-"):
-            sl.problem("bot_token", "a bot token starting with xoxb-")
-        if not slack.signing_secret and not slack.socket_mode:
-            sl.problem("signing_secret", "the app's signing secret (Basic Information page)")
-        if slack.socket_mode and not slack.app_token.startswith("xapp-"):
-            sl.problem("app_token", "an app-level token starting with xapp- (needed with socket_mode = true;"
-                       " Basic Information > App-Level Tokens, scope connections:write)")
-        if not slack.channel:
-            sl.problem("channel", "the id of the channel where chat cards are posted, like C0123456789")
-    sl.unknown_keys({"enabled", "bot_token", "signing_secret", "channel", "api_url",
-                     "agents", "agent_group", "admins", "admin_group", "returning_head_start",
-                     "socket_mode", "app_token", "home_refresh_interval", "home_publishes_per_second"})
-
-    twilio = _load_twilio(top.table("twilio"))
+    sections = {}
+    for plugin in plugins:
+        sections[plugin.section] = plugin.load_config(top.table(plugin.section))
 
     c = top.table("conversation")
     conversation = ConversationConfig(
@@ -468,8 +393,16 @@ def from_dict(data: dict, path: str = "<dict>") -> Config:
     )
     d.unknown_keys({"retry_intervals", "timeout", "recovery_after"})
 
+    ro = top.table("routing")
+    routing = RoutingConfig(
+        returning_head_start=ro.duration("returning_head_start", RoutingConfig.returning_head_start),
+    )
+    ro.unknown_keys({"returning_head_start"})
+
     topics = _load_topics(top._raw("topics"), path, problems)
-    top.unknown_keys({"server", "redis", "telegram", "slack", "twilio", "conversation", "delivery", "topics"})
+    agents = _load_agents(top._raw("agents"), path, problems)
+    top.unknown_keys({"server", "redis", "conversation", "routing", "delivery", "topics", "agents",
+                      *(plugin.section for plugin in plugins)})
 
     if problems:
         raise ConfigError(problems)
@@ -477,12 +410,12 @@ def from_dict(data: dict, path: str = "<dict>") -> Config:
         path=path,
         server=server,
         redis=redis,
-        telegram=telegram,
-        slack=slack,
-        twilio=twilio,
         conversation=conversation,
+        routing=routing,
         delivery=delivery,
         topics=topics,
+        agents=agents,
+        sections=sections,
     )
 
 

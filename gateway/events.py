@@ -30,10 +30,10 @@ class EventKind(str, Enum):
     OFFERED = "offered"  # a returning customer's head start ended: offered to everyone
     SOUND = "sound"
     REPLIED = "replied"  # an agent's message to the customer (from any console)
+    FIRST_RESPONSE = "first_response"  # the same, for the chat's first reply (sets First Response)
     NOTED = "noted"  # an agent's private note
     DELIVERY_FAILED = "delivery_failed"
     REDELIVERING = "redelivering"
-    OPTED = "opted"  # the customer opted out of (or back into) the channel
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,24 @@
--- The conversation state machine: every transition of DESIGN.md, atomic in Redis.
+-- The conversation state machine: every transition of docs/conversations.md, atomic in Redis.
+--
+-- The state table and the operations are described in docs/conversations.md.
 --
 -- KEYS[1] is the hash-tagged key prefix, e.g. "{chatgate}"; every key this
 -- script touches starts with it, so all of them live in one Cluster slot.
--- ARGV[1] is the operation, ARGV[2] the time (seconds, float), the rest
--- depends on the operation. Replies are arrays: {"ok"|event, ...} or
--- {"refused", code, detail}.
+-- ARGV[1] is the operation, ARGV[2] the time (seconds, float), ARGV[3] the
+-- enabled consoles (comma-separated: each gets its own outbox per
+-- conversation); the operation's own arguments follow (A[1], A[2], ...).
+-- Replies are JSON objects read by name: {"event": ..., ...} or
+-- {"refused": code, "detail": ...}.
 
 local P = KEYS[1]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
+local consoles = {}
+for name in string.gmatch(ARGV[3], '[^,]+') do table.insert(consoles, name) end
+local A = {}
+for i = 4, #ARGV do A[i - 3] = ARGV[i] end
+
+local function reply(t) return cjson.encode(t) end
 
 local function key(...)
   return P .. ':' .. table.concat({...}, ':')
@@ -49,11 +59,13 @@ local function push_out(outbox, item)
   redis.call('ZADD', key('dirty'), now, outbox)
 end
 
--- Events for the agent console, delivered in order by the workers.
-local function to_agents(id, event, seq, by, to)
-  push_out(key('out', 'agent', id), cjson.encode({
+-- Events for the agents' consoles, one outbox per console, each delivered in order by the workers.
+local function to_agents(id, event, seq, by, to, via)
+  local item = cjson.encode({
     conversation_id = id, event = event, seq = seq or 0, by = by or '', to = to or '', at = now,
-  }))
+    console = via or '',
+  })
+  for _, console in ipairs(consoles) do push_out(key('out', 'console', console, id), item) end
 end
 
 local function to_customer(id, text, seq)
@@ -72,10 +84,10 @@ local function seen_before(scope, platform_id, ttl)
 end
 
 local function refused(code, detail)
-  return {'refused', code, detail or ''}
+  return reply({refused = code, detail = detail or ''})
 end
 
--- Common checks for A-D: only the assignee of an accepted chat.
+-- Common checks for Go back, Speaker, Leave and Resolve (A-D): only the assignee of an accepted chat.
 local function check_assignee(id, agent)
   if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
   local state = field(id, 'state')
@@ -101,7 +113,7 @@ local function close(id)
   redis.call('ZREM', key('resolved'), id)
   redis.call('HSET', conv_key(id), 'updated_at', now)
   to_agents(id, 'closed', 0, assignee)
-  return {'closed', id}
+  return reply({event = 'closed', id = id})
 end
 
 -- Team figures, one small key per UTC day so a figure is one or two calls (see Store.figures).
@@ -121,23 +133,24 @@ end
 if op == 'set_auto_close' then
   -- The admin's auto-close switch. Every resolved chat gets a new close token, so
   -- any auto-close already scheduled is stale; the caller schedules new ones when on.
-  local enabled, after = ARGV[3], ARGV[4]
+  local enabled, after = A[1], A[2]
   redis.call('HSET', key('settings'), 'auto_close', enabled, 'auto_close_after', after)
-  local reply = {'auto_close_set'}
+  local pending = {}
   for _, resolved in ipairs(redis.call('ZRANGE', key('resolved'), 0, -1)) do
-    table.insert(reply, resolved)
-    table.insert(reply, tostring(redis.call('HINCRBY', conv_key(resolved), 'close_token', 1)))
+    table.insert(pending, {resolved, tostring(redis.call('HINCRBY', conv_key(resolved), 'close_token', 1))})
   end
-  return reply
+  if #pending == 0 then return '{"event":"auto_close_set","pending":[]}' end  -- cjson writes {} for an empty table
+  return reply({event = 'auto_close_set', pending = pending})
 end
 
 if op == 'ingest' then
-  local channel, customer, platform_id = ARGV[3], ARGV[4], ARGV[5]
-  local text, name, phone, location = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-  local attachments, topic, rating_thanks, seen_ttl = ARGV[10], ARGV[11], ARGV[12], tonumber(ARGV[13])
+  local channel, customer, platform_id = A[1], A[2], A[3]
+  local text, name, phone, location = A[4], A[5], A[6], A[7]
+  local attachments, topic, rating_thanks, seen_ttl = A[8], A[9], A[10], tonumber(A[11])
+  local head_start = A[12] == '1'
 
   if seen_before(channel, platform_id, seen_ttl) then
-    return {'duplicate', redis.call('GET', key('open', channel, customer)) or ''}
+    return reply({event = 'duplicate', id = redis.call('GET', key('open', channel, customer)) or ''})
   end
 
   -- The customer's profile outlives conversations: a phone shared once stays known.
@@ -160,6 +173,8 @@ if op == 'ingest' then
       'name', known[1] or '', 'phone', known[2] or '', 'location', known[3] or '',
       'assignee', '', 'previous_agent', previous, 'last_agent', '',
       'messages_in', 0, 'messages_out', 0, 'seq', 0, 'close_token', 0)
+    -- Routing: a returning customer's previous agent has the chat alone until it is offered.
+    if head_start and previous ~= '' then redis.call('HSET', conv_key(id), 'head_start_for', previous) end
     redis.call('SET', key('open', channel, customer), id)
     event = 'created'
   else
@@ -195,13 +210,14 @@ if op == 'ingest' then
     to_customer(id, rating_thanks, append(id, 'out', rating_thanks, 'system'))
     thanked = '1'
   end
-  return {event, id, tostring(seq), thanked}
+  return reply({event = event, id = id, seq = seq, thanked = thanked == '1',
+                head_start_for = field(id, 'head_start_for')})
 end
 
-local id = ARGV[3]
+local id = A[1]
 
 if op == 'accept' then
-  local agent = ARGV[4]
+  local agent = A[2]
   if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
   local state = field(id, 'state')
   if state == 'closed' then return refused('closed') end
@@ -210,15 +226,17 @@ if op == 'accept' then
     if assignee == agent then return refused('already_yours', agent) end
     return refused('taken', assignee)
   end
+  local holder = field(id, 'head_start_for')
+  if holder ~= '' and holder ~= agent then return refused('head_start', holder) end
   redis.call('HSET', conv_key(id), 'state', 'active', 'assignee', agent, 'last_agent', agent,
-    'accepted_at', now)
+    'accepted_at', now, 'head_start_for', '')
   redis.call('ZREM', key('inbox'), id)
   touch(id, 'active', agent)
-  to_agents(id, 'accepted', 0, agent)
-  return {'accepted', id}
+  to_agents(id, 'accepted', 0, agent, '', A[3])
+  return reply({event = 'accepted', id = id})
 
 elseif op == 'reject' then
-  local agent = ARGV[4]
+  local agent = A[2]
   if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
   local state = field(id, 'state')
   if state ~= 'new' then
@@ -226,11 +244,16 @@ elseif op == 'reject' then
     return refused('not_new', field(id, 'assignee'))
   end
   if redis.call('SADD', key('declined', id), agent) == 0 then return refused('already_declined') end
-  to_agents(id, 'declined', 0, agent)
-  return {'declined', id}
+  to_agents(id, 'declined', 0, agent, '', A[3])
+  if field(id, 'head_start_for') == agent then
+    -- The previous agent passed on their head start: everyone gets the chat now.
+    redis.call('HSET', conv_key(id), 'head_start_for', '', 'offered_at', now)
+    to_agents(id, 'offered', 0)
+  end
+  return reply({event = 'declined', id = id})
 
 elseif op == 'resolve' then
-  local agent, question = ARGV[4], ARGV[5]
+  local agent, question = A[2], A[3]
   local refusal = check_assignee(id, agent)
   if refusal then return refusal end
   if field(id, 'state') == 'resolved' then return refused('already_resolved') end
@@ -239,11 +262,11 @@ elseif op == 'resolve' then
   local token = redis.call('HINCRBY', conv_key(id), 'close_token', 1)
   touch(id, 'resolved', agent)
   to_customer(id, question, append(id, 'out', question, 'system'))
-  to_agents(id, 'resolved', 0, agent)
-  return {'resolved', id, tostring(token)}
+  to_agents(id, 'resolved', 0, agent, '', A[4])
+  return reply({event = 'resolved', id = id, token = tostring(token)})
 
 elseif op == 'leave' then
-  local agent = ARGV[4]
+  local agent = A[2]
   local refusal = check_assignee(id, agent)
   if refusal then return refusal end
   if field(id, 'state') == 'resolved' then return close(id) end
@@ -251,11 +274,11 @@ elseif op == 'leave' then
   redis.call('HSET', conv_key(id), 'state', 'new', 'assignee', '', 'previous_agent', agent)
   redis.call('ZREM', key('assigned', agent), id)
   touch(id, 'new', '')
-  to_agents(id, 'left', 0, agent)
-  return {'left', id}
+  to_agents(id, 'left', 0, agent, '', A[3])
+  return reply({event = 'left', id = id})
 
 elseif op == 'auto_close' then
-  local token = ARGV[4]
+  local token = A[2]
   if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
   if field(id, 'state') ~= 'resolved' or field(id, 'close_token') ~= token then
     return refused('stale')
@@ -263,50 +286,52 @@ elseif op == 'auto_close' then
   return close(id)
 
 elseif op == 'reply' then
-  local agent, text, platform_id, seen_ttl = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+  local agent, text, platform_id, seen_ttl = A[2], A[3], A[4], tonumber(A[5])
   local refusal = check_assignee(id, agent)
   if refusal then return refusal end
   if field(id, 'state') == 'resolved' then return refused('resolved') end
   if redis.call('EXISTS', key('optout', field(id, 'channel'), field(id, 'customer_id'))) == 1 then
     return refused('opted_out')
   end
-  if seen_before('agent', platform_id, seen_ttl) then return {'duplicate', id} end
+  if seen_before('agent', platform_id, seen_ttl) then return reply({event = 'duplicate', id = id}) end
   local seq = append(id, 'out', text, agent)
   redis.call('HINCRBY', conv_key(id), 'messages_out', 1)
   touch(id, 'active', agent)
   to_customer(id, text, seq)
-  if field(id, 'first_response_at') == '' then
+  local first = field(id, 'first_response_at') == ''
+  if first then
     redis.call('HSET', conv_key(id), 'first_response_at', now)
     record_first_response(now - tonumber(field(id, 'first_customer_at')), id)
-    to_agents(id, 'first_response', seq, agent)
-    return {'replied', id, tostring(seq), '1'}
   end
-  return {'replied', id, tostring(seq), '0'}
+  -- The first reply sets First Response, which the consoles show.
+  to_agents(id, first and 'first_response' or 'replied', seq, agent, '', A[6])
+  return reply({event = 'replied', id = id, seq = seq, first = first})
 
 elseif op == 'sound' then
-  -- B: the assignee's per-chat sound (a mention on each customer message). Missing means on.
-  local agent, wanted = ARGV[4], ARGV[5]
+  -- B Speaker: the assignee's per-chat sound (a mention on each customer message). Missing means on.
+  local agent, wanted = A[2], A[3]
   local refusal = check_assignee(id, agent)
   if refusal then return refusal end
   if field(id, 'state') ~= 'active' then return refused('not_active') end
   local current = redis.call('HGET', key('sound', id), agent) or '1'
   if current == wanted then return refused(wanted == '1' and 'sound_already_on' or 'sound_already_off') end
   redis.call('HSET', key('sound', id), agent, wanted)
-  to_agents(id, 'sound', 0, agent)
-  return {'sound', id, wanted}
+  to_agents(id, 'sound', 0, agent, '', A[4])
+  return reply({event = 'sound', id = id, on = wanted == '1'})
 
 elseif op == 'note' then
   -- A private note of the assignee: kept in the history, never sent, not a reply.
-  local agent, text, platform_id, seen_ttl = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+  local agent, text, platform_id, seen_ttl = A[2], A[3], A[4], tonumber(A[5])
   local refusal = check_assignee(id, agent)
   if refusal then return refusal end
-  if seen_before('agent', platform_id, seen_ttl) then return {'duplicate', id} end
+  if seen_before('agent', platform_id, seen_ttl) then return reply({event = 'duplicate', id = id}) end
   local seq = append(id, 'note', text, agent)
-  return {'noted', id, tostring(seq)}
+  to_agents(id, 'noted', seq, agent, '', A[6])
+  return reply({event = 'noted', id = id, seq = seq})
 
 elseif op == 'reassign' then
   -- An admin moves an accepted chat to another agent, between the Assigned lists at once.
-  local admin, target = ARGV[4], ARGV[5]
+  local admin, target = A[2], A[3]
   if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
   local state = field(id, 'state')
   if state == 'closed' then return refused('closed') end
@@ -316,20 +341,20 @@ elseif op == 'reassign' then
   redis.call('HSET', conv_key(id), 'assignee', target, 'last_agent', target)
   redis.call('ZREM', key('assigned', assignee), id)
   touch(id, state, target)
-  to_agents(id, 'reassigned', 0, admin, target)
-  return {'reassigned', id, assignee}
+  to_agents(id, 'reassigned', 0, admin, target, A[4])
+  return reply({event = 'reassigned', id = id, previous = assignee})
 
 elseif op == 'offer' then
   -- The returning customer's head start is over: the chat is offered to everyone.
   if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
   if field(id, 'state') ~= 'new' or field(id, 'offered_at') ~= '' then return refused('stale') end
-  redis.call('HSET', conv_key(id), 'offered_at', now)
+  redis.call('HSET', conv_key(id), 'offered_at', now, 'head_start_for', '')
   to_agents(id, 'offered', 0)
-  return {'offered', id}
+  return reply({event = 'offered', id = id})
 
 elseif op == 'delivery' then
   -- Record what happened to an outbound message: sent (with the platform's id) or failed.
-  local seq, status, detail = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+  local seq, status, detail = tonumber(A[2]), A[3], A[4]
   local raw = redis.call('LINDEX', key('msgs', id), seq - 1)
   if not raw then return refused('unknown') end
   local message = cjson.decode(raw)
@@ -337,7 +362,7 @@ elseif op == 'delivery' then
   -- and a failure is final (and reported once).
   local rank = {queued = 1, sent = 2, delivered = 3, read = 4, failed = 5}
   local current = message.status or ''
-  if current == 'failed' or (rank[status] or 0) < (rank[current] or 0) then return {'ok', id} end
+  if current == 'failed' or (rank[status] or 0) < (rank[current] or 0) then return reply({event = 'ok', id = id}) end
   message.status = status
   if detail ~= '' then message.detail = detail end
   redis.call('LSET', key('msgs', id), seq - 1, cjson.encode(message))
@@ -346,13 +371,13 @@ elseif op == 'delivery' then
     redis.call('HINCRBY', conv_key(id), 'undelivered', 1)
     to_agents(id, 'delivery_failed', seq)
   end
-  return {'ok', id}
+  return reply({event = 'ok', id = id})
 end
 
 if op == 'redeliver' then
   -- The assignee's Retry on a message that finally failed: queue it again, in order
   -- behind whatever is already waiting for the customer.
-  local agent, seq = ARGV[4], tonumber(ARGV[5])
+  local agent, seq = A[2], tonumber(A[3])
   local refusal = check_assignee(id, agent)
   if refusal then return refusal end
   local raw = redis.call('LINDEX', key('msgs', id), seq - 1)
@@ -367,18 +392,18 @@ if op == 'redeliver' then
   message.detail = nil
   redis.call('LSET', key('msgs', id), seq - 1, cjson.encode(message))
   to_customer(id, message.text, seq)
-  to_agents(id, 'redelivering', seq, agent)
-  return {'redelivering', id}
+  to_agents(id, 'redelivering', seq, agent, '', A[4])
+  return reply({event = 'redelivering', id = id})
 end
 
 if op == 'opt_out' then
-  -- The customer opted out of (ARGV[5] '1') or back into ('0') messages on a channel;
+  -- The customer opted out of (A[3] '1') or back into ('0') messages on a channel;
   -- while out, agents' replies are refused. Replies whether they were out before.
-  local channel, customer, out = ARGV[3], ARGV[4], ARGV[5]
+  local channel, customer, out = A[1], A[2], A[3]
   local flag = key('optout', channel, customer)
   local was = tostring(redis.call('EXISTS', flag))
   if out == '1' then redis.call('SET', flag, now) else redis.call('DEL', flag) end
-  return {'ok', was}
+  return reply({event = 'ok', was_out = was == '1'})
 end
 
 return redis.error_reply('unknown operation ' .. tostring(op))

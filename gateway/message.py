@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
+from .operations import refusal_text
+
 __all__ = ["Attachment", "InboundMessage", "OutboundMessage", "Conversation", "State", "Refused"]
 
 
@@ -94,6 +96,7 @@ class Conversation:
     messages_out: int = 0
     rating: int | None = None
     undelivered: int = 0  # messages to the customer that finally failed and were not retried
+    head_start_for: str = ""  # a returning customer's previous agent, who has the chat alone until it is offered
     declined_by: tuple[str, ...] = field(default=())
 
     @property
@@ -114,9 +117,14 @@ class Conversation:
 
 
 class Refused(Exception):
-    """The state machine refused an operation; ``reason`` says why in plain words."""
+    """The core refused an operation: ``code`` says why (see ``gateway.operations.REFUSALS``),
+    ``detail`` names what the code refers to (an agent id, say), ``reason`` is a plain sentence.
 
-    def __init__(self, code: str, reason: str):
+    Consoles render ``code`` and ``detail`` in their own words; ``reason`` is the fallback.
+    """
+
+    def __init__(self, code: str, detail: str = "", reason: str = ""):
         self.code = code
-        self.reason = reason
-        super().__init__(reason)
+        self.detail = detail
+        self.reason = reason or refusal_text(code, detail)
+        super().__init__(self.reason)

@@ -14,7 +14,7 @@ composition root (``chatgate/compose.py``) builds the concrete ones from the con
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:  # annotations only: the core never needs aiohttp's app to run an operation
     from aiohttp import web
@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # annotations only: the core never needs aiohttp's app to run
     from .message import OutboundMessage, Refused
     from .services import Services
     from .store import Store
+
+from .conversations import Dispatch  # noqa: E402 - the workers' side of the core, declared with the operations
 
 __all__ = ["DeliveryError", "Runtime", "Channel", "Console", "Dispatch", "Plugin"]
 
@@ -96,31 +98,3 @@ class Console(Plugin, Protocol):
 
     def refusal(self, refused: "Refused", services: "Services") -> str:
         """A refusal of the core in the console's own words."""
-
-
-class Dispatch(Protocol):
-    """Where the core hands work to the workers (``workers/dispatch.py``)."""
-
-    async def enqueue(self, conversations: tuple[str, ...] = (), customers: tuple[tuple[str, str], ...] = (),
-                      cancel_auto_close: tuple[str, ...] = ()) -> None:
-        """Drain jobs for these conversations' console outboxes and customers' outboxes, in one round trip."""
-
-    async def to_customer(self, channel: str, customer_id: str) -> None: ...
-
-    async def to_consoles(self, conversation_id: str) -> None: ...
-
-    async def auto_close(self, conversation_id: str, token: str, delay: float) -> None: ...
-
-    async def auto_close_many(self, pending: tuple[tuple[str, str], ...], delay: float) -> None: ...
-
-    async def cancel_auto_close(self, conversation_id: str) -> None: ...
-
-    async def offer_later(self, conversation_id: str, delay: float) -> None:
-        """End a returning customer's head start after ``delay`` seconds."""
-
-    async def console_task(self, console: str, task: str, args: Sequence[str] = (), delay: float = 0.0) -> None:
-        """Run ``Console.run_task`` of ``console`` in a worker, after ``delay`` seconds."""
-
-
-# A factory of channels or consoles as the registries list them: "module:Class".
-Factory = Callable[..., Any]

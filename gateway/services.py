@@ -1,38 +1,36 @@
-"""Connects the core to Redis and the workers: one ``Services`` per process (or per job)."""
+"""Everything an operation needs in one process (or one job), built by the composition root."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import redis
-import redis.asyncio as aioredis
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from .config import Config
 from .conversations import Conversations
 from .store import Store
-from .topics import Topics
+from .team import Team
 
-__all__ = ["Services", "connect"]
+__all__ = ["Services"]
 
 
 @dataclass(frozen=True)
 class Services:
-    """Everything an operation needs, built once from the config."""
+    """The core wired to Redis, the workers and the enabled channels and consoles (``chatgate/compose.py``)."""
 
     config: Config
     redis_url: str
     store: Store
     conversations: Conversations
+    team: Team
+    # Channel name ("sms") -> the ``gateway.ports.Channel`` sending to it; one may serve several names.
+    channels: Mapping[str, Any] = field(default_factory=dict)
+    # Console name -> its ``gateway.ports.Console``.
+    consoles: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def channel_labels(self) -> dict[str, str]:
+        """Channel name -> label ("whatsapp" -> "WhatsApp") for every enabled channel."""
+        return {name: type(channel).labels[name] for name, channel in self.channels.items()}
 
     async def close(self) -> None:
         await self.store.redis.aclose()
-
-
-def connect(config: Config, redis_url: str) -> Services:
-    """Build the store, the dispatcher and the conversation operations for ``redis_url``."""
-    from workers.dispatch import RQDispatch  # the workers import the core, not the reverse at load
-
-    store = Store(aioredis.from_url(redis_url, health_check_interval=30), config.redis.key_prefix)
-    dispatch = RQDispatch(redis.Redis.from_url(redis_url), config.delivery)
-    conversations = Conversations(store, dispatch, config.conversation, Topics.compile(config.topics))
-    return Services(config=config, redis_url=redis_url, store=store, conversations=conversations)

@@ -128,10 +128,13 @@ class Store:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def run(self, op: str, now: float, *args: str | int | float) -> list[str]:
-        """Run one state-machine operation atomically; see machine.lua."""
-        reply = await self._machine(keys=[self.tag], args=[op, repr(now), *args])
-        return [part.decode() if isinstance(part, bytes) else str(part) for part in reply]
+    async def run(self, op: str, now: float, consoles: str, *args: str | int | float) -> dict:
+        """Run one state-machine operation atomically (see machine.lua); its reply, by name.
+
+        ``consoles`` are the enabled consoles, comma-separated: each gets the events in an outbox of its own.
+        """
+        reply = await self._machine(keys=[self.tag], args=[op, repr(now), consoles, *args])
+        return json.loads(reply)
 
     # -- reads ---------------------------------------------------------------
 
@@ -184,6 +187,7 @@ class Store:
             messages_out=int(d.get("messages_out") or 0),
             rating=int(d["rating"]) if d.get("rating") else None,
             undelivered=int(d.get("undelivered") or 0),
+            head_start_for=d.get("head_start_for", ""),
             declined_by=tuple(sorted(v.decode() for v in declined)),
         )
 
@@ -286,8 +290,8 @@ class Store:
     def customer_outbox(self, channel: str, customer_id: str) -> str:
         return self.key("out", "customer", channel, customer_id)
 
-    def agent_outbox(self, conversation_id: str) -> str:
-        return self.key("out", "agent", conversation_id)
+    def console_outbox(self, console: str, conversation_id: str) -> str:
+        return self.key("out", "console", console, conversation_id)
 
     async def queue_to_customer(self, message: OutboundMessage) -> None:
         """Append a message outside any conversation (a greeting) to the customer's outbox."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -13,9 +14,12 @@ from pathlib import Path
 import pytest
 import redis as redis_sync
 
+from chatgate.compose import channel_classes, connect, console_classes, load_config
 from gateway import config as config_module
 from gateway.redis_server import EmbeddedRedis
-from gateway.services import connect
+from tests.fakes.slack import FakeSlack
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,12 +41,14 @@ def redis_url(redis_server) -> str:
 
 @pytest.fixture
 def make_config(tmp_path):
-    """Build a Config from TOML text (written to a file, as chatgate reads it)."""
+    """Build a Config from TOML text (written to a file, as chatgate reads it); the in-process
+    fakes' tables (``[fakechannel]``, ``[fakeconsole]``) are known too."""
+    from tests.fakes.ports import FakeChannel, FakeConsole
 
     def make(text: str = "") -> config_module.Config:
         path = tmp_path / "config.toml"
         path.write_text(text)
-        return config_module.load(path)
+        return load_config(path, extra=[FakeChannel, FakeConsole])
 
     return make
 
@@ -59,10 +65,33 @@ patterns = ['order\\s*#?\\d+']
 """
 
 
+class Clock:
+    """A clock the test moves by hand: no assertion depends on the wall clock."""
+
+    def __init__(self, now: float = 1_767_225_600.0):  # 2026-01-01 00:00 UTC
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
-async def services(redis_url, make_config):
-    """The core wired to the real Redis and the real RQ dispatcher."""
-    services = connect(make_config(TOPICS), redis_url)
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def services(redis_url, make_config, clock):
+    """The core wired to the real Redis, the real RQ dispatcher and the in-process fake console,
+    on the test's clock."""
+    from tests.fakes.ports import FakeChannel, FakeConsole
+
+    config = make_config(TOPICS + "\n[fakeconsole]\nenabled = true\n[fakechannel]\nenabled = true\n")
+    services = connect(config, redis_url, channels=[*channel_classes(), FakeChannel],
+                       consoles=[*console_classes(), FakeConsole], clock=clock)
     yield services
     await services.close()
 
@@ -80,7 +109,7 @@ class Process:
         self.log_path = log_path
         self.log = open(log_path, "wb")
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "chatgate", *args], cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})}, start_new_session=True,
         )
 
@@ -90,7 +119,7 @@ class Process:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        from gateway.cli import _stop_worker
+        from chatgate.cli import _stop_worker
 
         _stop_worker(self.popen)
         self.log.close()
@@ -111,3 +140,288 @@ def wait_http(url: str, timeout: float = 20.0, process: Process | None = None) -
             raise AssertionError(f"process exited:\n{process.output()}")
         time.sleep(0.1)
     raise AssertionError(f"{url} did not answer in {timeout}s" + (f"\n{process.output()}" if process else ""))
+
+
+# -- the deployment: fakes + config + chatgate web and worker processes ------------------------
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+TELEGRAM_SECRET = "s3cr3t-token_for-webhook"
+CHANNEL = "C0SUPPORT"
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+class Gateway:
+    """One running ``chatgate web``: post webhooks to it, as the platforms do."""
+
+    def __init__(self, port: int, slack, signing_secret: str = SIGNING_SECRET, channel: str = CHANNEL,
+                 telegram_secret: str = TELEGRAM_SECRET, redis_url: str = ""):
+        self.port = port
+        self.redis_url = redis_url
+        self.base = f"http://127.0.0.1:{port}"
+        self.slack = slack
+        self.signing_secret, self.channel, self.telegram_secret = signing_secret, channel, telegram_secret
+
+    def store(self) -> redis_sync.Redis:
+        return redis_sync.Redis.from_url(self.redis_url)
+
+    def post(self, path: str, body: bytes, headers: dict) -> tuple[int, str]:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(self.base + path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    def telegram(self, update: dict, secret: str | None = None) -> tuple[int, str]:
+        return self.post("/webhooks/telegram", json.dumps(update).encode(),
+                         {"Content-Type": "application/json",
+                          "X-Telegram-Bot-Api-Secret-Token": self.telegram_secret if secret is None else secret})
+
+    def slack_form(self, body: str, secret: str | None = None) -> tuple[int, str]:
+        from tests.fakes.slack import sign
+
+        return self.post("/slack/events", body.encode(), {"Content-Type": "application/x-www-form-urlencoded",
+                                                          **sign(secret or self.signing_secret, body)})
+
+    def slack_event(self, body: str, secret: str | None = None) -> tuple[int, str]:
+        from tests.fakes.slack import sign
+
+        return self.post("/slack/events", body.encode(),
+                         {"Content-Type": "application/json", **sign(secret or self.signing_secret, body)})
+
+    def click(self, action: str, conversation_id: str, user: str, card_ts: str) -> tuple[int, str]:
+        from tests.fakes.slack import block_action
+
+        return self.slack_form(block_action(action, conversation_id, user, self.channel, card_ts,
+                                            self.slack.response_url))
+
+    def say(self, user: str, text: str, thread_ts: str, ts: str | None = None) -> tuple[int, str]:
+        from tests.fakes.slack import message_event
+
+        return self.slack_event(message_event(user, self.channel, text, ts or f"{time.time():.6f}", thread_ts))
+
+
+class Deployment:
+    """A whole chatgate: its own Redis, fake Slack, Telegram and Twilio, a config written once,
+    ``webs`` web processes and ``workers`` workers. Sections are dicts merged over the defaults
+    (``None`` drops a key); ``tail`` is extra TOML (``[[agents]]``, ``[[topics]]``). Every piece can be
+    stopped and started again (the reliability tests)."""
+
+    def __init__(self, tmp: Path, webs: int = 1, workers: int = 1, env: dict | None = None, tail: str = "",
+                 **sections: dict):
+
+        self.tmp = tmp
+        self.env = env or {}
+        self.redis_server = EmbeddedRedis(str(tmp / "redis"))
+        self.slack, self.telegram, self.twilio = FakeSlack(), FakeTelegram(), FakeTwilio()
+        self.ports = [free_port() for _ in range(webs)]
+        self.webs: list[Process | None] = [None] * webs
+        self.workers: list[Process | None] = [None] * workers
+        self.config = tmp / "config.toml"
+        self.sections = sections
+        self.tail = tail
+        self._starts = 0
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis_server.url
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.gateways[0]
+
+    def config_text(self, port: int | None = None) -> str:
+        """The config; a web process's has its own port."""
+        defaults = {
+            "server": {} if port is None else {"port": port},
+            "redis": {"url": self.redis_url},
+            "telegram": {"enabled": True, "token": self.telegram.token, "secret_token": TELEGRAM_SECRET,
+                         "api_url": self.telegram.api_url},
+            "slack": {"enabled": True, "bot_token": "xoxb-test-token", "signing_secret": SIGNING_SECRET,
+                      "channel": CHANNEL, "api_url": self.slack.api_url},
+            "twilio": {"enabled": False, "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN,
+                       "api_url": self.twilio.api_url},
+            "conversation": {"auto_close": False},
+            "routing": {},
+            "delivery": {"retry_intervals": [0.2, 0.5]},
+        }
+        for name, values in self.sections.items():
+            defaults.setdefault(name, {}).update(values or {})
+        text = ""
+        for name, values in defaults.items():
+            text += f"[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in values.items() if v is not None)
+        return text + self.tail
+
+    def start(self) -> "Deployment":
+        self.redis_server.start()
+        self.slack.start()
+        self.telegram.start()
+        self.twilio.start()
+        self.config.write_text(self.config_text())
+        for index in range(len(self.webs)):
+            self.start_web(index)
+        for index in range(len(self.workers)):
+            self.start_worker(index)
+        for index, port in enumerate(self.ports):
+            wait_http(f"http://127.0.0.1:{port}/healthz", process=self.webs[index])
+        self.gateways = [Gateway(port, self.slack, redis_url=self.redis_url) for port in self.ports]
+        # A busy machine can take a while to start a worker; the tests' waits are for chatgate.
+        deadline = time.time() + 60
+        while time.time() < deadline and not all(
+                "Listening on" in w.output() for w in self.workers if w is not None):
+            time.sleep(0.05)
+        return self
+
+    def start_web(self, index: int) -> None:
+        config = self.tmp / f"web-{index}.toml"
+        config.write_text(self.config_text(port=self.ports[index]))
+        self._starts += 1
+        self.webs[index] = Process(["web", "-c", str(config)], self.tmp / f"web-{index}-{self._starts}.log",
+                                   self.env)
+
+    def start_worker(self, index: int) -> None:
+        self._starts += 1
+        self.workers[index] = Process(["worker", "-c", str(self.config)],
+                                      self.tmp / f"worker-{index}-{self._starts}.log", self.env)
+
+    def kill_worker(self, index: int) -> None:
+        """SIGKILL the worker and its work horses at once, as a crashed machine would."""
+        import signal
+
+        import psutil
+
+        process = self.workers[index]
+        family = [psutil.Process(process.popen.pid)]
+        family += family[0].children(recursive=True)
+        for member in family:
+            try:
+                member.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        process.popen.wait()
+        process.log.close()
+        self.workers[index] = None
+
+    def stop(self) -> None:
+        for process in [*self.webs, *self.workers]:
+            if process is not None:
+                process.stop()
+        self.slack.stop()
+        self.telegram.stop()
+        self.twilio.stop()
+        self.redis_server.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name} ---\n{p.read_text(errors='replace')[-4000:]}"
+                         for p in sorted(self.tmp.glob("*.log")))
+
+    def store(self) -> redis_sync.Redis:
+        return redis_sync.Redis.from_url(self.redis_url)
+
+    def idle(self, scheduled: bool = False, crashed: bool = False) -> bool:
+        """Nothing to do now: queue empty, no job started, no outbox pending, and no scheduled
+        job due within a second (none at all if ``scheduled``). After a worker was SIGKILLed its
+        job stays in the started registry until RQ's own cleanup: ``crashed`` does not count those."""
+        from rq import Queue
+
+        from workers.dispatch import QUEUE_NAME
+
+        store = self.store()
+        queue = Queue(QUEUE_NAME, connection=store)
+        if (not crashed and queue.started_job_registry.count) or queue.count:
+            return False
+        if any(store.llen(key) for key in store.scan_iter("{chatgate}:out:*")):
+            return False
+        horizon = float("inf") if scheduled else time.time() + 1
+        return not store.zcount(queue.scheduled_job_registry.key, "-inf", horizon)
+
+    def wait_idle(self, scheduled: bool = False, timeout: float = 30.0, crashed: bool = False) -> None:
+        """Poll until ``idle`` holds twice in a row (a job between the queue and the started
+        registry is in neither for a moment); never a fixed sleep."""
+        deadline = time.time() + timeout
+        streak = 0
+        while time.time() < deadline:
+            streak = streak + 1 if self.idle(scheduled, crashed) else 0
+            if streak >= 2:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"chatgate did not become idle in {timeout}s\n{self.logs()}")
+
+    # -- talking to chatgate as the platforms do (any web process) ---------------------------
+
+    def customer_says(self, update_id: int, chat: int, text: str, web: int = 0) -> int:
+        from tests.fakes.telegram import text_update
+
+        return self.gateways[web].telegram(text_update(update_id, chat, text, first_name=f"Customer{chat}"))[0]
+
+    def click(self, action: str, conversation_id: str, agent: str, web: int = 0) -> int:
+        return self.gateways[web].click(action, conversation_id, agent, self.card_ts(conversation_id) or "1.1")[0]
+
+    def agent_says(self, agent: str, conversation_id: str, text: str, ts: str, web: int = 0) -> int:
+        return self.gateways[web].say(agent, text, self.card_ts(conversation_id), ts=ts)[0]
+
+    def conversation_of(self, chat: int) -> str | None:
+        value = self.store().get(f"{{chatgate}}:open:telegram:{chat}")
+        return value.decode() if value else None
+
+    def card_ts(self, conversation_id: str) -> str | None:
+        value = self.store().hget("{chatgate}:ref:slack-card", conversation_id)
+        return value.decode() if value else None
+
+    def customer_texts_in_slack(self, conversation_id: str) -> list[str]:
+        """What the agents saw of the chat, in order: the card's query, then the thread posts."""
+        ts = self.card_ts(conversation_id)
+        if ts is None:
+            return []
+        query = self.store().hget(f"{{chatgate}}:conv:{conversation_id}", "query").decode()
+        return [query, *self.slack.thread_texts(ts)]
+
+    def wait(self, predicate, timeout: float = 60.0, what: str = "it") -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if predicate():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
+
+
+def _deployments(make_dir):
+    """A factory of started deployments, all stopped (their logs printed) at the end."""
+    started: list[Deployment] = []
+
+    def deploy(**options) -> Deployment:
+        deployment = Deployment(make_dir(), **options)
+        started.append(deployment)
+        return deployment.start()
+
+    yield deploy
+    for deployment in started:
+        deployment.stop()
+        print(deployment.logs())
+
+
+@pytest.fixture
+def deployment(tmp_path):
+    """``deployment(slack={...}, routing={...}, webs=2, workers=2)``: a started Deployment."""
+    counter = iter(range(1000))
+    yield from _deployments(lambda: tmp_path / f"deployment-{next(counter)}")
+
+
+@pytest.fixture(scope="module")
+def module_deployment(tmp_path_factory):
+    """The same, shared by a module's tests."""
+    yield from _deployments(lambda: tmp_path_factory.mktemp("deployment"))

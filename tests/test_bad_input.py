@@ -12,13 +12,14 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 import redis as redis_sync
 from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
+from chatgate.compose import connect
 from gateway.app import create_app
 from tests.conftest import Process, free_port, wait_http
 from tests.fakes.slack import FakeSlack, block_action, message_event, sign
@@ -78,7 +79,7 @@ def slack():
 @pytest.fixture
 async def client(redis_url, make_config, slack):
     """The web app in-process, on the real Redis, with a 2 KiB body limit."""
-    app = create_app(make_config(config_text(redis_url, slack.api_url)), redis_url)
+    app = create_app(connect(make_config(config_text(redis_url, slack.api_url)), redis_url))
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
@@ -86,7 +87,7 @@ async def client(redis_url, make_config, slack):
 @pytest.fixture
 async def client_without_redis(make_config, slack):
     """The web app configured with a Redis that is not there."""
-    app = create_app(make_config(config_text(NO_REDIS, slack.api_url)), NO_REDIS)
+    app = create_app(connect(make_config(config_text(NO_REDIS, slack.api_url)), NO_REDIS))
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
@@ -188,6 +189,32 @@ async def test_malformed_slack_bodies_get_400_with_a_message(client, slack, redi
     status, text = await post(client, "/slack/events", body, headers)
     assert status == 400 and "malformed body" in json.loads(text)["error"]
     assert stored(redis_url) == []
+
+
+def _action_without_action_id() -> str:
+    payload = json.loads(parse_qs(block_action("accept", "1", "UAGENT1", CHANNEL, "1.000001",
+                                               "http://127.0.0.1:9/respond"))["payload"][0])
+    del payload["actions"][0]["action_id"]
+    return urlencode({"payload": json.dumps(payload)})
+
+
+@pytest.mark.parametrize("body, content_type, reason", [
+    ('{"type": "event_callback", "event": "x"}', "application/json", "event object with a type"),
+    ('{"type": "event_callback", "event": {"user": "U1"}}', "application/json", "event object with a type"),
+    ('{"type": "no_such_type"}', "application/json", "unknown type"),
+    (_action_without_action_id(), "application/x-www-form-urlencoded", "each with an action_id"),
+], ids=["event-not-an-object", "event-without-type", "unknown-type", "action-without-action_id"])
+async def test_a_signed_but_malformed_slack_body_gets_400_with_the_reason(client, redis_url, body, content_type,
+                                                                          reason):
+    status, text = await post(client, "/slack/events", body, {"Content-Type": content_type,
+                                                              **sign(SIGNING_SECRET, body)})
+    assert status == 400, text
+    error = json.loads(text)["error"]
+    assert "malformed Slack body" in error and reason in error
+    assert stored(redis_url) == []
+    # Unsigned, the same body learns nothing: bolt's 401.
+    status, text = await post(client, "/slack/events", body, {"Content-Type": content_type})
+    assert status == 401 and reason not in text
 
 
 @pytest.mark.parametrize("path, content_type, expected", [

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load, parse_duration
+from gateway.config import ConfigError, parse_duration
+from chatgate.compose import load_config as load
 from gateway.topics import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def check_config(path: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "check-config", str(path)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "chatgate", "check-config", str(path)], cwd=ROOT,
                           capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
@@ -84,13 +85,13 @@ def test_secrets_come_from_the_environment(tmp_path, monkeypatch):
     path = tmp_path / "c.toml"
     path.write_text('[telegram]\nenabled = true\ntoken = "env:CG_TEST_TOKEN"\nsecret_token = "abc"\n')
     config = load(path)
-    assert config.telegram.token == "123:abc"
+    assert config.section("telegram").token == "123:abc"
 
 
 def test_disabled_platforms_need_no_secrets(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[telegram]\nenabled = false\ntoken = "env:CG_SURELY_UNSET"\n')
-    assert load(path).telegram.enabled is False
+    assert load(path).section("telegram").enabled is False
 
 
 @pytest.mark.parametrize("value, seconds", [(1, 1.0), (0.5, 0.5), ("90s", 90.0), ("15m", 900.0),

@@ -13,95 +13,26 @@ import urllib.request
 import pytest
 import redis as redis_sync
 
-from tests.conftest import Process, free_port, wait_http
+from tests.conftest import CHANNEL, SIGNING_SECRET, TELEGRAM_SECRET, Gateway  # noqa: F401 - used by other modules
 from tests.fakes.slack import FakeSlack, block_action, message_event, sign
 from tests.fakes.telegram import FakeTelegram, text_update
 
-SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-TELEGRAM_SECRET = "s3cr3t-token_for-webhook"
-CHANNEL = "C0SUPPORT"
 CHAT_ID = 777000111
 
 
-class Gateway:
-    """The running chatgate: post webhooks to it."""
-
-    def __init__(self, port: int, slack: FakeSlack):
-        self.base = f"http://127.0.0.1:{port}"
-        self.slack = slack
-
-    def post(self, path: str, body: bytes, headers: dict) -> tuple[int, str]:
-        request = urllib.request.Request(self.base + path, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-
-    def telegram(self, update: dict, secret: str = TELEGRAM_SECRET) -> tuple[int, str]:
-        return self.post("/webhooks/telegram", json.dumps(update).encode(),
-                         {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret})
-
-    def slack_form(self, body: str, secret: str = SIGNING_SECRET) -> tuple[int, str]:
-        return self.post("/slack/events", body.encode(),
-                         {"Content-Type": "application/x-www-form-urlencoded", **sign(secret, body)})
-
-    def slack_event(self, body: str, secret: str = SIGNING_SECRET) -> tuple[int, str]:
-        return self.post("/slack/events", body.encode(), {"Content-Type": "application/json", **sign(secret, body)})
-
-    def click(self, action: str, conversation_id: str, user: str, card_ts: str) -> tuple[int, str]:
-        return self.slack_form(block_action(action, conversation_id, user, CHANNEL, card_ts, self.slack.response_url))
-
-    def say(self, user: str, text: str, thread_ts: str) -> tuple[int, str]:
-        ts = f"{time.time():.6f}"
-        return self.slack_event(message_event(user, CHANNEL, text, ts, thread_ts))
-
-
 @pytest.fixture
-def running(redis_url, tmp_path):
-    slack, telegram = FakeSlack().start(), FakeTelegram().start()
-    port = free_port()
-    config = tmp_path / "config.toml"
-    config.write_text(f"""
-[server]
-port = {port}
-public_url = "http://127.0.0.1:{port}"
-[redis]
-url = "{redis_url}"
-[telegram]
-enabled = true
-token = "{telegram.token}"
-secret_token = "{TELEGRAM_SECRET}"
-api_url = "{telegram.api_url}"
-greeting = "Welcome to Acme support!"
-[slack]
-enabled = true
-bot_token = "xoxb-test-token"
-signing_secret = "env:TEST_SLACK_SIGNING_SECRET"
-channel = "{CHANNEL}"
-api_url = "{slack.api_url}"
-returning_head_start = 1
-[conversation]
-auto_close_after = 1
-[delivery]
-retry_intervals = [0.2, 0.5]
-[[topics]]
-name = "delivery"
-keywords = ["parcel"]
-""")
-    env = {"TEST_SLACK_SIGNING_SECRET": SIGNING_SECRET}
-    web = Process(["web", "-c", str(config)], tmp_path / "web.log", env)
-    worker = Process(["worker", "-c", str(config)], tmp_path / "worker.log", env)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", process=web)
-        yield Gateway(port, slack), slack, telegram
-    finally:
-        web.stop()
-        worker.stop()
-        slack.stop()
-        telegram.stop()
-        print("--- web log ---\n" + web.output()[-3000:])
-        print("--- worker log ---\n" + worker.output()[-3000:])
+def running(deployment):
+    """A gateway with a greeting, a 1 s head start and a 1 s auto-close; (Gateway, FakeSlack, FakeTelegram)."""
+    started = deployment(
+        env={"TEST_SLACK_SIGNING_SECRET": SIGNING_SECRET},
+        server={"public_url": "http://127.0.0.1"},
+        telegram={"greeting": "Welcome to Acme support!"},
+        slack={"signing_secret": "env:TEST_SLACK_SIGNING_SECRET"},
+        routing={"returning_head_start": 1},
+        conversation={"auto_close": True, "auto_close_after": 1},
+        tail='[[topics]]\nname = "delivery"\nkeywords = ["parcel"]\n',
+    )
+    return started.gateway, started.slack, started.telegram
 
 
 def card_posts(slack: FakeSlack):
@@ -119,7 +50,7 @@ def buttons(slack: FakeSlack, ts: str) -> list[str]:
     return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
 
 
-def test_telegram_customer_and_slack_agent_full_flow(running, redis_url):
+def test_telegram_customer_and_slack_agent_full_flow(running):
     gateway, slack, telegram = running
 
     # /start gets the greeting and opens no chat.
@@ -165,7 +96,7 @@ def test_telegram_customer_and_slack_agent_full_flow(running, redis_url):
     telegram.wait_for(lambda t: any("rate" in x for x in t.sent_texts(CHAT_ID)), what="the rating question")
     gateway.telegram(text_update(4, CHAT_ID, "5"))
     slack.wait_for(lambda s: "5/5" in latest_card(s, card_ts), what="the rating on the card")
-    store = redis_sync.Redis.from_url(redis_url)
+    store = gateway.store()
     assert store.hget("{chatgate}:conv:" + conversation_id, "rating") == b"5"
 
     # Auto-close after 1 s: the card shows Closed and no buttons.
@@ -191,9 +122,9 @@ def test_telegram_customer_and_slack_agent_full_flow(running, redis_url):
     assert len(telegram.sent_texts(CHAT_ID)) == sent_before
 
 
-def test_forged_telegram_secret_and_bad_slack_signature_store_nothing(running, redis_url):
+def test_forged_telegram_secret_and_bad_slack_signature_store_nothing(running):
     gateway, slack, telegram = running
-    store = redis_sync.Redis.from_url(redis_url)
+    store = gateway.store()
     status, body = gateway.telegram(text_update(10, CHAT_ID, "hello"), secret="wrong")
     assert status == 401 and "secret" in body
     status, _ = gateway.post("/webhooks/telegram", json.dumps(text_update(11, CHAT_ID, "hi")).encode(),
@@ -216,7 +147,7 @@ def test_forged_telegram_secret_and_bad_slack_signature_store_nothing(running, r
     assert store.hget("{chatgate}:conv:1", "messages_out") == b"0"
 
 
-def test_malformed_and_oversized_webhooks_are_refused(running, redis_url):
+def test_malformed_and_oversized_webhooks_are_refused(running):
     gateway, _, _ = running
     headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
     status, body = gateway.post("/webhooks/telegram", b"{not json", headers)
@@ -225,4 +156,4 @@ def test_malformed_and_oversized_webhooks_are_refused(running, redis_url):
     assert status == 400 and "update_id" in body
     status, _ = gateway.post("/webhooks/telegram", b"x" * (1024 * 1024 + 10), headers)
     assert status == 413
-    assert redis_sync.Redis.from_url(redis_url).keys("{chatgate}:*") == []
+    assert gateway.store().keys("{chatgate}:*") == []

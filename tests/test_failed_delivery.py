@@ -11,7 +11,7 @@ from tests.fakes.telegram import text_update
 from tests.test_end_to_end import CHANNEL, CHAT_ID, card_posts, running  # noqa: F401 - the fixture
 
 
-def test_permanent_failure_is_shown_with_a_retry_button_that_sends_it(running, redis_url):
+def test_permanent_failure_is_shown_with_a_retry_button_that_sends_it(running):
     gateway, slack, telegram = running
     gateway.telegram(text_update(1, CHAT_ID, "Hello, I need help"))
     slack.wait_for(card_posts, what="the card")
@@ -27,7 +27,7 @@ def test_permanent_failure_is_shown_with_a_retry_button_that_sends_it(running, r
     assert "Chat not found" in warning.params["text"]
     button = warning.params["blocks"][-1]["elements"][0]
     assert (button["action_id"], button["value"]) == ("retry_delivery", "1:2")
-    store = redis_sync.Redis.from_url(redis_url)
+    store = gateway.store()
     assert json.loads(store.lindex("{chatgate}:msgs:1", 1))["status"] == "failed"
     assert telegram.sent_texts(CHAT_ID) == []
 

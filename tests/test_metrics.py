@@ -6,6 +6,7 @@ import json
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from chatgate.compose import connect
 from gateway.app import SERVICES, create_app
 from tests.fakes.telegram import text_update
 
@@ -14,7 +15,7 @@ SECRET = "metrics-secret"
 
 async def test_metrics_show_conversations_by_state_and_webhook_answers(redis_url, make_config):
     config = make_config(f'[telegram]\nenabled = true\ntoken = "1:x"\nsecret_token = "{SECRET}"\n')
-    async with TestClient(TestServer(create_app(config, redis_url))) as client:
+    async with TestClient(TestServer(create_app(connect(config, redis_url)))) as client:
         headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
         for update_id, chat in ((1, 11), (2, 12), (3, 13)):
             response = await client.post("/webhooks/telegram", json=text_update(update_id, chat, "hello"),

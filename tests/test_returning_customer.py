@@ -13,7 +13,7 @@ import pytest
 
 from tests.fakes.slack import block_action
 from tests.test_end_to_end import CHANNEL, buttons
-from tests.test_slack_card import ACTIVE_BUTTONS, AGENT, OTHER, Chat, chat_in, running_gateway
+from tests.test_slack_card import ACTIVE_BUTTONS, AGENT, OTHER, Chat, card_gateway, chat_in
 
 
 def returning(gateway) -> tuple[Chat, str, dict]:
@@ -50,16 +50,14 @@ def dm_buttons(slack) -> list[str]:
 
 
 @pytest.fixture
-def long_head_start(tmp_path):
+def long_head_start(deployment):
     # Far longer than any test waits: only an Accept or a Reject can end it.
-    with running_gateway(tmp_path, 'returning_head_start = "10m"') as running:
-        yield running
+    return card_gateway(deployment, routing={"returning_head_start": "10m"})
 
 
 @pytest.fixture
-def short_head_start(tmp_path):
-    with running_gateway(tmp_path, "returning_head_start = 1") as running:
-        yield running
+def short_head_start(deployment):
+    return card_gateway(deployment, routing={"returning_head_start": 1})
 
 
 def test_previous_agent_accepts_in_time_and_the_card_appears_already_assigned(long_head_start):

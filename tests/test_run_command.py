@@ -19,7 +19,7 @@ def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path):
     data = tmp_path / "data"
     config = tmp_path / "config.toml"
     config.write_text(f'[server]\nport = {port}\n[redis]\ndata_dir = "{data}"\n')
-    process = subprocess.Popen([sys.executable, "-m", "gateway.cli", "run", "-c", str(config)], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "chatgate", "run", "-c", str(config)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")

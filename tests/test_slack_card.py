@@ -10,13 +10,10 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from contextlib import contextmanager
 
 import pytest
 import redis as redis_sync
 
-from gateway.redis_server import EmbeddedRedis
-from tests.conftest import Process, free_port, wait_http
 from tests.fakes.slack import FakeSlack, block_action, select_user_action
 from tests.fakes.telegram import FakeTelegram, text_update
 from tests.test_end_to_end import CHANNEL, SIGNING_SECRET, TELEGRAM_SECRET, Gateway, buttons, latest_card
@@ -27,71 +24,35 @@ _updates = itertools.count(1000)
 _customers = itertools.count(500_000_001)
 
 
-@contextmanager
-def running_gateway(tmp_path, slack_extra: str = "", signing_secret: str = SIGNING_SECRET):
-    """chatgate web + worker against fresh fakes and a Redis of their own; yields
-    (Gateway, FakeSlack, FakeTelegram, Redis).
-
-    Its own Redis, so a process of an earlier gateway that outlived its test
-    cannot take this one's jobs.
-    """
-    redis_server = EmbeddedRedis(str(tmp_path / "redis")).start()
-    redis_url = redis_server.url
-    slack, telegram = FakeSlack().start(), FakeTelegram().start()
-    slack.usergroups["SAGENTS"] = [GROUP_MEMBER]
-    port = free_port()
-    config = tmp_path / "config.toml"
-    config.write_text(f"""
-[server]
-port = {port}
-[redis]
-url = "{redis_url}"
-[telegram]
-enabled = true
-token = "{telegram.token}"
-secret_token = "{TELEGRAM_SECRET}"
-api_url = "{telegram.api_url}"
-[slack]
-enabled = true
-bot_token = "xoxb-test-token"
-signing_secret = "{signing_secret}"
-channel = "{CHANNEL}"
-api_url = "{slack.api_url}"
-agents = ["{AGENT}", "{OTHER}"]
-agent_group = "SAGENTS"
-admins = ["{ADMIN}"]
-{slack_extra}
-[conversation]
-auto_close = false
-[delivery]
-retry_intervals = [0.2, 0.5]
+AGENTS = f"""
+[[agents]]
+id = "{AGENT}"
+slack = "{AGENT}"
+[[agents]]
+id = "{OTHER}"
+slack = "{OTHER}"
+[[agents]]
+id = "{ADMIN}"
+slack = "{ADMIN}"
+admin = true
 [[topics]]
 name = "delivery"
 keywords = ["parcel"]
-""")
-    web = Process(["web", "-c", str(config)], tmp_path / "web.log")
-    worker = Process(["worker", "-c", str(config)], tmp_path / "worker.log")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", process=web)
-        # A busy machine can take a while to start the worker; the tests' waits are for chatgate.
-        deadline = time.time() + 60
-        while "Listening on" not in worker.output() and time.time() < deadline:
-            time.sleep(0.1)
-        yield Gateway(port, slack), slack, telegram, redis_sync.Redis.from_url(redis_url)
-    finally:
-        web.stop()
-        worker.stop()
-        slack.stop()
-        telegram.stop()
-        redis_server.stop()
-        print("--- web log ---\n" + web.output()[-3000:])
-        print("--- worker log ---\n" + worker.output()[-3000:])
+"""
+
+
+def card_gateway(deploy, **options) -> tuple:
+    """chatgate with two agents, an admin and an agent group (GROUP_MEMBER) in Slack; ``options`` go to
+    the deployment (e.g. ``routing={...}``). (Gateway, FakeSlack, FakeTelegram, Redis)."""
+    options["slack"] = {"agent_group": "SAGENTS", **options.get("slack", {})}
+    started = deploy(tail=AGENTS, **options)
+    started.slack.usergroups["SAGENTS"] = [GROUP_MEMBER]
+    return started.gateway, started.slack, started.telegram, started.store()
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
-    with running_gateway(tmp_path_factory.mktemp("card")) as running:
-        yield running
+def gateway(module_deployment):
+    return card_gateway(module_deployment)
 
 
 class Chat:
@@ -368,7 +329,7 @@ def test_notes_stay_private_kept_in_history_not_a_reply(gateway):
 def test_admin_reassigns_from_the_card_and_non_admins_are_refused(gateway):
     chat = chat_in(gateway, "active")
     before = chat.snapshot()
-    assert "Only chatgate admins" in refusal_after(chat, lambda: chat.reassign(AGENT, OTHER))
+    assert "Only a chatgate admin" in refusal_after(chat, lambda: chat.reassign(AGENT, OTHER))
     assert "not on the support team" in refusal_after(chat, lambda: chat.reassign(ADMIN, OUTSIDER))
     assert "already assigned" in refusal_after(chat, lambda: chat.reassign(ADMIN, AGENT))
     assert chat.snapshot() == before

@@ -17,20 +17,17 @@ import time
 
 import pytest
 import redis as redis_sync
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from rq.registry import ScheduledJobRegistry
 
-from agent_console.slack import app as slack_app
-from agent_console.slack.deliver import client as slack_client
 from agent_console.slack.deliver import deliver_event
-from gateway.conversations import Conversations
+from chatgate.compose import connect
+from gateway.app import create_app
+from gateway.events import AgentEvent
 from gateway.message import InboundMessage
-from gateway.services import connect
-from gateway.topics import Topics
-from tests.conftest import Process, free_port, wait_http
+from tests import conftest
 from tests.fakes.slack import FakeSlack, block_action, home_action, home_opened, sign
-from tests.fakes.telegram import FakeTelegram, text_update
+from tests.fakes.telegram import text_update
 from workers.dispatch import QUEUE_NAME
 from workers.outbox import drain
 
@@ -46,14 +43,10 @@ def at(hours: int, minutes: int = 0) -> float:
     return DAY + hours * 3600 + minutes * 60
 
 
-class Clock:
-    """The scripted time every transition (and the Home's "now") is stamped with."""
-
-    def __init__(self, now: float):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+def team(agents: tuple[str, ...] = (AGENT1, AGENT2)) -> str:
+    """The agents (their chatgate ids are their Slack ids) and the admin, as [[agents]] tables."""
+    return "".join(f'[[agents]]\nid = "{a}"\nslack = "{a}"\n' for a in agents) + \
+        f'[[agents]]\nid = "{ADMIN}"\nslack = "{ADMIN}"\nadmin = true\n' + TOPICS
 
 
 def config_text(slack: FakeSlack, extra: str = "", agents: tuple[str, ...] = (AGENT1, AGENT2)) -> str:
@@ -64,9 +57,23 @@ bot_token = "xoxb-test"
 signing_secret = "{SECRET}"
 channel = "{CHANNEL}"
 api_url = "{slack.api_url}"
-agents = {json.dumps(list(agents))}
-admins = ["{ADMIN}"]
 {extra}
+[telegram]
+enabled = true
+token = "123456:home-token"
+secret_token = "home-secret"
+api_url = "http://127.0.0.1:9/bot"
+[twilio]
+enabled = true
+account_sid = "AC00000000000000000000000000000000"
+auth_token = "home-twilio-token"
+sms_from = "+15005550006"
+whatsapp_from = "whatsapp:+14155238886"
+api_url = "http://127.0.0.1:9"
+{team(agents)}"""
+
+
+TOPICS = """
 [[topics]]
 name = "billing"
 keywords = ["invoice", "refund"]
@@ -83,7 +90,7 @@ keywords = ["password"]
 class Console:
     """The real bolt app in-process: Slack requests signed as Slack signs them."""
 
-    def __init__(self, http: TestClient, slack: FakeSlack, conversations: Conversations, services, clock: Clock):
+    def __init__(self, http: TestClient, slack: FakeSlack, conversations, services, clock):
         self.http = http
         self.slack = slack
         self.conversations = conversations
@@ -126,30 +133,24 @@ class Console:
 
     async def cards(self) -> None:
         """What the workers do with the agent outboxes: post and update the cards in Slack."""
-        web_client = slack_client(self.services.config.slack)
-        for key in await self.store.redis.keys(self.store.key("out", "agent", "*")):
+        console = self.services.consoles["slack"]
+        for key in await self.store.redis.keys(self.store.console_outbox("slack", "*")):
             await drain(self.store, key.decode(),
-                        lambda item: deliver_event(web_client, self.store, self.services.config.slack, item))
+                        lambda item: deliver_event(console, AgentEvent.from_json(item), self.services))
 
 
 @pytest.fixture
-async def console(redis_url, make_config):
+async def console(redis_url, make_config, clock):
     slack = FakeSlack().start()
     config = make_config(config_text(slack))
-    services = connect(config, redis_url)
-    clock = Clock(at(9))
-    conversations = Conversations(services.store, services.conversations.dispatch, config.conversation,
-                                  Topics.compile(config.topics), clock=clock)
-    bolt = slack_app.build(config.slack, conversations, services.store)
-    app = web.Application()
-    app.router.add_post("/slack/events", slack_app.events_handler(bolt))
-    http = TestClient(TestServer(app))
+    clock.now = at(9)
+    services = connect(config, redis_url, clock=clock)
+    http = TestClient(TestServer(create_app(services)))  # closes the services on cleanup
     await http.start_server()
     try:
-        yield Console(http, slack, conversations, services, clock)
+        yield Console(http, slack, services.conversations, services, clock)
     finally:
         await http.close()
-        await services.close()
         slack.stop()
 
 
@@ -373,82 +374,38 @@ async def test_only_admins_can_flip_auto_close(console):
 
 
 @pytest.fixture
-def processes(redis_url, tmp_path):
-    """Start chatgate web + worker with extra [slack] settings; yields a starter."""
-    started = []
+def processes(deployment):
+    """Start chatgate web + worker with extra [slack] and [conversation] settings; yields a starter."""
 
-    def start(slack_extra: str = "", conversation: str = "", agents: tuple[str, ...] = (AGENT1, AGENT2)):
-        slack, telegram = FakeSlack().start(), FakeTelegram().start()
-        port = free_port()
-        path = tmp_path / "config.toml"
-        path.write_text(f"""
-[server]
-port = {port}
-[redis]
-url = "{redis_url}"
-[telegram]
-enabled = true
-token = "{telegram.token}"
-secret_token = "tg-secret"
-api_url = "{telegram.api_url}"
-{config_text(slack, slack_extra, agents)}
-[conversation]
-{conversation}
-[delivery]
-retry_intervals = [0.2, 0.5]
-""")
-        web_process = Process(["web", "-c", str(path)], tmp_path / "web.log")
-        worker = Process(["worker", "-c", str(path)], tmp_path / "worker.log")
-        started.append((web_process, worker, slack, telegram))
-        wait_http(f"http://127.0.0.1:{port}/healthz", process=web_process)
-        return Remote(port, slack, telegram, redis_url)
+    def start(slack: dict | None = None, conversation: dict | None = None,
+              agents: tuple[str, ...] = (AGENT1, AGENT2)) -> "Remote":
+        started = deployment(slack=slack or {}, conversation=conversation or {}, tail=team(agents))
+        return Remote(started)
 
-    yield start
-    for web_process, worker, slack, telegram in started:
-        web_process.stop()
-        worker.stop()
-        slack.stop()
-        telegram.stop()
-        print("--- web log ---\n" + web_process.output()[-3000:])
-        print("--- worker log ---\n" + worker.output()[-4000:])
+    return start
 
 
-class Remote:
+class Remote(conftest.Gateway):
     """The running chatgate processes, reached over HTTP like Slack and Telegram reach them."""
 
-    def __init__(self, port: int, slack: FakeSlack, telegram: FakeTelegram, redis_url: str):
-        self.base = f"http://127.0.0.1:{port}"
-        self.redis_url = redis_url
-        self.slack = slack
-        self.telegram = telegram
+    def __init__(self, started: conftest.Deployment):
+        super().__init__(started.ports[0], started.slack, redis_url=started.redis_url)
+        self.deployment = started
+        self.fake_telegram = started.telegram
         self._updates = itertools.count(1)
 
-    def post(self, path: str, body: str, headers: dict) -> int:
-        import urllib.request
-
-        request = urllib.request.Request(self.base + path, data=body.encode(), headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status
-        except urllib.error.HTTPError as error:
-            return error.code
-
     def slack_form(self, body: str) -> int:
-        return self.post("/slack/events", body, {"Content-Type": "application/x-www-form-urlencoded",
-                                                 **sign(SECRET, body)})
+        return super().slack_form(body)[0]
 
     def open_home(self, user: str) -> None:
-        body = home_opened(user)
-        assert self.post("/slack/events", body, {"Content-Type": "application/json", **sign(SECRET, body)}) == 200
+        assert self.slack_event(home_opened(user))[0] == 200
 
     def customer(self, chat_id: int, text: str) -> None:
-        update = text_update(next(self._updates), chat_id, text)
-        assert self.post("/webhooks/telegram", json.dumps(update),
-                         {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": "tg-secret"}) == 200
+        assert self.telegram(text_update(next(self._updates), chat_id, text))[0] == 200
 
     def card_ts(self, conversation_id: str) -> str:
         """The chat card's ts, as chatgate noted it when the worker posted the card."""
-        refs = redis_sync.Redis.from_url(self.redis_url)
+        refs = self.store()
         found = wait_until(lambda: refs.hget("{chatgate}:ref:slack-card", conversation_id),
                            what=f"the card of chat {conversation_id}")
         return found.decode()
@@ -477,8 +434,9 @@ def wait_until(predicate, timeout: float = 15.0, what: str = "a condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_auto_close_switch_both_ways_with_chats_pending(processes, redis_url):
-    remote = processes(conversation="auto_close_after = 4")
+def test_auto_close_switch_both_ways_with_chats_pending(processes):
+    remote = processes(conversation={"auto_close": True, "auto_close_after": 4})
+    redis_url = remote.redis_url
     for chat_id, text in ((9001, "My parcel is late"), (9002, "Refund please, invoice 7")):
         remote.customer(chat_id, text)
     ids = ["1", "2"]
@@ -497,7 +455,7 @@ def test_auto_close_switch_both_ways_with_chats_pending(processes, redis_url):
     assert remote.slack_form(home_action("home_auto_close", ADMIN, "off")) == 200
     wait_until(lambda: "Auto-close is off" in json.dumps(remote.slack.home_views[ADMIN]), what="the switch")
     assert scheduled_auto_closes(redis_url) == set()
-    time.sleep(5.5)
+    remote.deployment.wait_idle(scheduled=True)  # nothing is left that could close them
     assert [state(redis_url, i) for i in ids] == ["resolved", "resolved"]
     # A chat resolved while it is off is not scheduled either.
     remote.customer(9003, "hello")
@@ -505,7 +463,7 @@ def test_auto_close_switch_both_ways_with_chats_pending(processes, redis_url):
     wait_until(lambda: state(redis_url, "3") == "active", what="the accept")
     remote.card_click("resolve", "3", AGENT2)
     wait_until(lambda: state(redis_url, "3") == "resolved", what="the resolve")
-    time.sleep(1.0)  # the resolve's handler has finished (it would have scheduled by now)
+    remote.deployment.wait_idle(scheduled=True)  # the resolve's work is done and scheduled nothing
     assert scheduled_auto_closes(redis_url) == set()
 
     # On: every resolved chat is scheduled (4 s from now) and closes.
@@ -524,12 +482,12 @@ def test_auto_close_switch_both_ways_with_chats_pending(processes, redis_url):
 def test_home_refresh_under_a_burst_stays_within_the_publish_pace(processes):
     per_second, interval = 2, 2.0
     agents = [AGENT1, AGENT2, ADMIN, "UAGENT3", "UAGENT4", "UAGENT5", "UAGENT6"]
-    remote = processes(f"home_refresh_interval = {interval}\nhome_publishes_per_second = {per_second}",
+    remote = processes({"home_refresh_interval": interval, "home_publishes_per_second": per_second},
                        agents=tuple(a for a in agents if a != ADMIN))
     for agent in agents:
         remote.open_home(agent)
     remote.slack.wait_for(lambda s: all(a in s.home_views for a in agents), what="the Homes")
-    time.sleep(1.0)
+    remote.deployment.wait_idle(scheduled=True)  # the Homes' own refreshes are done
     burst_start = time.time()
 
     # A burst over a few seconds: 15 customers write, and three chats are accepted as they come.
@@ -544,7 +502,7 @@ def test_home_refresh_under_a_burst_stays_within_the_publish_pace(processes):
                    figures(s.home_views[a])["Chats waiting"] == "12" for a in agents)
 
     remote.slack.wait_for(settled, timeout=40, what="every Home showing the 12 waiting chats")
-    time.sleep(interval + 1)  # any late refresh lands too
+    remote.deployment.wait_idle(scheduled=True)  # any late refresh lands too
 
     publishes = [c for c in remote.slack.calls_to("views.publish") if c.at >= burst_start]
     times = sorted(c.at for c in publishes)

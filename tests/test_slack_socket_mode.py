@@ -15,12 +15,13 @@ import pytest
 from gateway.config import ConfigError
 from tests.fakes.slack import block_action, message_event
 from tests.test_end_to_end import CHANNEL
-from tests.test_slack_card import ACTIVE_BUTTONS, AGENT, new_chat, running_gateway
+from tests.test_slack_card import ACTIVE_BUTTONS, AGENT, card_gateway, new_chat
 
 
-def test_socket_mode_receives_clicks_and_replies_over_the_websocket_and_acks_them(tmp_path):
-    extra = 'socket_mode = true\napp_token = "xapp-1-A0001-test"'
-    with running_gateway(tmp_path, extra, signing_secret="") as running:
+def test_socket_mode_receives_clicks_and_replies_over_the_websocket_and_acks_them(deployment):
+    running = card_gateway(deployment, slack={"socket_mode": True, "app_token": "xapp-1-A0001-test",
+                                              "signing_secret": None})
+    if True:  # noqa: SIM108 - keeps the steps below as they read
         gw, slack = running[0], running[1]
         slack.wait_for(lambda s: s.calls_to("socket_connect"), what="the Socket Mode connection")
         # No signing secret: there is no HTTP endpoint for Slack at all.
@@ -46,13 +47,13 @@ def test_socket_mode_receives_clicks_and_replies_over_the_websocket_and_acks_the
 def test_slack_config_checks_socket_mode_token_and_head_start(make_config):
     base = '[slack]\nenabled = true\nbot_token = "xoxb-1"\nchannel = "C1"\n'
     with pytest.raises(ConfigError) as error:
-        make_config(base + 'socket_mode = true\napp_token = "xoxb-wrong"\nreturning_head_start = "soon"\n')
+        make_config(base + 'socket_mode = true\napp_token = "xoxb-wrong"\n[routing]\nreturning_head_start = "soon"\n')
     problems = "\n".join(error.value.problems)
     assert "config.toml: slack.app_token: expected an app-level token starting with xapp-" in problems
-    assert "config.toml: slack.returning_head_start: expected a duration" in problems
+    assert "config.toml: routing.returning_head_start: expected a duration" in problems
     assert "signing_secret" not in problems  # Socket Mode needs none
-    config = make_config(base + 'socket_mode = true\napp_token = "xapp-1-A1-x"\nreturning_head_start = "2m"\n')
-    assert config.slack.socket_mode and config.slack.returning_head_start == 120.0
+    config = make_config(base + 'socket_mode = true\napp_token = "xapp-1-A1-x"\n[routing]\nreturning_head_start = "2m"\n')
+    assert config.section("slack").socket_mode and config.routing.returning_head_start == 120.0
     with pytest.raises(ConfigError) as error:
         make_config(base)  # without Socket Mode the signing secret is required
     assert any("slack.signing_secret" in p for p in error.value.problems)

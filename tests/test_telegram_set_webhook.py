@@ -22,7 +22,7 @@ token = "{telegram.token}"
 secret_token = "s3cret_token-1"
 api_url = "{telegram.api_url}"
 """)
-        result = subprocess.run([sys.executable, "-m", "gateway.cli", "telegram", "set-webhook", "-c", str(config)],
+        result = subprocess.run([sys.executable, "-m", "chatgate", "telegram", "set-webhook", "-c", str(config)],
                                 cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         assert "https://support.example.com/webhooks/telegram" in result.stdout
@@ -37,7 +37,7 @@ api_url = "{telegram.api_url}"
 def test_set_webhook_needs_telegram_enabled(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text("[telegram]\nenabled = false\n")
-    result = subprocess.run([sys.executable, "-m", "gateway.cli", "telegram", "set-webhook", "-c", str(config)],
+    result = subprocess.run([sys.executable, "-m", "chatgate", "telegram", "set-webhook", "-c", str(config)],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert f"{config}: telegram.enabled: expected true" in result.stderr

@@ -19,9 +19,10 @@ import requests
 from twilio.base.exceptions import TwilioRestException
 
 from channels import twilio
-from gateway import cli, config as config_module
+from chatgate import cli
+from gateway import config as config_module
 from gateway.message import InboundMessage, Refused
-from tests.conftest import Process, free_port, wait_http
+from tests import conftest
 from tests.fakes.slack import FakeSlack, message_event, sign, block_action
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, error, inbound, signed, status_callback
 
@@ -133,7 +134,7 @@ def test_twilio_config_problems_name_key_file_and_expectation(make_config):
     assert "at least one sender" in raised.value.problems[0]
     config = make_config(f'[twilio]\nenabled = true\naccount_sid = "{ACCOUNT_SID}"\nauth_token = "x"\n'
                          f'whatsapp_from = "whatsapp:{WHATSAPP_FROM}"\n')
-    assert config.twilio.whatsapp_from == WHATSAPP_FROM and config.twilio.validate_signatures
+    assert config.section("twilio").whatsapp_from == WHATSAPP_FROM and config.section("twilio").validate_signatures
 
 
 def test_check_config_lists_twilio_as_enabled(tmp_path, capsys, monkeypatch):
@@ -173,7 +174,7 @@ async def test_delivery_status_never_steps_back_and_a_failure_is_reported_once(s
     await conversations.record_delivery(chat, 3, "delivered")
     entry = await store.message(chat, 3)
     assert (entry.status, entry.detail) == ("failed", "undelivered: Twilio error 30003: unreachable")
-    events = [json.loads(e)["event"] for e in await store.redis.lrange(store.agent_outbox(chat), 0, -1)]
+    events = [json.loads(e)["event"] for e in await store.redis.lrange(store.console_outbox("fake", chat), 0, -1)]
     assert events.count("delivery_failed") == 1
 
 
@@ -198,35 +199,16 @@ async def test_replies_to_an_opted_out_customer_are_refused_until_they_opt_back_
 # -- through real processes -------------------------------------------------------
 
 
-class Gateway:
+class Gateway(conftest.Gateway):
     """The running chatgate: post signed Twilio and Slack webhooks to it."""
 
     def __init__(self, port: int, slack: FakeSlack, redis_url: str):
-        self.base = f"http://127.0.0.1:{port}"
-        self.slack = slack
-        self.redis = redis_sync.Redis.from_url(redis_url)
-
-    def post(self, path: str, body: bytes, headers: dict) -> tuple[int, str]:
-        request = urllib.request.Request(self.base + path, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read().decode()
+        super().__init__(port, slack, redis_url=redis_url)
+        self.redis = self.store()
 
     def twilio(self, params: dict, path: str = "/webhooks/twilio", token: str = AUTH_TOKEN) -> tuple[int, str]:
         body, headers = signed(token, PUBLIC_URL + path, params)
         return self.post(path, body, headers)
-
-    def click(self, action: str, conversation_id: str, user: str, card_ts: str) -> tuple[int, str]:
-        body = block_action(action, conversation_id, user, CHANNEL, card_ts, self.slack.response_url)
-        return self.post("/slack/events", body.encode(), {"Content-Type": "application/x-www-form-urlencoded",
-                                                          **sign(SIGNING_SECRET, body)})
-
-    def say(self, user: str, text: str, thread_ts: str) -> tuple[int, str]:
-        body = message_event(user, CHANNEL, text, f"{time.time():.6f}", thread_ts)
-        return self.post("/slack/events", body.encode(), {"Content-Type": "application/json",
-                                                          **sign(SIGNING_SECRET, body)})
 
     # Reads of the stored state, by the documented key layout.
 
@@ -259,48 +241,18 @@ class Gateway:
         return conversation_id, card_ts
 
 
+TWILIO = {"enabled": True, "account_sid": ACCOUNT_SID, "auth_token": "env:TEST_TWILIO_AUTH_TOKEN",
+          "sms_from": SMS_FROM, "whatsapp_from": "whatsapp:" + WHATSAPP_FROM}
+
+
 @pytest.fixture
-def running(redis_url, tmp_path):
-    slack, fake = FakeSlack().start(), FakeTwilio().start()
-    port = free_port()
-    config = tmp_path / "config.toml"
-    config.write_text(f"""
-[server]
-port = {port}
-public_url = "{PUBLIC_URL}"
-[redis]
-url = "{redis_url}"
-[twilio]
-enabled = true
-account_sid = "{ACCOUNT_SID}"
-auth_token = "env:TEST_TWILIO_AUTH_TOKEN"
-api_url = "{fake.api_url}"
-sms_from = "{SMS_FROM}"
-whatsapp_from = "whatsapp:{WHATSAPP_FROM}"
-[slack]
-enabled = true
-bot_token = "xoxb-test-token"
-signing_secret = "{SIGNING_SECRET}"
-channel = "{CHANNEL}"
-api_url = "{slack.api_url}"
-[conversation]
-auto_close_after = 1
-[delivery]
-retry_intervals = [0.2, 0.5]
-""")
-    env = {"TEST_TWILIO_AUTH_TOKEN": AUTH_TOKEN}
-    web = Process(["web", "-c", str(config)], tmp_path / "web.log", env)
-    worker = Process(["worker", "-c", str(config)], tmp_path / "worker.log", env)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", process=web)
-        yield Gateway(port, slack, redis_url), slack, fake
-    finally:
-        web.stop()
-        worker.stop()
-        slack.stop()
-        fake.stop()
-        print("--- web log ---\n" + web.output()[-3000:])
-        print("--- worker log ---\n" + worker.output()[-3000:])
+def running(deployment):
+    started = deployment(env={"TEST_TWILIO_AUTH_TOKEN": AUTH_TOKEN}, server={"public_url": PUBLIC_URL},
+                         telegram={"enabled": False}, twilio=TWILIO,
+                         conversation={"auto_close": True, "auto_close_after": 1})
+    gateway = Gateway(started.ports[0], started.slack, started.redis_url)
+    gateway.deployment = started
+    return gateway, started.slack, started.twilio
 
 
 def thread_has(slack: FakeSlack, card_ts: str, *needles: str):
@@ -349,7 +301,7 @@ def test_full_flow_over_twilio(running, channel):
     ]
 
 
-def test_forged_or_missing_signature_is_refused_and_stores_nothing(running, redis_url):
+def test_forged_or_missing_signature_is_refused_and_stores_nothing(running):
     gateway, slack, fake = running
     params = inbound("SMf1", SMS_CUSTOMER, "hello")
     status, body = gateway.twilio(params, token="not-the-auth-token")
@@ -365,11 +317,11 @@ def test_forged_or_missing_signature_is_refused_and_stores_nothing(running, redi
     assert gateway.post("/webhooks/twilio", form.replace(b"hello", b"hacked"), headers)[0] == 403
     assert gateway.twilio(status_callback("SMx", "failed", SMS_CUSTOMER, 30003), path="/webhooks/twilio/status",
                           token="forged")[0] == 403
-    assert redis_sync.Redis.from_url(redis_url).keys(f"{PREFIX}:*") == []
+    assert gateway.store().keys(f"{PREFIX}:*") == []
     # A signed but malformed webhook is a clear 400, and stores nothing either.
     status, body = gateway.twilio({"Body": "no sender"})
     assert status == 400 and "From and MessageSid" in body
-    assert redis_sync.Redis.from_url(redis_url).keys(f"{PREFIX}:*") == []
+    assert gateway.store().keys(f"{PREFIX}:*") == []
 
 
 def test_duplicate_message_sid_is_stored_once(running):
@@ -433,7 +385,7 @@ def test_stop_opts_out_refuses_replies_and_start_opts_back_in(running):
     assert fake.bodies(SMS_CUSTOMER) == ["Welcome back."]
 
 
-def test_malformed_form_body_is_refused_with_a_clear_error(running, redis_url):
+def test_malformed_form_body_is_refused_with_a_clear_error(running):
     gateway, slack, fake = running
     status, body = gateway.post("/webhooks/twilio", b"--x\r\nbroken", {
         "Content-Type": "multipart/form-data; boundary=zzz", "X-Twilio-Signature": "bm90"})
@@ -441,35 +393,19 @@ def test_malformed_form_body_is_refused_with_a_clear_error(running, redis_url):
     status, body = gateway.post("/webhooks/twilio", b"From=%2B44207946&Body=\xff\xfe", {
         "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "bm90"})
     assert status == 400 and "malformed" in body
-    assert redis_sync.Redis.from_url(redis_url).keys(f"{PREFIX}:*") == []
+    assert gateway.store().keys(f"{PREFIX}:*") == []
 
 
-def test_signature_check_switched_off_says_so_loudly_and_accepts_unsigned_webhooks(redis_url, tmp_path):
-    port = free_port()
-    config = tmp_path / "config.toml"
-    config.write_text(f"""
-[server]
-port = {port}
-[redis]
-url = "{redis_url}"
-[twilio]
-enabled = true
-account_sid = "{ACCOUNT_SID}"
-auth_token = "{AUTH_TOKEN}"
-sms_from = "{SMS_FROM}"
-validate_signatures = false
-""")
-    web = Process(["web", "-c", str(config)], tmp_path / "web.log")
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", process=web)
-        assert "validate_signatures = false" in web.output() and "NOT authenticated" in web.output()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/webhooks/twilio", method="POST",
-                                         data=urllib.parse.urlencode(inbound("SMu1", SMS_CUSTOMER, "hi")).encode())
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200
-        assert redis_sync.Redis.from_url(redis_url).get(f"{PREFIX}:open:sms:{SMS_CUSTOMER}") is not None
-    finally:
-        web.stop()
+def test_signature_check_switched_off_says_so_loudly_and_accepts_unsigned_webhooks(deployment):
+    started = deployment(telegram={"enabled": False}, slack={"enabled": False},
+                         twilio={**TWILIO, "auth_token": AUTH_TOKEN, "validate_signatures": False})
+    web = started.webs[0]
+    assert "validate_signatures = false" in web.output() and "NOT authenticated" in web.output()
+    request = urllib.request.Request(f"{started.gateway.base}/webhooks/twilio", method="POST",
+                                     data=urllib.parse.urlencode(inbound("SMu1", SMS_CUSTOMER, "hi")).encode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    assert started.store().get(f"{PREFIX}:open:sms:{SMS_CUSTOMER}") is not None
 
 
 def _sent_sid(gateway: Gateway, conversation_id: str, text: str) -> str:
@@ -504,7 +440,7 @@ def test_delivery_status_is_recorded_and_a_failure_reaches_the_agent(running):
     assert gateway.history(conversation_id)[2]["status"] == "failed"
     # An unknown SID is acknowledged and changes nothing.
     assert gateway.twilio(status_callback("SMunknown", "failed", sender, 30003), path=status)[0] == 204
-    time.sleep(0.5)  # let a wrongly queued second notice show up, if any
+    gateway.deployment.wait_idle()  # a wrongly queued second notice would have shown up by now
     assert len(thread_has(slack, card_ts, "Not delivered")(slack)) == 1
 
 
@@ -532,7 +468,7 @@ def test_a_400_is_not_retried_and_the_agent_is_told(running):
     # The next reply goes through: the failed one does not block the customer's outbox.
     gateway.say("UAGENT1", "Trying again", card_ts)
     fake.wait_for(lambda f: f.bodies(SMS_CUSTOMER), what="the next reply")
-    time.sleep(0.5)  # a wrong retry of the refused message would show up here
+    gateway.deployment.wait_idle(scheduled=True)  # a wrong retry of the refused message would have been sent
     assert fake.bodies(SMS_CUSTOMER) == ["Trying again"] and len(fake.calls_to("failure")) == 1
 
 

@@ -1,9 +1,9 @@
-"""The RQ jobs: deliver to customers, deliver to agents, close resolved chats.
+"""The RQ jobs: deliver to customers, deliver to consoles, close resolved chats, console tasks.
 
-Each job drains one outbox in order (see ``outbox.py``). A failed send stays at
-the head of its outbox and the job raises, so RQ retries it with backoff; on
-the last attempt, or for an error no retry can fix, the message is marked
-failed in the history and the agents are told.
+Each delivery job drains one outbox in order (see ``outbox.py``). A failed send
+stays at the head of its outbox and the job raises, so RQ retries it with
+backoff; on the last attempt, or for an error no retry can fix, the message is
+marked failed in the history and the agents are told.
 """
 
 from __future__ import annotations
@@ -14,19 +14,17 @@ import logging
 from rq import get_current_job
 
 # Imported here, in the worker, rather than in each job: RQ forks a work horse
-# per job, which then starts with these (slow to import) modules loaded.
-from agent_console.slack.deliver import client, deliver_event
-from agent_console.slack.home_refresh import HomePublisher
-from agent_console.slack.team import Team
-from channels import DeliveryError, telegram, twilio
+# per job, which then starts with the channels and consoles (slow to import) loaded.
+from chatgate.compose import connect
+from gateway.events import AgentEvent
 from gateway.message import OutboundMessage
-from gateway.services import Services, connect
+from gateway.ports import DeliveryError
+from gateway.services import Services
 
 from .context import current
 from .outbox import drain
 
-__all__ = ["deliver_to_customer", "deliver_to_agents", "close_resolved", "offer_to_everyone",
-           "refresh_homes"]
+__all__ = ["deliver_to_customer", "deliver_to_console", "close_resolved", "offer_to_everyone", "console_task"]
 
 log = logging.getLogger(__name__)
 
@@ -49,25 +47,19 @@ def _run(work) -> None:
     asyncio.run(main())
 
 
-async def _send_to_customer(services: Services, message: OutboundMessage) -> str:
-    config = services.config
-    if message.channel == telegram.CHANNEL:
-        return await telegram.send(config.telegram, message)
-    if message.channel in twilio.CHANNELS:
-        return await twilio.send(config.twilio, config.server.public_url, message, services.store,
-                                 timeout=config.delivery.timeout)
-    raise DeliveryError(f"no connector for channel {message.channel!r}", permanent=True)
-
-
 def deliver_to_customer(channel: str, customer_id: str) -> None:
     """Send the customer's queued messages, in order."""
 
     async def work(services: Services) -> None:
+        connector = services.channels.get(channel)
+
         async def send(item: bytes) -> None:
             message = OutboundMessage.from_json(item)
             record = services.conversations.record_delivery
             try:
-                ref = await _send_to_customer(services, message)
+                if connector is None:
+                    raise DeliveryError(f"no enabled channel sends to {channel!r}", permanent=True)
+                ref = await connector.send(message)
             except DeliveryError as exc:
                 if exc.opted_out:
                     # The platform knows they unsubscribed: refuse the agents' next replies at once.
@@ -86,59 +78,39 @@ def deliver_to_customer(channel: str, customer_id: str) -> None:
     _run(work)
 
 
-def deliver_to_agents(conversation_id: str) -> None:
-    """Show the conversation's queued events in the agents' console, in order."""
+def deliver_to_console(console_name: str, conversation_id: str) -> None:
+    """Show the conversation's queued events in one console, in order."""
 
     async def work(services: Services) -> None:
-        slack = services.config.slack
-        web = client(slack) if slack.enabled else None
-
-        delivered: list[bytes] = []
+        console = services.consoles.get(console_name)
+        delivered: list[AgentEvent] = []
 
         async def send(item: bytes) -> None:
-            delivered.append(item)
-            if web is None:
-                return
-            try:
-                await deliver_event(web, services.store, slack, item,
-                                    schedule_offer=services.conversations.dispatch.offer_later)
-            except DeliveryError as exc:
-                if exc.permanent or _last_attempt():
-                    log.error("dropping a Slack update for chat %s: %s", conversation_id, exc)
-                    return
-                raise
+            event = AgentEvent.from_json(item)
+            if console is not None:
+                try:
+                    await console.deliver(event, services)
+                except DeliveryError as exc:
+                    if exc.permanent or _last_attempt():
+                        log.error("dropping a %s update for chat %s: %s", console_name, conversation_id, exc)
+                        return
+                    raise
+            delivered.append(event)
 
-        await drain(services.store, services.store.agent_outbox(conversation_id), send)
-        if web is not None and delivered:
-            await _refresh_homes_after(services, web, conversation_id, delivered)
+        await drain(services.store, services.store.console_outbox(console_name, conversation_id), send)
+        if console is not None and delivered:
+            await console.delivered(conversation_id, delivered, services)
 
     _run(work)
 
 
-def _home_publisher(services: Services, web):
-    return HomePublisher(services.config.slack, services.conversations, web, Team(services.config.slack, web))
-
-
-async def _refresh_homes_after(services: Services, web, conversation_id: str, delivered: list[bytes]) -> None:
-    """Mark the App Homes showing this chat for a (debounced, paced) refresh."""
-    try:
-        publisher = _home_publisher(services, web)
-        delay = await publisher.changed(conversation_id, publisher.events(delivered))
-        if delay is not None:
-            await services.conversations.dispatch.refresh_homes(delay)
-    except Exception:  # noqa: BLE001 - the events are delivered; a Home refresh must not redo them
-        log.exception("marking App Homes for chat %s failed", conversation_id)
-
-
-def refresh_homes() -> None:
-    """The App Home pump: publish the Homes that are due, then run again when the next one is."""
+def console_task(console_name: str, task: str, args: list[str]) -> None:
+    """A console's own job (the Slack App Home refresh, say)."""
 
     async def work(services: Services) -> None:
-        if not services.config.slack.enabled:
-            return
-        delay = await _home_publisher(services, client(services.config.slack)).pump()
-        if delay is not None:
-            await services.conversations.dispatch.refresh_homes(delay)
+        console = services.consoles.get(console_name)
+        if console is not None:
+            await console.run_task(task, args, services)
 
     _run(work)
 

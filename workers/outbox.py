@@ -23,7 +23,7 @@ import secrets
 import time
 from typing import Awaitable, Callable
 
-from channels import DeliveryError
+from gateway.ports import DeliveryError
 from gateway.store import Store
 
 __all__ = ["drain", "sweep", "LOCK_TTL"]
@@ -120,16 +120,16 @@ async def drain(store: Store, outbox: str, send: Callable[[bytes], Awaitable[Non
             return sent
 
 
-async def sweep(store: Store, older_than: float) -> tuple[list[str], list[tuple[str, str]]]:
+async def sweep(store: Store, older_than: float) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Outboxes left with items and no drainer for ``older_than`` seconds.
 
-    Returns (conversation ids, (channel, customer id) pairs) whose drain jobs
-    must be enqueued again.
+    Returns ((console, conversation id) pairs, (channel, customer id) pairs)
+    whose drain jobs must be enqueued again.
     """
     settle = store.redis.register_script(_SETTLE)
     now = time.time()
     dirty = store.key("dirty")
-    agents: list[str] = []
+    consoles: list[tuple[str, str]] = []
     customers: list[tuple[str, str]] = []
     for raw in await store.redis.zrangebyscore(dirty, "-inf", now - older_than, start=0, num=500):
         outbox = raw.decode()
@@ -137,8 +137,8 @@ async def sweep(store: Store, older_than: float) -> tuple[list[str], list[tuple[
         if status != "stuck":
             continue
         parts = outbox[len(store.key("out")) + 1:].split(":", 2)
-        if parts[0] == "agent":
-            agents.append(parts[1])
+        if parts[0] == "console" and len(parts) == 3:
+            consoles.append((parts[1], parts[2]))
         elif parts[0] == "customer" and len(parts) == 3:
             customers.append((parts[1], parts[2]))
-    return agents, customers
+    return consoles, customers

@@ -11,8 +11,8 @@ from redis import Redis
 from rq import Queue, Worker
 from rq.exceptions import StopRequested
 
+from chatgate.compose import channel_classes, connect, console_classes
 from gateway.config import Config
-from gateway.services import connect
 
 from .context import WorkerContext, current_context
 from .dispatch import QUEUE_NAME
@@ -49,11 +49,11 @@ class ChatgateWorker(Worker):
     async def _restart_stuck_outboxes(self) -> None:
         services = connect(self.context.config, self.context.redis_url)
         try:
-            agents, customers = await sweep(services.store, self.context.config.delivery.recovery_after)
-            if agents or customers:
+            consoles, customers = await sweep(services.store, self.context.config.delivery.recovery_after)
+            if consoles or customers:
                 log.warning("restarting delivery of %d outbox(es) left by a dead worker",
-                            len(agents) + len(customers))
-                await services.conversations.dispatch.enqueue(agents=tuple(agents), customers=tuple(customers))
+                            len(consoles) + len(customers))
+                await services.conversations.dispatch.enqueue(outboxes=tuple(consoles), customers=tuple(customers))
         finally:
             await services.close()
 
@@ -65,6 +65,8 @@ def run_worker(config: Config, redis_url: str, burst: bool = False) -> None:
     new one (with backoff) until Redis answers again, so a Redis restart needs
     no operator.
     """
+    # Loaded once here, so RQ's forked work horses start with them imported.
+    channel_classes(), console_classes()
     connection = Redis.from_url(redis_url)
     interval = max(1, int(config.delivery.recovery_after / 2))
     backoff = 1.0

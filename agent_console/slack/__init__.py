@@ -1,1 +1,100 @@
-"""Slack: chat cards with buttons in a channel, one thread per conversation."""
+"""Slack: chat cards with buttons in a channel, one thread per conversation, and the App Home."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Sequence
+
+from aiohttp import web
+
+from gateway.events import AgentEvent
+from gateway.message import Refused
+from gateway.operations import refusal_text
+from gateway.ports import Runtime
+from gateway.team import Role
+
+from .config import SlackConfig, load_config
+from .deliver import client, deliver_event
+from .team import SlackGroups, mention
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+__all__ = ["SlackConsole", "SlackConfig"]
+
+log = logging.getLogger(__name__)
+
+
+class SlackConsole:
+    """The Slack console: ``POST /slack/events`` (or Socket Mode) in, Web API out."""
+
+    section = "slack"
+    name = "slack"
+    load_config = staticmethod(load_config)
+
+    def __init__(self, config: SlackConfig, runtime: Runtime):
+        self.config = config
+        self.runtime = runtime
+        self.web = client(config)
+        self.groups = SlackGroups(config, self.web)
+
+    # Slack user groups vouch for their members (see gateway.team.RoleSource).
+    @property
+    def declares_members(self) -> bool:
+        return self.groups.declares_members
+
+    async def role(self, agent: str) -> Role:
+        return await self.groups.role(agent)
+
+    def mount(self, app: web.Application, services: "Services") -> None:
+        from .app import build, events_handler, socket_mode_handler
+
+        bolt = build(self, services)
+        if self.config.signing_secret:
+            app.router.add_post("/slack/events", events_handler(bolt, self.config.signing_secret))
+        if self.config.socket_mode:
+            sockets = []  # made on startup: its aiohttp session needs the running loop
+
+            async def connect_socket(_app: web.Application) -> None:
+                sockets.append(socket_mode_handler(bolt, self.config))
+                await sockets[0].connect_async()
+
+            async def close_socket(_app: web.Application) -> None:
+                for socket in sockets:
+                    await socket.close_async()
+
+            app.on_startup.append(connect_socket)
+            app.on_cleanup.append(close_socket)
+
+    async def deliver(self, event: AgentEvent, services: "Services") -> None:
+        await deliver_event(self, event, services)
+
+    async def delivered(self, conversation_id: str, events: Sequence[AgentEvent], services: "Services") -> None:
+        """Mark the App Homes showing this chat for a (debounced, paced) refresh."""
+        from .home_refresh import HomePublisher
+
+        try:
+            publisher = HomePublisher(self, services)
+            delay = await publisher.changed(conversation_id, events)
+            if delay is not None:
+                await services.conversations.dispatch.console_task(self.name, "refresh_homes", delay=delay)
+        except Exception:  # noqa: BLE001 - the events are delivered; a Home refresh must not redo them
+            log.exception("marking App Homes for chat %s failed", conversation_id)
+
+    async def run_task(self, task: str, args: Sequence[str], services: "Services") -> None:
+        if task != "refresh_homes":
+            raise ValueError(f"no Slack task {task!r}")
+        from .home_refresh import HomePublisher
+
+        delay = await HomePublisher(self, services).pump()
+        if delay is not None:
+            await services.conversations.dispatch.console_task(self.name, "refresh_homes", delay=delay)
+
+    def refusal(self, refused: Refused, services: "Services") -> str:
+        """The core's refusal with agents as Slack mentions."""
+        if refused.code in ("not_agent", "not_admin") or not refused.detail:
+            if refused.code == "not_agent":
+                return ("You are not on the support team in chatgate, so you cannot work on chats. "
+                        "Ask an admin to add you ([[agents]] in the config, or slack.agent_group).")
+            return refused.reason
+        return refusal_text(refused.code, mention(services.team, refused.detail))

@@ -7,22 +7,29 @@ workers from the conversation's agent outbox.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.signature import SignatureVerifier
 
-from gateway.config import SlackConfig
-from gateway.conversations import Conversations
 from gateway.message import Refused
-from gateway.store import Store
 
-from .controls import NOT_AGENT, register_controls, register_unknown_actions
-from .deliver import client, conversation_for_thread
+from .config import SlackConfig
+from .controls import register_controls, register_unknown_actions
+from .deliver import conversation_for_thread
 from .home_actions import register_home
-from .team import Team
+from .team import agent_id
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+    from . import SlackConsole
 
 __all__ = ["build", "events_handler", "socket_mode_handler"]
 
@@ -40,11 +47,12 @@ async def _acknowledge_note(client, channel: str, ts: str) -> None:
         log.warning("could not add the note reaction in %s at %s", channel, ts, exc_info=True)
 
 
-def build(config: SlackConfig, conversations: Conversations, store: Store) -> AsyncApp:
+def build(console: "SlackConsole", services: "Services") -> AsyncApp:
     """The bolt app for one workspace, with its handlers."""
+    config, conversations, store = console.config, services.conversations, services.store
     app = AsyncApp(
         signing_secret=config.signing_secret,
-        client=client(config),
+        client=console.web,
         # Bolt would log the unhandled events; we ignore most message subtypes on purpose.
         raise_error_for_unhandled_request=False,
         # Answer Slack only once a reply is stored: a 2xx means it is safe, and
@@ -52,9 +60,8 @@ def build(config: SlackConfig, conversations: Conversations, store: Store) -> As
         process_before_response=True,
     )
 
-    team = Team(config, app.client)
-    register_home(app, config, conversations, team)  # before the controls: Home's Accept is answered in Home
-    register_controls(app, conversations, store, team)
+    register_home(app, console, services)  # before the controls: Home's Accept is answered in Home
+    register_controls(app, console, services)
 
     @app.event("message")
     async def on_message(event: dict, client) -> None:
@@ -66,24 +73,24 @@ def build(config: SlackConfig, conversations: Conversations, store: Store) -> As
         conversation_id = await conversation_for_thread(store, config.channel, thread_ts)
         if conversation_id is None:
             return
-        agent, text = event.get("user", ""), event.get("text", "")
+        user, text = event.get("user", ""), event.get("text", "")
+        agent = agent_id(services.team, user)
+        platform_id = f"{config.channel}:{event['ts']}"
         try:
-            if not await team.is_agent(agent):
-                raise Refused("not_agent", NOT_AGENT)
             if NOTE_PREFIX.match(text):
-                if await conversations.note(conversation_id, agent, text, platform_id=f"{config.channel}:{event['ts']}"):
+                if await conversations.note(conversation_id, agent, text, platform_id=platform_id, via=console.name):
                     await _acknowledge_note(client, config.channel, event["ts"])
                 return
-            await conversations.reply(conversation_id, agent, text, platform_id=f"{config.channel}:{event['ts']}")
+            await conversations.reply(conversation_id, agent, text, platform_id=platform_id, via=console.name)
         except Refused as refusal:
             await client.chat_postEphemeral(
-                channel=config.channel, user=agent, thread_ts=thread_ts,
-                text=f"Not sent to the customer: {refusal.reason}",
+                channel=config.channel, user=user, thread_ts=thread_ts,
+                text=f"Not sent to the customer: {console.refusal(refusal, services)}",
             )
         except Exception:  # noqa: BLE001
             log.exception("relaying a Slack reply failed")
             await client.chat_postEphemeral(
-                channel=config.channel, user=agent, thread_ts=thread_ts,
+                channel=config.channel, user=user, thread_ts=thread_ts,
                 text="Not sent to the customer: chatgate could not store it. Please send it again.",
             )
 
@@ -91,8 +98,57 @@ def build(config: SlackConfig, conversations: Conversations, store: Store) -> As
     return app
 
 
-def events_handler(app: AsyncApp) -> "web.Handler":
+def malformed(body: dict) -> str:
+    """Why a (signed) Slack body is not an event or an interaction chatgate can read; "" if it is one.
+
+    Bolt assumes Slack's shapes inside its middleware and answers 500 otherwise.
+    """
+    kind = body.get("type")
+    if kind == "event_callback":
+        event = body.get("event")
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            return "an event_callback needs an event object with a type"
+    elif kind == "block_actions":
+        actions = body.get("actions")
+        if not isinstance(actions, list) or not actions or not all(
+                isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions):
+            return "block_actions needs a list of actions, each with an action_id"
+        if not isinstance(body.get("user"), dict):
+            return "block_actions needs the user who clicked"
+    elif kind not in ("url_verification", "app_rate_limited", "view_submission", "view_closed", "shortcut",
+                      "message_action", "block_suggestion", "interactive_message", None):
+        return f"unknown type {kind!r}"
+    return ""
+
+
+def _parsed(raw: str, content_type: str) -> dict | None:
+    if content_type == "application/x-www-form-urlencoded":
+        payload = parse_qs(raw).get("payload")
+        if payload is None:
+            return {}  # slash commands and the like: bolt's business
+        data = json.loads(payload[0])
+    else:
+        data = json.loads(raw)
+    return data if isinstance(data, dict) else None
+
+
+def _signed(verifier: SignatureVerifier, raw_body: str, headers: dict) -> bool:
+    """Whether Slack signed this body; bolt's headers map each name to a list of values."""
+
+    def first(name: str) -> str | None:
+        values = headers.get(name) or []
+        return values[0] if values else None
+
+    timestamp, signature = first("x-slack-request-timestamp"), first("x-slack-signature")
+    try:
+        return bool(timestamp and signature and verifier.is_valid(raw_body, timestamp, signature))
+    except ValueError:  # a timestamp that is not a number
+        return False
+
+
+def events_handler(app: AsyncApp, signing_secret: str) -> "web.Handler":
     """The aiohttp handler for ``POST /slack/events`` (events and interactivity)."""
+    verifier = SignatureVerifier(signing_secret)
 
     async def handle(request: web.Request) -> web.Response:
         try:
@@ -101,6 +157,14 @@ def events_handler(app: AsyncApp) -> "web.Handler":
             # Bolt parses the body before it checks the signature; a body that is
             # not Slack's JSON or form (a JSON array, broken JSON) fails in there.
             return web.json_response({"error": "malformed body: not a Slack event or interaction"}, status=400)
+        try:
+            body = _parsed(bolt_request.raw_body, request.content_type)
+        except ValueError:
+            body = None
+        reason = "not a JSON object" if body is None else malformed(body)
+        if reason and _signed(verifier, bolt_request.raw_body, bolt_request.headers):
+            # Only a signed request learns what was wrong with it; others get bolt's 401.
+            return web.json_response({"error": f"malformed Slack body: {reason}"}, status=400)
         bolt_response = await app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from typing import Callable, Mapping
 
 from gateway.message import Conversation, State
 
-__all__ = ["card", "card_text", "format_seconds", "controls", "head_start_dm", "SOUND_ACTIONS", "CHANNEL_LABELS"]
+__all__ = ["card", "card_text", "format_seconds", "controls", "head_start_dm", "SOUND_ACTIONS"]
 
 _STATE_LABEL = {
     State.NEW: ":new: New, waiting in the Inbox",
@@ -15,7 +16,10 @@ _STATE_LABEL = {
     State.CLOSED: ":lock: Closed",
 }
 
-CHANNEL_LABELS = {"telegram": "Telegram", "sms": "SMS", "whatsapp": "WhatsApp", "webchat": "Web chat"}
+
+
+def _slack_mention(agent: str) -> str:
+    return f"<@{agent}>"
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -37,7 +41,7 @@ SOUND_ACTIONS = {"sound_on": True, "sound_off": False}
 
 
 def controls(conversation: Conversation, sound: bool = True) -> list[str]:
-    """The action ids a state offers, A-F (the server enforces the same rules).
+    """The action ids a state offers, Go back, Speaker, Leave, Resolve, Accept, Reject (A-F; the server enforces the same rules).
 
     ``sound`` is the assignee's current setting: its button turns it the other way.
     """
@@ -75,25 +79,29 @@ def _button(action: str, conversation_id: str, url: str = "") -> dict:
     return button
 
 
-def card_text(conversation: Conversation) -> str:
+def card_text(conversation: Conversation, labels: Mapping[str, str]) -> str:
     """The notification text of the card (shown where blocks are not)."""
-    return f"{conversation.name or conversation.customer_id} ({CHANNEL_LABELS.get(conversation.channel, conversation.channel)}): {conversation.query[:150]}"
+    label = labels.get(conversation.channel, conversation.channel)
+    return f"{conversation.name or conversation.customer_id} ({label}): {conversation.query[:150]}"
 
 
 def card(conversation: Conversation, now: float | None = None, sound: bool = True, permalink: str = "",
-         reassigned: tuple[str, str] | None = None) -> list[dict]:
+         reassigned: tuple[str, str] | None = None, labels: Mapping[str, str] | None = None,
+         who: Callable[[str], str] = _slack_mention) -> list[dict]:
     """The blocks of a conversation's card.
 
     ``sound`` is the assignee's setting for this chat, ``permalink`` the thread's
-    link (for A), ``reassigned`` the (admin, agent) of the last reassignment.
+    link (for A), ``reassigned`` the (admin, agent) of the last reassignment,
+    ``labels`` the channels' labels and ``who`` how an agent id is shown.
     """
+    labels = labels or {}
     now = time.time() if now is None else now
     c = conversation
     state = _STATE_LABEL[c.state]
     if c.assignee:
-        state += f" · assigned to <@{c.assignee}>"
+        state += f" · assigned to {who(c.assignee)}"
     elif c.previous_agent:
-        state += f" · previously <@{c.previous_agent}>"
+        state += f" · previously {who(c.previous_agent)}"
     rating = f"{c.rating}/5" if c.rating is not None else "–"
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": f"{c.name or c.customer_id}"[:150]}},
@@ -104,7 +112,7 @@ def card(conversation: Conversation, now: float | None = None, sound: bool = Tru
                 {"type": "mrkdwn", "text": f"*Query*\n{c.query[:1000] or '–'}"},
                 {"type": "mrkdwn", "text": f"*Phone*\n{c.phone or '–'}"},
                 {"type": "mrkdwn", "text": f"*Location*\n{c.location or '–'}"},
-                {"type": "mrkdwn", "text": f"*Channel*\n{CHANNEL_LABELS.get(c.channel, c.channel)}"},
+                {"type": "mrkdwn", "text": f"*Channel*\n{labels.get(c.channel, c.channel)}"},
                 {"type": "mrkdwn", "text": f"*Topic*\n{c.topic}"},
                 {"type": "mrkdwn", "text": f"*Rating*\n{rating}"},
             ],
@@ -123,11 +131,11 @@ def card(conversation: Conversation, now: float | None = None, sound: bool = Tru
     ]
     notes = []
     if c.declined_by:
-        notes.append("Declined by " + ", ".join(f"<@{agent}>" for agent in c.declined_by))
+        notes.append("Declined by " + ", ".join(who(agent) for agent in c.declined_by))
     if reassigned and c.state in (State.ACTIVE, State.RESOLVED):
-        notes.append(f"Reassigned by <@{reassigned[0]}> to <@{reassigned[1]}>")
+        notes.append(f"Reassigned by {who(reassigned[0])} to {who(reassigned[1])}")
     if c.state is State.ACTIVE and c.assignee:
-        notes.append(f"Sound {'on' if sound else 'off'} for <@{c.assignee}>")
+        notes.append(f"Sound {'on' if sound else 'off'} for {who(c.assignee)}")
     if notes:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(notes)}]})
     buttons = []
@@ -149,7 +157,7 @@ def card(conversation: Conversation, now: float | None = None, sound: bool = Tru
     return blocks
 
 
-def head_start_dm(conversation: Conversation, status: str = "") -> list[dict]:
+def head_start_dm(conversation: Conversation, labels: Mapping[str, str], status: str = "") -> list[dict]:
     """The direct message to a returning customer's previous agent: profile, query, E and F.
 
     With a ``status`` (accepted, declined, offered to everyone) the buttons are gone.
@@ -158,7 +166,7 @@ def head_start_dm(conversation: Conversation, status: str = "") -> list[dict]:
     blocks: list[dict] = [
         {"type": "section", "text": {"type": "mrkdwn", "text":
             f":wave: Your previous customer *{c.name or c.customer_id}* is back "
-            f"({CHANNEL_LABELS.get(c.channel, c.channel)}):\n>{c.query[:1000] or '–'}"}},
+            f"({labels.get(c.channel, c.channel)}):\n>{c.query[:1000] or '–'}"}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text":
             f"Phone: {c.phone or '–'} · Location: {c.location or '–'} · Topic: {c.topic} · Chat #{c.id}"}]},
     ]

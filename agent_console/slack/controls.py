@@ -1,32 +1,35 @@
-"""The chat card's controls (A-F and the admins' reassign), checked by who clicks.
+"""The chat card's controls (E Accept, F Reject, D Resolve, C Leave, B Speaker, A Go back,
+Retry, Reassign): one bolt listener each, behind one listener middleware.
 
-Every click is acknowledged at once; then the clicker's role is checked (agent,
-admin) and the core operation runs. A refusal, whatever the payload (forged
-action ids or values, a stale card, a double click), is an ephemeral reply to
-the clicker only, and nothing changes.
+The middleware maps the clicking Slack user to their agent id and answers
+whatever the core refuses: the core checks roles and the state machine checks
+the chat, whatever the payload (forged action ids or values, a stale card, a
+double click). A refusal is an ephemeral reply to the clicker only, and nothing
+changes.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING, Awaitable, Callable
 
+from slack_bolt import BoltResponse
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from gateway.conversations import Conversations
 from gateway.message import Refused
-from gateway.store import Store
 
 from .cards import SOUND_ACTIONS
-from .team import Team
+from .team import agent_id, mention
 
-__all__ = ["register_controls", "register_unknown_actions", "NOT_AGENT", "NOT_ADMIN"]
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+    from . import SlackConsole
+
+__all__ = ["register_controls", "register_unknown_actions"]
 
 log = logging.getLogger(__name__)
-
-NOT_AGENT = ("You are not on the support team in chatgate, so you cannot work on chats. "
-             "Ask an admin to add you (slack.agents or slack.agent_group).")
-NOT_ADMIN = "Only chatgate admins can reassign a chat (slack.admins or slack.admin_group)."
 
 
 def _conversation_id(action: dict) -> str:
@@ -41,53 +44,78 @@ async def _tell(respond: AsyncRespond, text: str) -> None:
     await respond(text=text, response_type="ephemeral", replace_original=False)
 
 
-def register_controls(app: AsyncApp, conversations: Conversations, store: Store, team: Team) -> None:
-    """Handle the card's buttons and the reassign select on ``app``."""
+# What a control does, given the agent id, the conversation id and the action payload.
+Control = Callable[[str, str, dict], Awaitable[None]]
 
-    async def run(action_id: str, agent: str, action: dict) -> None:
-        conversation_id = _conversation_id(action)
-        if action_id in ("accept", "reject", "resolve", "leave"):
-            await getattr(conversations, action_id)(conversation_id, agent)
-        elif action_id in SOUND_ACTIONS:
-            await conversations.set_sound(conversation_id, agent, SOUND_ACTIONS[action_id])
-        elif action_id == "open_chat":
-            # A is a link Slack opens by itself; it only tells the others it is not theirs.
-            conversation = await store.get(conversation_id)
-            if conversation is None or conversation.assignee != agent:
-                owner = f"<@{conversation.assignee}>" if conversation and conversation.assignee else "nobody yet"
-                raise Refused("not_assignee", f"This chat is assigned to {owner}; only its assignee works in it.")
-        elif action_id == "retry_delivery":
-            conversation_id, _, seq = action.get("value", "").partition(":")
-            if not seq.isdigit():
-                raise Refused("unknown", "This Retry button does not name a message; nothing was sent.")
-            await conversations.redeliver(conversation_id, int(seq), agent)
-        elif action_id == "reassign":
-            if not await team.is_admin(agent):
-                raise Refused("not_admin", NOT_ADMIN)
-            target = action.get("selected_user") or ""
-            if not target:
-                raise Refused("no_target", "Pick the agent who should take this chat.")
-            if not await team.is_agent(target):
-                raise Refused("not_agent_target", f"<@{target}> is not on the support team, so cannot take chats.")
-            await conversations.reassign(conversation_id, agent, target)
 
-    async def on_action(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespond) -> None:
+def register_controls(app: AsyncApp, console: "SlackConsole", services: "Services") -> None:
+    """One listener per control on ``app``, each run by ``as_agent``."""
+    conversations, store, via = services.conversations, services.store, console.name
+
+    async def as_agent(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespond, next) -> BoltResponse:
+        """Listener middleware: acknowledge, then run the control as the clicker's agent; refusals go to them."""
         await ack()
-        agent = body.get("user", {}).get("id", "")
-        action_id = action.get("action_id", "")
         try:
-            if not await team.is_agent(agent):
-                raise Refused("not_agent", NOT_AGENT)
-            await run(action_id, agent, action)
+            control = _CONTROLS[action.get("action_id", "")]
+            user = body.get("user", {}).get("id", "")
+            await control(agent_id(services.team, user), _conversation_id(action), action)
         except Refused as refusal:
-            await _tell(respond, refusal.reason)
+            await _tell(respond, console.refusal(refusal, services))
         except Exception:  # noqa: BLE001 - bolt answers 404 if a handler raises after ack()
-            log.exception("Slack action %s failed", action_id)
+            log.exception("Slack action %s failed", action.get("action_id"))
             await _tell(respond, "Something went wrong; nothing was changed. Please try again.")
+        # Answered here: the listener itself has nothing left to do.
+        return BoltResponse(status=200, body="")
 
-    for action_id in ("accept", "reject", "resolve", "leave", "open_chat", "reassign", "retry_delivery",
-                      *SOUND_ACTIONS):
-        app.action(action_id)(on_action)
+    async def open_chat(agent: str, conversation_id: str, action: dict) -> None:
+        # A is a link Slack opens by itself; it only tells the others it is not theirs.
+        conversation = await store.get(conversation_id)
+        if conversation is None or conversation.assignee != agent:
+            owner = mention(services.team, conversation.assignee) if conversation and conversation.assignee \
+                else "nobody yet"
+            raise Refused("not_assignee", reason=f"This chat is assigned to {owner}; only its assignee works in it.")
+
+    async def retry(agent: str, _conversation_id: str, action: dict) -> None:
+        conversation_id, _, seq = action.get("value", "").partition(":")
+        if not seq.isdigit():
+            raise Refused("unknown", reason="This Retry button does not name a message; nothing was sent.")
+        await conversations.redeliver(conversation_id, int(seq), agent, via=via)
+
+    async def reassign(agent: str, conversation_id: str, action: dict) -> None:
+        target = action.get("selected_user") or ""
+        await conversations.reassign(conversation_id, agent, agent_id(services.team, target) if target else "",
+                                     via=via)
+
+    def sound(on: bool) -> Control:
+        async def set_sound(agent: str, conversation_id: str, _action: dict) -> None:
+            await conversations.set_sound(conversation_id, agent, on, via=via)
+
+        return set_sound
+
+    def operation(name: str) -> Control:
+        method = getattr(conversations, name)
+
+        async def run(agent: str, conversation_id: str, _action: dict) -> None:
+            await method(conversation_id, agent, via=via)
+
+        return run
+
+    _CONTROLS: dict[str, Control] = {
+        "accept": operation("accept"),
+        "reject": operation("reject"),
+        "resolve": operation("resolve"),
+        "leave": operation("leave"),
+        "open_chat": open_chat,
+        "retry_delivery": retry,
+        "reassign": reassign,
+        **{action_id: sound(on) for action_id, on in SOUND_ACTIONS.items()},
+    }
+
+    async def done() -> None:
+        """The listener behind ``as_agent``, which has done the work."""
+
+    for action_id in _CONTROLS:
+        app.action(action_id, middleware=[as_agent])(done)
 
 
 def register_unknown_actions(app: AsyncApp) -> None:

@@ -6,25 +6,28 @@ Each call is safe to repeat: the card is posted once and then only updated.
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from channels import DeliveryError
-from gateway.config import SlackConfig
+from gateway.events import AgentEvent, EventKind
 from gateway.message import Conversation, State
+from gateway.ports import DeliveryError
 from gateway.store import HistoryEntry, Store
+from gateway.team import Team
 
 from .cards import card, card_text, head_start_dm
-from .team import Team
+from .config import SlackConfig
+from .team import mention, slack_user
 
-__all__ = ["client", "deliver_event", "conversation_for_thread", "ScheduleOffer"]
+if TYPE_CHECKING:
+    from gateway.services import Services
 
-# Asks the workers to offer a chat to everyone after a delay (the returning customer's head start).
-ScheduleOffer = Callable[[str, float], Awaitable[None]]
+    from . import SlackConsole
+
+__all__ = ["client", "deliver_event", "conversation_for_thread"]
 
 log = logging.getLogger(__name__)
 
@@ -75,71 +78,222 @@ async def _call(coro):
         raise DeliveryError(f"Slack unreachable: {exc}") from None
 
 
-async def _sound(store: Store, conversation: Conversation) -> bool:
-    return not conversation.assignee or await store.sound(conversation.id, conversation.assignee)
+class Delivery:
+    """Posts one conversation's events to the channel, its thread and DMs, for one worker job."""
 
+    def __init__(self, console: "SlackConsole", services: "Services"):
+        self.web: AsyncWebClient = console.web
+        self.config: SlackConfig = console.config
+        self.store: Store = services.store
+        self.team: Team = services.team
+        self.labels = services.channel_labels
+        self.services = services
 
-async def _card_blocks(web: AsyncWebClient, store: Store, config: SlackConfig, conversation: Conversation,
-                       ts: str | None) -> list[dict]:
-    permalink = ""
-    if ts and conversation.state is State.ACTIVE:
-        permalink = await store.get_ref("slack-permalink", conversation.id) or ""
-        if not permalink:
+    def who(self, agent: str) -> str:
+        return mention(self.team, agent)
+
+    def _card(self, conversation: Conversation, **extra) -> list[dict]:
+        return card(conversation, labels=self.labels, who=self.who, **extra)
+
+    async def _sound(self, conversation: Conversation) -> bool:
+        return not conversation.assignee or await self.store.sound(conversation.id, conversation.assignee)
+
+    async def _card_blocks(self, conversation: Conversation, ts: str | None) -> list[dict]:
+        store, permalink = self.store, ""
+        if ts and conversation.state is State.ACTIVE:
+            permalink = await store.get_ref("slack-permalink", conversation.id) or ""
+            if not permalink:
+                try:
+                    reply = await _call(self.web.chat_getPermalink(channel=self.config.channel, message_ts=ts))
+                    permalink = reply.get("permalink", "")
+                    await store.set_ref("slack-permalink", conversation.id, permalink)
+                except DeliveryError as exc:
+                    # The card matters more than its link: show it without A, try again next update.
+                    log.warning("no permalink for chat %s: %s", conversation.id, exc)
+        reassigned = await store.get_ref("slack-reassigned", conversation.id)
+        return self._card(conversation, sound=await self._sound(conversation), permalink=permalink,
+                          reassigned=tuple(reassigned.split(" ", 1)) if reassigned else None)
+
+    async def post_card(self, conversation: Conversation) -> str:
+        store, config = self.store, self.config
+        ts = await store.get_ref("slack-card", conversation.id)
+        if ts:
+            return ts  # a repeated job must not post a second card
+        reply = await _call(self.web.chat_postMessage(
+            channel=config.channel, text=card_text(conversation, self.labels),
+            blocks=await self._card_blocks(conversation, None),
+        ))
+        ts = reply["ts"]
+        # Posted: remember it even through a Redis outage, or a retry would post a second card.
+        await store.through_outage(lambda: store.set_ref("slack-card", conversation.id, ts))
+        await store.through_outage(lambda: store.set_ref("slack-thread", f"{config.channel}:{ts}", conversation.id))
+        if await store.get_ref("slack-dm", conversation.id):
+            await self._catch_up(conversation, ts)
+        return ts
+
+    async def _catch_up(self, conversation: Conversation, ts: str) -> None:
+        """After a head start, the thread gets the customer's messages that only the DM saw."""
+        relayed = 1  # the first message is the card's query
+        for entry in await self.store.history(conversation.id):
+            if entry.direction == "in" and entry.seq > 1:
+                await _call(self.web.chat_postMessage(channel=self.config.channel, thread_ts=ts,
+                                                      text=_relayed_text(conversation, entry)))
+            relayed = max(relayed, entry.seq)
+        await self.store.through_outage(lambda: self.store.set_ref("slack-relayed", conversation.id, str(relayed)))
+
+    async def update_card(self, conversation: Conversation) -> None:
+        ts = await self.post_card(conversation)
+        await _call(self.web.chat_update(
+            channel=self.config.channel, ts=ts, text=card_text(conversation, self.labels),
+            blocks=await self._card_blocks(conversation, ts),
+        ))
+
+    async def thread(self, conversation: Conversation, text: str, blocks: list[dict] | None = None) -> None:
+        ts = await self.post_card(conversation)
+        await _call(self.web.chat_postMessage(channel=self.config.channel, thread_ts=ts, text=text, blocks=blocks))
+
+    async def update_dm(self, conversation: Conversation, status: str) -> None:
+        dm = await _dm(self.store, conversation.id)
+        if dm is not None:
+            await _call(self.web.chat_update(channel=dm[0], ts=dm[1], text=status,
+                                             blocks=head_start_dm(conversation, self.labels, status)))
+
+    async def head_start(self, conversation: Conversation) -> bool:
+        """DM the returning customer's previous agent with E and F while the core gives them a head start.
+
+        False when there is none (any more), or the agent cannot be reached in
+        Slack: then the chat is offered to everyone at once.
+        """
+        agent = conversation.head_start_for
+        if not agent or conversation.state is not State.NEW:
+            return False
+        user = slack_user(self.team, agent)
+        if not user:
+            return True  # a web-only agent: their console shows it; the card waits for the offer
+        if await _dm(self.store, conversation.id) is None:  # a repeated job must not DM twice
             try:
-                reply = await _call(web.chat_getPermalink(channel=config.channel, message_ts=ts))
-                permalink = reply.get("permalink", "")
-                await store.set_ref("slack-permalink", conversation.id, permalink)
+                reply = await _call(self.web.chat_postMessage(
+                    channel=user, text=f":wave: Your previous customer {conversation.name or conversation.customer_id} "
+                    f"is back: “{conversation.query[:300]}”", blocks=head_start_dm(conversation, self.labels),
+                ))
             except DeliveryError as exc:
-                # The card matters more than its link: show it without A, try again next update.
-                log.warning("no permalink for chat %s: %s", conversation.id, exc)
-    reassigned = await store.get_ref("slack-reassigned", conversation.id)
-    return card(conversation, sound=await _sound(store, conversation), permalink=permalink,
-                reassigned=tuple(reassigned.split(" ", 1)) if reassigned else None)
+                if not exc.permanent:
+                    raise  # retried by the job
+                # The agent cannot be reached (deactivated, DMs closed): no head start.
+                log.warning("cannot DM %s about returning chat %s: %s", user, conversation.id, exc)
+                await self.services.conversations.offer(conversation.id)
+                return False
+            await self.store.through_outage(
+                lambda: self.store.set_ref("slack-dm", conversation.id, f"{reply['channel']}:{reply['ts']}"))
+        return True
+
+    async def deliver(self, event: AgentEvent) -> None:
+        """Show one outbox event in Slack. Raises DeliveryError when Slack fails."""
+        store, config = self.store, self.config
+        conversation = await store.get(event.conversation_id)
+        if conversation is None:
+            return
+        kind, by, seq = event.kind, event.by, event.seq
+        name = conversation.name or conversation.customer_id
+
+        if kind is EventKind.CREATED:
+            if await self.head_start(conversation):
+                return
+            previous = slack_user(self.team, conversation.previous_agent) if conversation.previous_agent else ""
+            if previous:
+                # The returning customer's previous agent hears of it first, in a DM.
+                try:
+                    await _call(self.web.chat_postMessage(
+                        channel=previous,
+                        text=f":wave: Your previous customer *{name}* is back: “{conversation.query[:300]}”. "
+                        f"The chat card is in <#{config.channel}>.",
+                    ))
+                except DeliveryError as exc:
+                    if not exc.permanent:
+                        raise
+                    log.warning("cannot DM %s about chat %s: %s", previous, conversation.id, exc)
+            await self.post_card(conversation)
+            entry = await store.message(conversation.id, seq)
+            if entry and entry.attachments:
+                await self.thread(conversation, f"*{name}:* {_customer_text(conversation, entry)}")
+            return
+
+        if kind in (EventKind.MESSAGE, EventKind.REOPENED, EventKind.RATED):
+            entry = await store.message(conversation.id, seq)
+            card_ts = await store.get_ref("slack-card", conversation.id)
+            dm = await _dm(store, conversation.id)
+            if entry is not None and card_ts is None and dm is not None:
+                # Still in the head start: only the previous agent sees it, in the DM's thread.
+                await _call(self.web.chat_postMessage(channel=dm[0], thread_ts=dm[1],
+                                                      text=_relayed_text(conversation, entry)))
+                return
+            if entry is not None and entry.seq > int(await store.get_ref("slack-relayed", conversation.id) or 0):
+                text = _relayed_text(conversation, entry)
+                if kind is EventKind.REOPENED:
+                    text = ":arrows_counterclockwise: The customer wrote again, the chat is active again.\n" + text
+                if kind is EventKind.RATED:
+                    text = f":star: {name} rated this chat {conversation.rating}/5."
+                elif conversation.state is State.ACTIVE and conversation.assignee and await self._sound(conversation):
+                    # The mention is what makes Slack notify the assignee with sound.
+                    text = f"{self.who(conversation.assignee)} {text}"
+                await self.thread(conversation, text)
+            if kind is not EventKind.MESSAGE:
+                await self.update_card(conversation)
+            return
+
+        if kind in (EventKind.REPLIED, EventKind.FIRST_RESPONSE, EventKind.NOTED):
+            if event.console != "slack":
+                # Written in another console: the thread shows it too.
+                entry = await store.message(conversation.id, seq)
+                if entry is not None:
+                    what = "private note" if kind is EventKind.NOTED else "to the customer"
+                    await self.thread(conversation, f"{self.who(by)} ({what}): {entry.text}")
+            if kind is EventKind.FIRST_RESPONSE:
+                await self.update_card(conversation)
+            return
+
+        notes = {
+            EventKind.ACCEPTED: f"{self.who(by)} accepted this chat. Replies in this thread go to the customer.",
+            EventKind.DECLINED: f"{self.who(by)} declined this chat.",
+            EventKind.LEFT: f"{self.who(by)} left this chat; it is back in the Inbox.",
+            EventKind.RESOLVED: f"{self.who(by)} resolved this chat; the customer was asked for a rating.",
+            EventKind.CLOSED: "This chat is closed.",
+            EventKind.REASSIGNED: f"{self.who(by)} reassigned this chat to {self.who(event.to)}. "
+            f"Replies in this thread from {self.who(event.to)} go to the customer.",
+        }
+        if kind is EventKind.REASSIGNED:
+            await store.set_ref("slack-reassigned", conversation.id, f"{by} {event.to}")
+        if kind is EventKind.OFFERED:
+            await self.post_card(conversation)
+            if conversation.previous_agent not in conversation.declined_by:
+                await self.update_dm(conversation, ":hourglass: The head start is over: this chat is offered to "
+                                     f"everyone in <#{config.channel}>.")
+            return
+        if kind is EventKind.DELIVERY_FAILED:
+            entry = await store.message(conversation.id, seq)
+            if entry is not None:
+                text = f":warning: Not delivered to the customer: “{entry.text[:300]}” ({entry.detail})"
+                await self.thread(conversation, text, _failed_blocks(conversation, text, seq))
+            return
+        if kind is EventKind.REDELIVERING:
+            entry = await store.message(conversation.id, seq)
+            if entry is not None:
+                await self.thread(conversation, f":repeat: {self.who(by)} is sending “{entry.text[:300]}” again.")
+            return
+        await self.update_card(conversation)
+        if kind in notes:
+            await self.thread(conversation, notes[kind])
+        if kind is EventKind.ACCEPTED:
+            link = await store.get_ref("slack-permalink", conversation.id)
+            await self.update_dm(conversation, f"{self.who(by)} accepted this chat"
+                                 + (f": <{link}|open the thread>." if link else "."))
+        elif kind is EventKind.DECLINED and by == conversation.previous_agent:
+            await self.update_dm(conversation,
+                                 f"You declined this chat; it is offered to everyone in <#{config.channel}>.")
 
 
 def _relayed_text(conversation: Conversation, entry: HistoryEntry) -> str:
     return f"*{conversation.name or conversation.customer_id}:* {_customer_text(conversation, entry)}"
-
-
-async def _post_card(web: AsyncWebClient, store: Store, config: SlackConfig, conversation: Conversation) -> str:
-    ts = await store.get_ref("slack-card", conversation.id)
-    if ts:
-        return ts  # a repeated job must not post a second card
-    reply = await _call(web.chat_postMessage(
-        channel=config.channel, text=card_text(conversation),
-        blocks=await _card_blocks(web, store, config, conversation, None),
-    ))
-    ts = reply["ts"]
-    # Posted: remember it even through a Redis outage, or a retry would post a second card.
-    await store.through_outage(lambda: store.set_ref("slack-card", conversation.id, ts))
-    await store.through_outage(lambda: store.set_ref("slack-thread", f"{config.channel}:{ts}", conversation.id))
-    if await store.get_ref("slack-dm", conversation.id):
-        await _catch_up(web, store, config, conversation, ts)
-    return ts
-
-
-async def _catch_up(web, store: Store, config: SlackConfig, conversation: Conversation, ts: str) -> None:
-    """After a head start, the thread gets the customer's messages that only the DM saw."""
-    relayed = 1  # the first message is the card's query
-    for entry in await store.history(conversation.id):
-        if entry.direction == "in" and entry.seq > 1:
-            await _call(web.chat_postMessage(channel=config.channel, thread_ts=ts,
-                                             text=_relayed_text(conversation, entry)))
-        relayed = max(relayed, entry.seq)
-    await store.through_outage(lambda: store.set_ref("slack-relayed", conversation.id, str(relayed)))
-
-
-async def _update_card(web: AsyncWebClient, store: Store, config: SlackConfig, conversation: Conversation) -> None:
-    ts = await _post_card(web, store, config, conversation)
-    await _call(web.chat_update(
-        channel=config.channel, ts=ts, text=card_text(conversation),
-        blocks=await _card_blocks(web, store, config, conversation, ts),
-    ))
-
-
-async def _thread(web, store, config, conversation, text: str, blocks: list[dict] | None = None) -> None:
-    ts = await _post_card(web, store, config, conversation)
-    await _call(web.chat_postMessage(channel=config.channel, thread_ts=ts, text=text, blocks=blocks))
 
 
 def _failed_blocks(conversation: Conversation, text: str, seq: int) -> list[dict]:
@@ -161,132 +315,6 @@ async def _dm(store: Store, conversation_id: str) -> tuple[str, str] | None:
     return channel, ts
 
 
-async def _update_dm(web, store: Store, conversation: Conversation, status: str) -> None:
-    dm = await _dm(store, conversation.id)
-    if dm is not None:
-        await _call(web.chat_update(channel=dm[0], ts=dm[1], text=status,
-                                    blocks=head_start_dm(conversation, status)))
-
-
-async def _head_start(web, store: Store, config: SlackConfig, conversation: Conversation,
-                      schedule_offer: ScheduleOffer | None) -> bool:
-    """DM the returning customer's previous agent with E and F; False if no head start applies."""
-    agent = conversation.previous_agent
-    if not agent or config.returning_head_start <= 0 or schedule_offer is None:
-        return False
-    if not await Team(config, web).is_agent(agent):
-        return False  # no longer on the team: offer the chat to everyone at once
-    if await _dm(store, conversation.id) is None:  # a repeated job must not DM twice
-        try:
-            reply = await _call(web.chat_postMessage(
-                channel=agent, text=f":wave: Your previous customer {conversation.name or conversation.customer_id} "
-                f"is back: “{conversation.query[:300]}”", blocks=head_start_dm(conversation),
-            ))
-        except DeliveryError as exc:
-            if not exc.permanent:
-                raise  # retried by the job
-            # The agent cannot be reached (deactivated, DMs closed): no head start.
-            log.warning("cannot DM %s about returning chat %s: %s", agent, conversation.id, exc)
-            return False
-        await store.through_outage(
-            lambda: store.set_ref("slack-dm", conversation.id, f"{reply['channel']}:{reply['ts']}"))
-    await schedule_offer(conversation.id, config.returning_head_start)
-    return True
-
-
-async def deliver_event(web: AsyncWebClient, store: Store, config: SlackConfig, raw: bytes,
-                        schedule_offer: ScheduleOffer | None = None) -> None:
-    """Show one outbox event in Slack. Raises DeliveryError when Slack fails.
-
-    ``schedule_offer`` lets a returning customer's previous agent have the chat
-    alone for ``slack.returning_head_start``; without it the chat is offered at once.
-    """
-    event = json.loads(raw)
-    conversation = await store.get(event["conversation_id"])
-    if conversation is None:
-        return
-    kind, by, seq = event["event"], event.get("by", ""), int(event.get("seq") or 0)
-    name = conversation.name or conversation.customer_id
-
-    if kind == "created":
-        if await _head_start(web, store, config, conversation, schedule_offer):
-            return
-        if conversation.previous_agent:
-            # The returning customer's previous agent hears of it first, in a DM.
-            try:
-                await _call(web.chat_postMessage(
-                    channel=conversation.previous_agent,
-                    text=f":wave: Your previous customer *{name}* is back: “{conversation.query[:300]}”. "
-                    f"The chat card is in <#{config.channel}>.",
-                ))
-            except DeliveryError as exc:
-                if not exc.permanent:
-                    raise
-                log.warning("cannot DM %s about chat %s: %s", conversation.previous_agent, conversation.id, exc)
-        await _post_card(web, store, config, conversation)
-        entry = await store.message(conversation.id, seq)
-        if entry and entry.attachments:
-            await _thread(web, store, config, conversation, f"*{name}:* {_customer_text(conversation, entry)}")
-        return
-
-    if kind in ("message", "reopened", "rated"):
-        entry = await store.message(conversation.id, seq)
-        card_ts = await store.get_ref("slack-card", conversation.id)
-        dm = await _dm(store, conversation.id)
-        if entry is not None and card_ts is None and dm is not None:
-            # Still in the head start: only the previous agent sees it, in the DM's thread.
-            await _call(web.chat_postMessage(channel=dm[0], thread_ts=dm[1], text=_relayed_text(conversation, entry)))
-            return
-        if entry is not None and entry.seq > int(await store.get_ref("slack-relayed", conversation.id) or 0):
-            text = _relayed_text(conversation, entry)
-            if kind == "reopened":
-                text = ":arrows_counterclockwise: The customer wrote again, the chat is active again.\n" + text
-            if kind == "rated":
-                text = f":star: {name} rated this chat {conversation.rating}/5."
-            elif conversation.state is State.ACTIVE and conversation.assignee and await _sound(store, conversation):
-                # The mention is what makes Slack notify the assignee with sound.
-                text = f"<@{conversation.assignee}> {text}"
-            await _thread(web, store, config, conversation, text)
-        if kind != "message":
-            await _update_card(web, store, config, conversation)
-        return
-
-    notes = {
-        "accepted": f"<@{by}> accepted this chat. Replies in this thread go to the customer.",
-        "declined": f"<@{by}> declined this chat.",
-        "left": f"<@{by}> left this chat; it is back in the Inbox.",
-        "resolved": f"<@{by}> resolved this chat; the customer was asked for a rating.",
-        "closed": "This chat is closed.",
-        "reassigned": f"<@{by}> reassigned this chat to <@{event.get('to', '')}>. "
-        f"Replies in this thread from <@{event.get('to', '')}> go to the customer.",
-    }
-    if kind == "reassigned":
-        await store.set_ref("slack-reassigned", conversation.id, f"{by} {event.get('to', '')}")
-    if kind == "offered":
-        await _post_card(web, store, config, conversation)
-        if conversation.previous_agent not in conversation.declined_by:
-            await _update_dm(web, store, conversation,
-                             f":hourglass: The head start is over: this chat is offered to everyone in <#{config.channel}>.")
-        return
-    if kind == "delivery_failed":
-        entry = await store.message(conversation.id, seq)
-        if entry is not None:
-            text = f":warning: Not delivered to the customer: “{entry.text[:300]}” ({entry.detail})"
-            await _thread(web, store, config, conversation, text, _failed_blocks(conversation, text, seq))
-        return
-    if kind == "redelivering":
-        entry = await store.message(conversation.id, seq)
-        if entry is not None:
-            await _thread(web, store, config, conversation,
-                          f":repeat: <@{by}> is sending “{entry.text[:300]}” again.")
-        return
-    await _update_card(web, store, config, conversation)
-    if kind in notes:
-        await _thread(web, store, config, conversation, notes[kind])
-    if kind == "accepted":
-        link = await store.get_ref("slack-permalink", conversation.id)
-        await _update_dm(web, store, conversation, f"<@{by}> accepted this chat"
-                         + (f": <{link}|open the thread>." if link else "."))
-    elif kind == "declined" and by == conversation.previous_agent:
-        await _update_dm(web, store, conversation,
-                         f"You declined this chat; it is offered to everyone in <#{config.channel}>.")
+async def deliver_event(console: "SlackConsole", event: AgentEvent, services: "Services") -> None:
+    """Show one outbox event in Slack. Raises DeliveryError when Slack fails."""
+    await Delivery(console, services).deliver(event)

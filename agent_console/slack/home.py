@@ -12,17 +12,18 @@ from dataclasses import asdict, dataclass, replace
 from gateway.message import Conversation, State
 from gateway.store import AutoClose, Figures, Page
 
-from .cards import CHANNEL_LABELS, format_seconds
+from typing import Mapping
+
+from .cards import format_seconds
 
 __all__ = [
-    "HomeState", "PAGE_SIZE", "CHANNELS", "AUTO_CLOSE_CHOICES", "ANY",
+    "HomeState", "PAGE_SIZE", "AUTO_CLOSE_CHOICES", "ANY",
     "home_view", "not_on_team_view", "row_actions",
 ]
 
 PAGE_SIZE = 10
 ANY = "any"  # the filter option "all channels" / "all topics"
 
-CHANNELS = CHANNEL_LABELS  # the filter offers every channel chatgate has
 AUTO_CLOSE_CHOICES = (5 * 60, 15 * 60, 30 * 60, 60 * 60)  # seconds, offered to admins
 
 _STATE = {
@@ -121,8 +122,8 @@ def _auto_close(setting: AutoClose) -> list[dict]:
     ]
 
 
-def _tabs(state: HomeState, topics: tuple[str, ...]) -> dict:
-    channels = [_option("All channels", ANY)] + [_option(label, name) for name, label in CHANNELS.items()]
+def _tabs(state: HomeState, topics: tuple[str, ...], labels: Mapping[str, str]) -> dict:
+    channels = [_option("All channels", ANY)] + [_option(label, name) for name, label in labels.items()]
     topic_options = [_option("All topics", ANY)] + [_option(name, name) for name in topics]
     return {"type": "actions", "block_id": "home-tabs", "elements": [
         _button("home_tab_inbox", "Inbox", "inbox", "primary" if state.tab == "inbox" else None),
@@ -143,7 +144,7 @@ def row_actions(conversation: Conversation, tab: str, link: str | None) -> list[
     return elements
 
 
-def _row(conversation: Conversation, tab: str, link: str | None, now: float) -> list[dict]:
+def _row(conversation: Conversation, tab: str, link: str | None, now: float, labels: Mapping[str, str]) -> list[dict]:
     c = conversation
     rating = f"{c.rating}/5" if c.rating is not None else "–"
     plural = "s" if c.message_count != 1 else ""
@@ -160,7 +161,7 @@ def _row(conversation: Conversation, tab: str, link: str | None, now: float) -> 
         _text(f"*First Response*\n{format_seconds(c.first_response)}"),
         _text(f"*Duration*\n{format_seconds(c.duration(now))} · {c.message_count} message{plural}"),
         _text(f"*Rating*\n{rating}"),
-        _text(f"*Channel*\n{CHANNELS.get(c.channel, c.channel)}"),
+        _text(f"*Channel*\n{labels.get(c.channel, c.channel)}"),
         _text(f"*Topic*\n{c.topic or 'general'}"),
     ]}]
     elements = row_actions(c, tab, link)
@@ -180,8 +181,11 @@ def _paging(page: Page) -> list[dict]:
 
 
 def home_view(state: HomeState, page: Page, figures: Figures, links: dict[str, str], topics: tuple[str, ...],
-              now: float, auto_close: AutoClose | None = None, notice: str = "") -> dict:
-    """The Home tab of one agent; ``auto_close`` only for admins, ``notice`` answers the agent's last click."""
+              now: float, auto_close: AutoClose | None = None, notice: str = "",
+              labels: Mapping[str, str] | None = None) -> dict:
+    """The Home tab of one agent; ``auto_close`` only for admins, ``notice`` answers the agent's last click,
+    ``labels`` are the enabled channels' labels (for the filter)."""
+    labels = labels or {}
     title = "Inbox" if state.tab == "inbox" else "Assigned to me"
     blocks: list[dict] = [{"type": "header", "text": _plain(f"Support · {title}")}]
     if notice:
@@ -189,8 +193,8 @@ def home_view(state: HomeState, page: Page, figures: Figures, links: dict[str, s
     blocks.append(_figures(figures))
     if auto_close is not None:
         blocks += _auto_close(auto_close)
-    blocks += [{"type": "divider"}, _tabs(state, topics)]
-    filters = [f for f in (CHANNELS.get(state.channel, state.channel), state.topic) if f]
+    blocks += [{"type": "divider"}, _tabs(state, topics, labels)]
+    filters = [f for f in (labels.get(state.channel, state.channel), state.topic) if f]
     where = f" · filtered: {', '.join(filters)}" if filters else ""
     if page.conversations:
         first = page.offset + 1
@@ -201,15 +205,15 @@ def home_view(state: HomeState, page: Page, figures: Figures, links: dict[str, s
         summary = f"{empty}{where}." if not page.total else f"Nothing on this page ({page.total} in all){where}."
     blocks.append({"type": "context", "block_id": "home-summary", "elements": [_text(summary)]})
     for conversation in page.conversations:
-        blocks += _row(conversation, state.tab, links.get(conversation.id), now)
+        blocks += _row(conversation, state.tab, links.get(conversation.id), now, labels)
     blocks += _paging(page)
     return {"type": "home", "blocks": blocks[:100]}
 
 
-def not_on_team_view(admins: tuple[str, ...]) -> dict:
-    """The Home of someone who is not an agent: what this is and whom to ask."""
+def not_on_team_view(admins: list[str]) -> dict:
+    """The Home of someone who is not an agent: what this is and whom to ask (admins as shown in Slack)."""
     if admins:
-        ask = "Ask " + ", ".join(f"<@{admin}>" for admin in admins) + " to add you to the support team."
+        ask = "Ask " + ", ".join(admins) + " to add you to the support team."
     else:
         ask = "Ask your Slack workspace admin to add you to the support team in chatgate's configuration."
     return {"type": "home", "blocks": [

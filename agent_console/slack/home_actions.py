@@ -13,14 +13,19 @@ from dataclasses import replace
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from gateway.config import SlackConfig
-from gateway.conversations import Conversations
+from typing import TYPE_CHECKING
+
 from gateway.message import Refused
 
 from .cards import format_seconds
-from .home import ANY, CHANNELS
+from .home import ANY
 from .home_refresh import HomePublisher
-from .team import Team
+from .team import agent_id
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+    from . import SlackConsole
 
 __all__ = ["register_home", "HOME_ACTIONS"]
 
@@ -43,9 +48,10 @@ def _chosen(action: dict) -> str:
     return (action.get("selected_option") or {}).get("value", "") or action.get("value", "")
 
 
-def register_home(app: AsyncApp, config: SlackConfig, conversations: Conversations, team: Team) -> HomePublisher:
+def register_home(app: AsyncApp, console: "SlackConsole", services: "Services") -> HomePublisher:
     """Handle ``app_home_opened`` and the Home's actions on ``app``. Register before the card's controls."""
-    publisher = HomePublisher(config, conversations, app.client, team)
+    publisher = HomePublisher(console, services)
+    conversations, team = services.conversations, services.team
 
     async def handle(user: str, action: dict):
         action_id = action.get("action_id", "")
@@ -57,7 +63,7 @@ def register_home(app: AsyncApp, config: SlackConfig, conversations: Conversatio
             return ""
         if action_id == "home_filter_channel":
             channel = _chosen(action)
-            if channel != ANY and channel not in CHANNELS:
+            if channel != ANY and channel not in services.channel_labels:
                 return f":warning: There is no channel {channel!r}; the filter is unchanged."
             await publisher.save_state(user, state.switched(channel="" if channel == ANY else channel))
             return ""
@@ -75,7 +81,7 @@ def register_home(app: AsyncApp, config: SlackConfig, conversations: Conversatio
             return ""
         if action_id == "accept":
             conversation_id = action.get("value", "")
-            await conversations.accept(conversation_id, user)
+            await conversations.accept(conversation_id, agent_id(team, user), via=console.name)
             conversation = await publisher.store.get(conversation_id)
             name = conversation.name or conversation.customer_id
             return f":white_check_mark: You accepted the chat with *{name}*; it is in your Assigned tab."
@@ -95,11 +101,11 @@ def register_home(app: AsyncApp, config: SlackConfig, conversations: Conversatio
                 after = float(_chosen(action))
             except ValueError:
                 return ":warning: That is not a delay in seconds; nothing was changed."
-        affected = await conversations.set_auto_close(enabled, after, user, await team.is_admin(user))
+        affected = await conversations.set_auto_close(enabled, after, agent_id(team, user))
         # The other admins' Homes show the switch too.
         delay = await publisher.mark(sorted(await publisher.viewers() - {user}))
         if delay is not None:
-            await conversations.dispatch.refresh_homes(delay)
+            await conversations.dispatch.console_task(console.name, "refresh_homes", delay=delay)
         if not enabled:
             return f":white_check_mark: Auto-close is off; {affected} resolved chat(s) stay open until someone leaves them."
         return (f":white_check_mark: Auto-close is on: resolved chats close {format_seconds(after)} after "
@@ -109,13 +115,13 @@ def register_home(app: AsyncApp, config: SlackConfig, conversations: Conversatio
         await ack()
         user = body.get("user", {}).get("id", "")
         try:
-            if not await team.is_agent(user):
+            if not await team.is_agent(agent_id(team, user)):
                 await publisher.publish(user)  # the not-on-the-team view; nothing changes
                 return
             try:
                 notice = await handle(user, action)
             except Refused as refusal:
-                notice = f":warning: {refusal.reason}"
+                notice = f":warning: {console.refusal(refusal, services)}"
             if notice is not _NO_CHANGE:
                 await publisher.publish(user, notice)
         except Exception:  # noqa: BLE001 - bolt answers 404 if a handler raises after ack()

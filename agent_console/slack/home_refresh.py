@@ -28,21 +28,28 @@ import time
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from gateway.config import SlackConfig
-from gateway.conversations import Conversations
+from typing import TYPE_CHECKING, Sequence
+
+from gateway.events import AgentEvent, EventKind
 from gateway.message import State
 from gateway.store import Store
 from gateway.topics import DEFAULT_TOPIC
 
 from .home import PAGE_SIZE, HomeState, home_view, not_on_team_view
-from .team import Team
+from .team import agent_id, mention, slack_user
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+
+    from . import SlackConsole
 
 __all__ = ["HomePublisher", "EVERYONE_EVENTS"]
 
 log = logging.getLogger(__name__)
 
 # Events that change what every agent's Home shows (the Inbox, or the team figures).
-EVERYONE_EVENTS = frozenset({"created", "accepted", "left", "first_response", "rated", "offered", "reassigned"})
+EVERYONE_EVENTS = frozenset({EventKind.CREATED, EventKind.ACCEPTED, EventKind.LEFT, EventKind.FIRST_RESPONSE,
+                             EventKind.RATED, EventKind.OFFERED, EventKind.REASSIGNED})
 
 # The pump's guard outlives a crashed worker by at most this long.
 PUMP_TTL = 60
@@ -62,13 +69,14 @@ return '0'
 class HomePublisher:
     """Renders an agent's Home from the store and publishes it; keeps the refresh bookkeeping."""
 
-    def __init__(self, config: SlackConfig, conversations: Conversations, web: AsyncWebClient, team: Team):
-        self.config = config
-        self.conversations = conversations
-        self.store: Store = conversations.store
-        self.web = web
-        self.team = team
-        names = [name for name, _ in conversations.topics.rules] + [DEFAULT_TOPIC]
+    def __init__(self, console: "SlackConsole", services: "Services"):
+        self.config = console.config
+        self.conversations = services.conversations
+        self.store: Store = services.store
+        self.web: AsyncWebClient = console.web
+        self.team = services.team
+        self.labels = services.channel_labels
+        names = [name for name, _ in self.conversations.topics.rules] + [DEFAULT_TOPIC]
         self.topics = tuple(dict.fromkeys(names))
         self._slot = self.store.redis.register_script(_SLOT)
 
@@ -87,7 +95,7 @@ class HomePublisher:
 
     async def opened(self, user: str) -> None:
         """``app_home_opened``: remember an agent as a viewer and show their Home."""
-        if await self.team.is_agent(user):
+        if await self.team.is_agent(agent_id(self.team, user)):
             await self.store.redis.sadd(self._key("viewers"), user)
         await self.publish(user)
 
@@ -98,27 +106,29 @@ class HomePublisher:
             await self._slot(keys=[self._key("next_slot")], args=[repr(now), repr(self._spacing), "1"])
         await self.store.redis.zrem(self._key("due"), user)
         await self.store.redis.hset(self._key("published"), user, repr(now))
-        if not await self.team.is_agent(user):
+        if not await self.team.is_agent(agent_id(self.team, user)):
             await self.store.redis.srem(self._key("viewers"), user)
-            await self.web.views_publish(user_id=user, view=not_on_team_view(self.config.admins))
+            admins = [mention(self.team, admin.id) for admin in self.team.admins()]
+            await self.web.views_publish(user_id=user, view=not_on_team_view(admins))
             return
         await self.web.views_publish(user_id=user, view=await self.render(user, notice))
 
     async def render(self, user: str, notice: str = "") -> dict:
         """The Home view of ``user`` as of now."""
         state = await self.state(user)
+        agent = agent_id(self.team, user)
         now = self.conversations.clock()
         listing = self.store.inbox_for if state.tab == "inbox" else self.store.assigned_for
-        page = await listing(user, state.channel, state.topic, state.offset, PAGE_SIZE)
+        page = await listing(agent, state.channel, state.topic, state.offset, PAGE_SIZE)
         if not page.conversations and state.offset and page.total:
             # The list shrank under this page: show its last page instead.
             state = HomeState(state.tab, state.channel, state.topic, (page.total - 1) // PAGE_SIZE * PAGE_SIZE)
             await self.save_state(user, state)
-            page = await listing(user, state.channel, state.topic, state.offset, PAGE_SIZE)
+            page = await listing(agent, state.channel, state.topic, state.offset, PAGE_SIZE)
         figures = await self.store.figures(now)
         links = await self._links([c.id for c in page.conversations])
-        auto_close = await self.conversations.auto_close_setting() if await self.team.is_admin(user) else None
-        return home_view(state, page, figures, links, self.topics, now, auto_close, notice)
+        auto_close = await self.conversations.auto_close_setting() if await self.team.is_admin(agent) else None
+        return home_view(state, page, figures, links, self.topics, now, auto_close, notice, self.labels)
 
     async def _links(self, conversation_ids: list[str]) -> dict[str, str]:
         """Permalinks of the chats' cards (their threads): asked of Slack once each, then kept."""
@@ -144,19 +154,18 @@ class HomePublisher:
     async def viewers(self) -> set[str]:
         return {v.decode() for v in await self.store.redis.smembers(self._key("viewers"))}
 
-    async def changed(self, conversation_id: str, events: list[dict]) -> float | None:
+    async def changed(self, conversation_id: str, events: Sequence[AgentEvent]) -> float | None:
         """A chat changed: mark the viewers whose Home may show it. Seconds until the pump
         should run if the caller must schedule it, else None (a pump is already on its way)."""
         viewers = await self.viewers()
         if not viewers:
             return None
         conversation = await self.store.get(conversation_id)
-        if conversation is None or conversation.state is State.NEW or any(
-                e.get("event") in EVERYONE_EVENTS for e in events):
+        if conversation is None or conversation.state is State.NEW or any(e.kind in EVERYONE_EVENTS for e in events):
             targets = viewers
         else:
-            involved = {conversation.assignee} | {e.get("by", "") for e in events} | {e.get("to", "") for e in events}
-            targets = viewers & involved
+            involved = {conversation.assignee} | {e.by for e in events} | {e.to for e in events}
+            targets = viewers & {slack_user(self.team, agent) for agent in involved if agent}
         return await self.mark(sorted(targets))
 
     async def mark(self, users: list[str]) -> float | None:
@@ -221,8 +230,3 @@ class HomePublisher:
                 await redis.srem(self._key("viewers"), user)
             except Exception:  # noqa: BLE001 - one agent's failure must not stop the others
                 log.exception("Home of %s not refreshed", user)
-
-    @staticmethod
-    def events(items: list[bytes]) -> list[dict]:
-        """Outbox items as events (for ``changed``)."""
-        return [json.loads(item) for item in items]

@@ -15,6 +15,49 @@ from aiohttp import WSMsgType, web
 from .server import FakeServer
 
 BOT_USER = "UBOT00001"
+# Slack's documented limits for a message.
+MAX_TEXT = 40_000
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_FIELD_TEXT = 2000
+MAX_BUTTON_TEXT = 75
+MAX_HEADER_TEXT = 150
+
+
+def block_errors(blocks: list) -> list[str]:
+    """Slack's complaints about a message's blocks, worded as its ``errors`` list; empty when they are fine."""
+    errors = []
+    if len(blocks) > MAX_BLOCKS:
+        errors.append(f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]")
+
+    def text_of(obj) -> str:
+        return obj.get("text", "") if isinstance(obj, dict) else ""
+
+    def check(text: str, limit: int, pointer: str) -> None:
+        if len(text) > limit:
+            errors.append(f"must be less than {limit + 1} characters [json-pointer:{pointer}]")
+
+    def check_element(element: dict, pointer: str) -> None:
+        if isinstance(element, dict) and element.get("type") == "button":
+            check(text_of(element.get("text")), MAX_BUTTON_TEXT, pointer + "/text/text")
+
+    for n, block in enumerate(blocks if isinstance(blocks, list) else []):
+        at = f"/blocks/{n}"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "section":
+            check(text_of(block.get("text")), MAX_SECTION_TEXT, at + "/text/text")
+            for k, field in enumerate(block.get("fields", [])):
+                check(text_of(field), MAX_FIELD_TEXT, f"{at}/fields/{k}/text")
+            check_element(block.get("accessory"), at + "/accessory")
+        elif kind == "context":
+            for k, element in enumerate(block.get("elements", [])):
+                check(text_of(element), MAX_SECTION_TEXT, f"{at}/elements/{k}/text")
+        elif kind == "header":
+            check(text_of(block.get("text")), MAX_HEADER_TEXT, at + "/text/text")
+        elif kind == "actions":
+            for k, element in enumerate(block.get("elements", [])):
+                check_element(element, f"{at}/elements/{k}")
+    return errors
 
 
 class FakeSlack(FakeServer):
@@ -26,6 +69,9 @@ class FakeSlack(FakeServer):
         self.home_views: dict[str, dict] = {}  # user id -> their App Home as last published
         self.usergroups: dict[str, list[str]] = {}  # user group id -> member ids (usergroups.users.list)
         self._sockets: list[web.WebSocketResponse] = []  # Socket Mode connections (apps.connections.open)
+        self.users: dict[str, str] = {}  # user id -> name, answered by users.info
+        self.uploads: dict[str, dict] = {}  # file id -> {"filename", "length", "data"} (external upload flow)
+        self.files: list[dict] = []  # files shared by files.completeUploadExternal
 
     @property
     def api_url(self) -> str:
@@ -36,12 +82,22 @@ class FakeSlack(FakeServer):
         return f"{self.url}/respond"
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=100 * 1024 * 1024)  # file uploads
         app.router.add_post("/api/{method}", self._handle)
         app.router.add_get("/api/{method}", self._handle)  # slack_sdk GETs a few methods (getPermalink)
         app.router.add_get("/socket", self._socket)
         app.router.add_post("/respond", self._respond)
+        app.router.add_post("/upload/{file_id}", self._upload)
         return app
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload URL files.getUploadURLExternal hands out: stores the bytes posted to it."""
+        upload = self.uploads.get(request.match_info["file_id"])
+        if upload is None:
+            return web.Response(status=404, text="not found")
+        upload["data"] = await request.read()
+        self.record("upload", {"file_id": request.match_info["file_id"], "size": len(upload["data"])})
+        return web.Response(text=f"OK - {len(upload['data'])}")
 
     async def _respond(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -67,7 +123,29 @@ class FakeSlack(FakeServer):
         if failure:
             status, body, headers = failure
             return web.json_response(body, status=status, headers=headers)
+        if method in ("chat.postMessage", "chat.update"):
+            if len(params.get("text") or "") > MAX_TEXT:
+                return web.json_response({"ok": False, "error": "msg_too_long"})
+            errors = block_errors(params.get("blocks") or [])
+            if errors:
+                return web.json_response({"ok": False, "error": "invalid_blocks", "errors": errors,
+                                          "response_metadata": {"messages": [f"[ERROR] {e}" for e in errors]}})
         self.record(method, params)
+        if method == "users.info":
+            name = self.users.get(params.get("user", ""))
+            if name is None:
+                return web.json_response({"ok": False, "error": "user_not_found"})
+            return web.json_response({"ok": True, "user": {
+                "id": params["user"], "team_id": "T0001", "name": name.lower().replace(" ", "."), "real_name": name,
+                "deleted": False, "is_bot": False, "profile": {"real_name": name, "display_name": name}}})
+        if method == "files.getUploadURLExternal":
+            if not params.get("filename") or not str(params.get("length", "")).isdigit():
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            file_id = f"F{next(self._ts):08d}"
+            self.uploads[file_id] = {"filename": params["filename"], "length": int(params["length"]), "data": None}
+            return web.json_response({"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"})
+        if method == "files.completeUploadExternal":
+            return self._complete_upload(params)
         if method == "auth.test":
             return web.json_response({"ok": True, "url": "https://example.slack.com/", "team": "Team",
                                       "user": "support", "team_id": "T0001", "user_id": BOT_USER,
@@ -110,6 +188,23 @@ class FakeSlack(FakeServer):
         if method in ("views.publish", "conversations.open"):
             return web.json_response({"ok": True, "channel": {"id": "D0001"}, "view": {"id": "V1"}})
         return web.json_response({"ok": False, "error": "unknown_method"})
+
+    def _complete_upload(self, params: dict) -> web.Response:
+        files = params.get("files")
+        files = json.loads(files) if isinstance(files, str) else files
+        if not files or any(f.get("id") not in self.uploads or self.uploads[f["id"]]["data"] is None
+                            for f in files):
+            return web.json_response({"ok": False, "error": "file_not_found"})
+        shared = []
+        for f in files:
+            upload = self.uploads[f["id"]]
+            info = {"id": f["id"], "name": upload["filename"], "title": f.get("title") or upload["filename"],
+                    "size": len(upload["data"]), "channel_id": params.get("channel_id"),
+                    "thread_ts": params.get("thread_ts"), "initial_comment": params.get("initial_comment"),
+                    "data": upload["data"]}
+            self.files.append(info)
+            shared.append({k: v for k, v in info.items() if k in ("id", "name", "title", "size")})
+        return web.json_response({"ok": True, "files": shared})
 
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
         """Socket Mode: say hello, then record every envelope ack the app sends back."""

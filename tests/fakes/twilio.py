@@ -19,6 +19,8 @@ from twilio.request_validator import RequestValidator
 from .server import FakeServer
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+# Twilio refuses a Body longer than this (error 21617).
+MAX_BODY = 1600
 AUTH_TOKEN = "fake-twilio-auth-token-0123456789"
 
 
@@ -36,6 +38,12 @@ class FakeTwilio(FakeServer):
         self._requests = 0
         # Failures answered to the n-th create request (1-based), e.g. to fail a long text's second part.
         self.fail_request: dict[int, tuple[int, dict, dict]] = {}
+        self.media: dict[str, tuple[bytes, str]] = {}  # URL path -> (data, content type), see add_media
+
+    def add_media(self, url_path: str, data: bytes, content_type: str) -> str:
+        """Serve ``data`` at ``url_path`` (HTTP basic auth required, as Twilio can require it); its URL."""
+        self.media["/" + url_path.lstrip("/")] = (data, content_type)
+        return self.url + "/" + url_path.lstrip("/")
 
     @property
     def api_url(self) -> str:
@@ -45,7 +53,21 @@ class FakeTwilio(FakeServer):
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create)
+        app.router.add_get("/{path:.*}", self._media)
         return app
+
+    async def _media(self, request: web.Request) -> web.Response:
+        if request.path not in self.media:
+            return web.json_response({"code": 20404, "message": "The requested resource was not found",
+                                      "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404},
+                                     status=404)
+        if not self._authorized(request):
+            return web.json_response({"code": 20003, "message": "Authenticate", "more_info":
+                                      "https://www.twilio.com/docs/errors/20003", "status": 401}, status=401,
+                                     headers={"WWW-Authenticate": 'Basic realm="Twilio API"'})
+        data, content_type = self.media[request.path]
+        self.record("media", {"path": request.path})
+        return web.Response(body=data, content_type=content_type)
 
     def messages(self, to: str | None = None) -> list[dict]:
         """The messages created so far (their form parameters), oldest first."""
@@ -75,6 +97,9 @@ class FakeTwilio(FakeServer):
             return web.json_response({"code": 21604 if "To" not in params else 21603,
                                       "message": "A 'To' and a 'From' or 'MessagingServiceSid' are required",
                                       "more_info": "https://www.twilio.com/docs/errors/21603", "status": 400},
+                                     status=400)
+        if len(params.get("Body", "")) > MAX_BODY:
+            return web.json_response(error(21617, "The concatenated message body exceeds the 1600 character limit")[1],
                                      status=400)
         self.record("Messages.create", params)
         sid = "SM" + secrets.token_hex(16)

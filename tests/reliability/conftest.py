@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from .harness import Deployment, Tally
+from .harness import OPTIONS, Tally
 
 TALLIES: list[Tally] = []
 
 
 @pytest.fixture
-def deployment(tmp_path):
-    deployment = Deployment(tmp_path).start()
-    try:
-        yield deployment
-    finally:
-        deployment.stop()
+def deployment(deployment):
+    """The shared deployment fixture (tests/conftest.py), started with the fault tests' options."""
+    return deployment(**OPTIONS)
 
 
 @pytest.fixture

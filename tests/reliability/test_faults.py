@@ -65,7 +65,7 @@ def test_order_with_two_workers_in_both_directions(deployment, tally):
     deployment.wait(lambda: all(len(deployment.telegram.sent_texts(c)) >= 12 for c in chats)
                     and all(len(deployment.customer_texts_in_slack(ids[c])) >= 13 for c in chats),
                     what="every message")
-    time.sleep(1)  # anything extra (a duplicate) would arrive now
+    deployment.wait_idle()  # anything extra (a duplicate) has arrived by now
     for chat in chats:
         tally.add(inbound[chat], deployment.customer_texts_in_slack(ids[chat]))
         tally.add(outbound[chat], deployment.telegram.sent_texts(chat))
@@ -85,12 +85,12 @@ def test_worker_killed_with_sigkill_mid_delivery(deployment, tally):
         deployment.kill_worker(index)
     assert deployment.agent_says("UAGENT1", ids[chat], second, agent_reply_ts()) == 200
     deployment.telegram.delay = 0.0
-    time.sleep(0.5)
+    deployment.wait(lambda: deployment.telegram.in_flight == 0, what="the killed send to end")
     assert deployment.telegram.sent_texts(chat) == []  # nothing got through the crash
     deployment.start_worker(0)
     deployment.wait(lambda: len(deployment.telegram.sent_texts(chat)) >= 2, timeout=40,
                     what="delivery after the restart")
-    time.sleep(1)
+    deployment.wait_idle(crashed=True)
     tally.add([first, second], deployment.telegram.sent_texts(chat))
     assert tally.clean, tally
     assert check_conversations(deployment.store()) == []
@@ -101,12 +101,12 @@ def test_redis_stopped_and_restarted(deployment, tally):
     ids = open_chats(deployment, [chat])
     before = token(chat, 1)
     assert deployment.customer_says(next(_updates), chat, before) == 200
-    deployment.redis.stop()
+    deployment.redis_server.stop()
     # Webhooks now answer 503 so the platform retries, and health says why.
     refused = token(chat, 2)
     update = next(_updates)
     assert deployment.customer_says(update, chat, refused) == 503
-    assert deployment.post("/healthz", b"", {}) in (405, 503)  # POST is not the health check
+    assert deployment.gateway.post("/healthz", b"", {})[0] in (405, 503)  # POST is not the health check
     import urllib.error
     import urllib.request
     try:
@@ -114,7 +114,7 @@ def test_redis_stopped_and_restarted(deployment, tally):
         raise AssertionError("healthz said ok without Redis")
     except urllib.error.HTTPError as error:
         assert error.code == 503 and b"redis" in error.read()
-    deployment.redis.start()
+    deployment.redis_server.start()
     # Telegram retries the refused update; chatgate has recovered by itself.
     deployment.wait(lambda: deployment.customer_says(update, chat, refused, web=1) == 200, timeout=20,
                     what="webhooks to work again")
@@ -124,7 +124,7 @@ def test_redis_stopped_and_restarted(deployment, tally):
     assert deployment.agent_says("UAGENT1", ids[chat], reply, agent_reply_ts()) == 200
     deployment.wait(lambda: len(deployment.customer_texts_in_slack(ids[chat])) >= 4
                     and deployment.telegram.sent_texts(chat), timeout=40, what="delivery after Redis came back")
-    time.sleep(1)
+    deployment.wait_idle()
     tally.add([token(chat, 0), before, refused, after], deployment.customer_texts_in_slack(ids[chat]))
     tally.add([reply], deployment.telegram.sent_texts(chat))
     assert tally.clean, tally
@@ -152,7 +152,7 @@ def test_platform_answers_500_then_429_then_200(deployment, tally):
     deployment.wait(lambda: len(deployment.telegram.sent_texts(chat)) >= 3
                     and len(deployment.customer_texts_in_slack(ids[chat])) >= 4, timeout=40,
                     what="delivery after the failures")
-    time.sleep(1)
+    deployment.wait_idle()
     assert not deployment.telegram.failures and not deployment.slack.failures  # all were met
     tally.add(replies, deployment.telegram.sent_texts(chat))
     tally.add([token(chat, 0), *messages], deployment.customer_texts_in_slack(ids[chat]))
@@ -170,7 +170,7 @@ def test_duplicate_and_reordered_webhook_deliveries(deployment, tally):
         statuses = list(pool.map(lambda u: deployment.customer_says(u[0], chat, u[1], web=u[0] % 2), deliveries))
     assert set(statuses) == {200}
     deployment.wait(lambda: len(deployment.customer_texts_in_slack(ids[chat])) >= 7, what="the messages")
-    time.sleep(1.5)
+    deployment.wait_idle()
     arrived = deployment.customer_texts_in_slack(ids[chat])
     history = deployment.store().lrange(f"{{chatgate}}:msgs:{ids[chat]}", 0, -1)
     stored_tokens = [json.loads(raw)["text"] for raw in history]
@@ -203,7 +203,7 @@ def test_burst_of_concurrent_clicks_from_many_agents(deployment, tally):
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(click, clicks))
     assert set(statuses) == {200}
-    time.sleep(1)
+    deployment.wait_idle()
     problems = check_conversations(deployment.store())
     tally.notes.extend(problems)
     tally.sent = len(clicks)

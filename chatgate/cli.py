@@ -12,9 +12,11 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import config as config_module
-from .config import Config, ConfigError
-from .redis_server import EmbeddedRedis
+from gateway import config as config_module
+from gateway.config import Config, ConfigError
+from gateway.redis_server import EmbeddedRedis
+
+from . import compose
 
 log = logging.getLogger("chatgate")
 
@@ -23,7 +25,7 @@ def _load(path_arg: str | None) -> Config:
     path = config_module.find_config_file(path_arg)
     if path.name == "config.example.toml" and not path_arg:
         log.warning("no config.toml here: running with %s (copy it to config.toml and edit it)", path)
-    return config_module.load(path)
+    return compose.load_config(path)
 
 
 @contextmanager
@@ -44,11 +46,16 @@ def _redis(config: Config, url_arg: str | None):
 def _serve(config: Config, redis_url: str) -> None:
     from aiohttp import web
 
-    from .app import create_app
+    from gateway.app import create_app
+    from workers.dispatch import QUEUE_NAME
 
+    services = compose.connect(config, redis_url)
+    on = sorted({type(p).section for p in [*services.channels.values(), *services.consoles.values()]})
+    off = sorted({cls.section for cls in [*compose.channel_classes(), *compose.console_classes()]} - set(on))
+    log.info("on: %s; off (not enabled in %s): %s", ", ".join(on) or "nothing", config.path, ", ".join(off) or "none")
     log.info("web server on http://%s:%s", config.server.host, config.server.port)
     web.run_app(
-        create_app(config, redis_url), host=config.server.host, port=config.server.port,
+        create_app(services, QUEUE_NAME), host=config.server.host, port=config.server.port,
         print=None, access_log=None, shutdown_timeout=5,
     )
 
@@ -99,7 +106,7 @@ def cmd_run(args) -> int:
     """Embedded Redis (when no URL is set), one worker and the web server; Ctrl-C stops all."""
     config = _load(args.config)
     with _redis(config, args.redis_url) as url:
-        worker_args = [sys.executable, "-m", "gateway.cli", "worker", "--redis-url", url]
+        worker_args = [sys.executable, "-m", "chatgate", "worker", "--redis-url", url]
         if args.config:
             worker_args += ["--config", args.config]
         elif config.path:
@@ -119,25 +126,23 @@ def cmd_run(args) -> int:
 def cmd_check_config(args) -> int:
     path = config_module.find_config_file(args.file)
     try:
-        config = config_module.load(path)
+        config = compose.load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"{len(exc.problems)} problem(s) in {path}", file=sys.stderr)
         return 1
-    enabled = [name for name in ("telegram", "twilio", "slack") if getattr(config, name).enabled]
+    enabled = sorted(name for name in config.sections if config.enabled(name))
     print(f"{path}: OK (enabled: {', '.join(enabled) or 'no platform yet'}; {len(config.topics)} topic rules)")
     return 0
 
 
 def cmd_telegram_set_webhook(args) -> int:
-    from channels import telegram
-
     config = _load(args.config)
-    if not config.telegram.enabled:
+    if not config.enabled("telegram"):
         print(f"{config.path}: telegram.enabled: expected true to register the webhook", file=sys.stderr)
         return 1
-    url = asyncio.run(telegram.set_webhook(config.telegram, config.server.public_url))
+    url = asyncio.run(compose.plugin("telegram").set_webhook(config.section("telegram"), config.server.public_url))
     print(f"Telegram will deliver updates to {url}")
     return 0
 

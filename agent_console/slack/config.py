@@ -1,0 +1,74 @@
+"""The ``[slack]`` table: the workspace, its channel, and how the App Home is refreshed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from gateway.config import ConfigReader, url_setting
+
+__all__ = ["SlackConfig", "load_config"]
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    enabled: bool = False
+    bot_token: str = ""
+    signing_secret: str = ""
+    channel: str = ""
+    api_url: str = "https://slack.com/api/"
+    # Members of these Slack user groups ("S…") are agents / admins, besides the
+    # [[agents]] linked to a Slack user. With none of these, everyone is an agent.
+    agent_group: str = ""
+    admin_group: str = ""
+    # Socket Mode (no public URL needed): an app-level token "xapp-…".
+    socket_mode: bool = False
+    app_token: str = ""
+    # App Home refresh: at most one views.publish per agent per interval (bursts
+    # coalesce), and at most this many per second for the workspace (Slack's
+    # Tier 4 allows about 100 a minute).
+    home_refresh_interval: float = 5.0
+    home_publishes_per_second: int = 1
+
+
+def load_config(sl: ConfigReader) -> SlackConfig:
+    """Read and check the ``[slack]`` table."""
+    sl.env_required = sl.boolean("enabled", SlackConfig.enabled)
+    slack = SlackConfig(
+        enabled=sl.env_required,
+        bot_token=sl.string("bot_token", ""),
+        signing_secret=sl.string("signing_secret", ""),
+        channel=sl.string("channel", ""),
+        api_url=url_setting(sl, "api_url", SlackConfig.api_url),
+        agent_group=sl.string("agent_group", ""),
+        admin_group=sl.string("admin_group", ""),
+        socket_mode=sl.boolean("socket_mode", SlackConfig.socket_mode),
+        app_token=sl.string("app_token", ""),
+        home_refresh_interval=sl.duration("home_refresh_interval", SlackConfig.home_refresh_interval),
+        home_publishes_per_second=sl.integer("home_publishes_per_second", SlackConfig.home_publishes_per_second,
+                                             minimum=1),
+    )
+    for name in ("agent_group", "admin_group"):
+        value = getattr(slack, name)
+        if value and not re.match(r"^S[A-Z0-9]{2,}$", value):
+            sl.problem(name, "a Slack user group id like S0123ABCD", value)
+    if slack.enabled:
+        if not slack.bot_token.startswith("xoxb-"):
+            sl.problem("bot_token", "a bot token starting with xoxb-")
+        if not slack.signing_secret and not slack.socket_mode:
+            sl.problem("signing_secret", "the app's signing secret (Basic Information page)")
+        if slack.socket_mode and not slack.app_token.startswith("xapp-"):
+            sl.problem("app_token", "an app-level token starting with xapp- (needed with socket_mode = true;"
+                       " Basic Information > App-Level Tokens, scope connections:write)")
+        if not slack.channel:
+            sl.problem("channel", "the id of the channel where chat cards are posted, like C0123456789")
+    for moved, where in (("agents", "[[agents]] tables with slack = \"U…\""),
+                         ("admins", "[[agents]] tables with admin = true"),
+                         ("returning_head_start", "[routing] returning_head_start")):
+        if moved in sl.data:
+            sl.seen.add(moved)
+            sl.problem(moved, f"nothing here: this setting moved to {where}")
+    sl.unknown_keys({"enabled", "bot_token", "signing_secret", "channel", "api_url",
+                     "agent_group", "admin_group", "agents", "admins", "returning_head_start",
+                     "socket_mode", "app_token", "home_refresh_interval", "home_publishes_per_second"})
+    return slack

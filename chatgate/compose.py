@@ -1,0 +1,89 @@
+"""The composition root: the only code that turns the config into concrete channels and consoles.
+
+The web app, the worker and the CLI all build their ``Services`` here. The
+registries below name every channel and console by dotted path (reading them
+imports nothing): adding one is one line here. A test may pass its own classes
+instead (``connect(..., channels=[...], consoles=[...])``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any, Iterable, Sequence
+
+import redis
+import redis.asyncio as aioredis
+
+from gateway import config as config_module
+from gateway.config import Config
+from gateway.conversations import Conversations
+from gateway.ports import Runtime
+from gateway.services import Services
+from gateway.store import Store
+from gateway.team import Team
+from gateway.topics import Topics
+from workers.dispatch import RQDispatch
+
+__all__ = ["CHANNELS", "CONSOLES", "plugin", "channel_classes", "console_classes", "load_config", "connect"]
+
+# Customer channels, by config section.
+CHANNELS = {
+    "telegram": "channels.telegram:Telegram",
+    "twilio": "channels.twilio:Twilio",
+}
+
+# Agent consoles, by config section.
+CONSOLES = {
+    "slack": "agent_console.slack:SlackConsole",
+}
+
+
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def plugin(section: str) -> Any:
+    """The channel or console class that reads the table ``section``."""
+    return _load({**CHANNELS, **CONSOLES}[section])
+
+
+def channel_classes() -> list[Any]:
+    """Every registered channel class (all are imported: each checks its own config table)."""
+    return [_load(path) for path in CHANNELS.values()]
+
+
+def console_classes() -> list[Any]:
+    return [_load(path) for path in CONSOLES.values()]
+
+
+def load_config(path: str | os.PathLike, extra: Iterable[Any] = ()) -> Config:
+    """Load and check the file with every registered channel's and console's table (and ``extra`` ones)."""
+    return config_module.load(path, plugins=[*channel_classes(), *console_classes(), *extra])
+
+
+def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = None,
+            consoles: Sequence[Any] | None = None, clock=None) -> Services:
+    """The core wired to Redis, the RQ workers and the channels and consoles the config enables."""
+    channels = channel_classes() if channels is None else channels
+    consoles = console_classes() if consoles is None else consoles
+    store = Store(aioredis.from_url(redis_url, health_check_interval=30), config.redis.key_prefix)
+    runtime = Runtime(config=config, store=store)
+    built_channels = {}
+    for cls in channels:
+        if config.enabled(cls.section):
+            channel = cls(config.section(cls.section), runtime)
+            built_channels.update({name: channel for name in cls.labels})
+    built_consoles = {cls.name: cls(config.section(cls.section), runtime)
+                      for cls in consoles if config.enabled(cls.section)}
+    # Consoles that know members of their own groups (Slack user groups) vouch for them.
+    sources = [console for console in built_consoles.values() if hasattr(console, "role")]
+    declares_members = bool(config.agents) or any(getattr(s, "declares_members", False) for s in sources)
+    team = Team(config.agents, sources, open_team=not declares_members)
+    dispatch = RQDispatch(redis.Redis.from_url(redis_url), config.delivery, consoles=tuple(built_consoles))
+    extra = {"clock": clock} if clock is not None else {}
+    conversations = Conversations(store, dispatch, config.conversation, Topics.compile(config.topics), team,
+                                  consoles=tuple(built_consoles), routing=config.routing, **extra)
+    return Services(config=config, redis_url=redis_url, store=store, conversations=conversations, team=team,
+                    channels=built_channels, consoles=built_consoles)
