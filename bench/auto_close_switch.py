@@ -23,6 +23,7 @@ from gateway.conversations import Conversations
 from gateway.message import InboundMessage
 from gateway.redis_server import EmbeddedRedis
 from gateway.store import Store
+from gateway.team import Agent, Team
 from gateway.topics import Topics
 from workers.dispatch import QUEUE_NAME, RQDispatch
 
@@ -32,7 +33,8 @@ async def run(resolved: int, socket_path: str) -> None:
     sync = redis.Redis(unix_socket_path=socket_path)
     dispatch = RQDispatch(sync, config.delivery)
     store = Store(aioredis.Redis(unix_socket_path=socket_path))
-    conversations = Conversations(store, dispatch, config.conversation, Topics.compile(config.topics))
+    team = Team((Agent("UAGENT1"), Agent("UADMIN", admin=True)), [], open_team=False)
+    conversations = Conversations(store, dispatch, config.conversation, Topics.compile(config.topics), team)
     for i in range(resolved):
         received = await conversations.receive(InboundMessage("telegram", str(i), f"m{i}", "hello"))
         await conversations.accept(received.conversation_id, "UAGENT1")
@@ -41,7 +43,7 @@ async def run(resolved: int, socket_path: str) -> None:
     print(f"resolved chats: {resolved}, scheduled auto-closes: {registry.count}")
     for enabled in (False, True):
         started = time.perf_counter()
-        affected = await conversations.set_auto_close(enabled, 900, "UADMIN", is_admin=True)
+        affected = await conversations.set_auto_close(enabled, 900, "UADMIN")
         elapsed = time.perf_counter() - started
         print(f"switch {'on ' if enabled else 'off'}: {affected} chats in {elapsed * 1000:.0f} ms; "
               f"scheduled auto-closes now: {registry.count}")

@@ -13,23 +13,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import tempfile
 import time
+from pathlib import Path
 
-import redis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import UnixDomainSocketConnection as AsyncUnixConnection
 
 from agent_console.slack.home import HomeState
 from agent_console.slack.home_refresh import HomePublisher
-from agent_console.slack.team import Team
-from gateway.config import Config, SlackConfig
-from gateway.conversations import Conversations
+from chatgate.compose import connect, load_config
 from gateway.message import InboundMessage
 from gateway.redis_server import EmbeddedRedis
 from gateway.store import Store
-from gateway.topics import Topics
-from workers.dispatch import RQDispatch
 
 COUNT = {"async": 0}
 AGENT = "UAGENT1"
@@ -42,12 +39,22 @@ class CountingAsync(AsyncUnixConnection):
 
 
 async def run(waiting: int, answered: int, renders: int, socket_path: str) -> None:
-    config = Config()
-    slack = SlackConfig(enabled=True, bot_token="xoxb-bench", channel="C1", agents=(AGENT,))
+    # Slack and the three customer channels enabled (their labels and filters); the Slack team is open.
+    with tempfile.TemporaryDirectory(prefix="cg-bench-config-") as folder:
+        path = Path(folder) / "config.toml"
+        path.write_text('[slack]\nenabled = true\nbot_token = "xoxb-bench"\nsigning_secret = "x"\nchannel = "C1"\n'
+                        '[telegram]\nenabled = true\ntoken = "1:bench"\nsecret_token = "bench"\n'
+                        '[twilio]\nenabled = true\naccount_sid = "AC00000000000000000000000000000000"\n'
+                        'auth_token = "bench"\nsms_from = "+15005550006"\nwhatsapp_from = "whatsapp:+14155238886"\n')
+        config = load_config(path)
+    services = connect(config, f"unix://{socket_path}")
+    await services.close()
+    # The same services, counting the round trips of the store.
     store = Store(aioredis.Redis(connection_pool=aioredis.ConnectionPool(connection_class=CountingAsync,
                                                                           path=socket_path)))
-    conversations = Conversations(store, RQDispatch(redis.Redis(unix_socket_path=socket_path), config.delivery),
-                                  config.conversation, Topics.compile(config.topics))
+    services.conversations.store = store
+    services = dataclasses.replace(services, store=store)
+    conversations = services.conversations
     channels = ("telegram", "sms", "whatsapp")
     for i in range(answered):
         received = await conversations.receive(InboundMessage(channels[i % 3], f"a{i}", f"a{i}", "hello", name=f"A{i}"))
@@ -56,7 +63,7 @@ async def run(waiting: int, answered: int, renders: int, socket_path: str) -> No
     for i in range(waiting):
         await conversations.receive(InboundMessage(channels[i % 3], f"w{i}", f"w{i}", "where is it", name=f"W{i}"))
 
-    publisher = HomePublisher(slack, conversations, web=None, team=Team(slack, None))  # type: ignore[arg-type]
+    publisher = HomePublisher(services.consoles["slack"], services)
     views = (("inbox", ""), ("inbox", "sms"), ("assigned", ""))
     for tab, channel in views:
         await publisher.save_state(AGENT, HomeState(tab=tab, channel=channel))

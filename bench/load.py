@@ -33,10 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
-from gateway.redis_server import EmbeddedRedis  # noqa: E402
-from tests.conftest import Process, free_port, wait_http  # noqa: E402
+from tests.conftest import Deployment  # noqa: E402
 from tests.fakes.slack import FakeSlack  # noqa: E402
-from tests.fakes.telegram import FakeTelegram, text_update  # noqa: E402
+from tests.fakes.telegram import text_update  # noqa: E402
 
 SECRET = "load-test-webhook-secret"
 CHANNEL = "C0LOAD"
@@ -108,29 +107,6 @@ class Summary:
         width = max(len(name) for name, _ in rows)
         head = [f"| {'measure'.ljust(width)} | result |", f"| {'-' * width} | --- |"]
         return "\n".join(head + [f"| {name.ljust(width)} | {value} |" for name, value in rows])
-
-
-def config_text(redis_url: str, port: int, slack: FakeSlack, telegram: FakeTelegram) -> str:
-    return f"""
-[server]
-port = {port}
-public_url = "http://127.0.0.1:{port}"
-[redis]
-url = "{redis_url}"
-[telegram]
-enabled = true
-token = "{telegram.token}"
-secret_token = "{SECRET}"
-api_url = "{telegram.api_url}"
-[slack]
-enabled = true
-bot_token = "xoxb-load-test"
-signing_secret = "load-test-signing-secret"
-channel = "{CHANNEL}"
-api_url = "{slack.api_url}"
-[delivery]
-retry_intervals = [0.2, 0.5, 1, 2, 5]
-"""
 
 
 async def _post(session: aiohttp.ClientSession, url: str, update: dict, sent: Sent) -> None:
@@ -235,23 +211,14 @@ def run(seconds: float = 60, rate: float = 50, customers: int = 200, concurrency
         drain_timeout: float = 900, workers: int = 2, log_dir: Path | None = None) -> Summary:
     """Start everything, load it, wait for the drain, check and stop everything; the summary."""
     with tempfile.TemporaryDirectory(prefix="cg-load-") as tmp:
-        work = Path(tmp)
-        logs = log_dir or work
-        redis_server = EmbeddedRedis(str(work / "redis")).start()
-        slack, telegram = FakeSlack().start(), FakeTelegram().start()
-        processes: list[Process] = []
+        # The tests' deployment: its own Redis, fake Slack and Telegram, two web processes.
+        deployment = Deployment(Path(tmp), webs=2, workers=workers, telegram={"secret_token": SECRET},
+                                slack={"channel": CHANNEL},
+                                delivery={"retry_intervals": [0.2, 0.5, 1, 2, 5]})
         try:
-            ports = [free_port(), free_port()]
-            configs = []
-            for index, port in enumerate(ports):
-                configs.append(work / f"config-{index}.toml")
-                configs[-1].write_text(config_text(redis_server.url, port, slack, telegram))
-                processes.append(Process(["web", "-c", str(configs[-1])], logs / f"web-{index}.log"))
-            for index in range(workers):
-                processes.append(Process(["worker", "-c", str(configs[index % 2])], logs / f"worker-{index}.log"))
-            bases = [f"http://127.0.0.1:{port}" for port in ports]
-            for base, web in zip(bases, processes):
-                wait_http(base + "/healthz", process=web)
+            deployment.start()
+            slack = deployment.slack
+            bases = [gateway.base for gateway in deployment.gateways]
 
             started = time.perf_counter()
             sent = asyncio.run(generate(bases, seconds, rate, customers, concurrency))
@@ -269,23 +236,24 @@ def run(seconds: float = 60, rate: float = 50, customers: int = 200, concurrency
                 elif time.perf_counter() - last_progress > 30:
                     break  # stuck: report what is missing
             drain = time.perf_counter() - drain_started
-            time.sleep(0.5)  # a straggling duplicate would show up here
+            if count >= accepted:
+                deployment.wait_idle()  # a straggling duplicate has shown up by now
 
             delivered, lost, duplicated, out_of_order = check(sent, slack_copies(slack))
             return Summary(
                 seconds=seconds, rate=rate, requests=len(sent), answered_2xx=accepted,
                 non_2xx=sum(1 for item in sent if item.status and not 200 <= item.status < 300),
                 errors=sum(1 for item in sent if item.status == 0),
-                latencies=[item.latency for item in sent if item.status], stored=stored_messages(redis_server.url),
+                latencies=[item.latency for item in sent if item.status],
+                stored=stored_messages(deployment.redis_url),
                 delivered=delivered, lost=lost, duplicated=duplicated, out_of_order=out_of_order,
                 drain_seconds=drain, sending_seconds=sending, workers=workers,
             )
         finally:
-            for process in processes:
-                process.stop()
-            slack.stop()
-            telegram.stop()
-            redis_server.stop()
+            deployment.stop()
+            if log_dir is not None:
+                for log in Path(tmp).glob("*.log"):
+                    (log_dir / log.name).write_bytes(log.read_bytes())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from gateway.conversations import Conversations
 from gateway.message import InboundMessage
 from gateway.redis_server import EmbeddedRedis
 from gateway.store import Store
+from gateway.team import Team
 from gateway.topics import Topics
 from workers.dispatch import RQDispatch
 
@@ -48,8 +49,12 @@ async def run(messages: int, customers: int, socket_path: str) -> None:
     async_pool = aioredis.ConnectionPool(connection_class=CountingAsync, path=socket_path)
     sync_pool = redis.ConnectionPool(connection_class=CountingSync, path=socket_path)
     store = Store(aioredis.Redis(connection_pool=async_pool))
-    conversations = Conversations(store, RQDispatch(redis.Redis(connection_pool=sync_pool), config.delivery),
-                                  config.conversation, Topics.compile(config.topics))
+    # One console (Slack, as deployed): each message adds one agent outbox and one drain job.
+    consoles = ("slack",)
+    conversations = Conversations(store, RQDispatch(redis.Redis(connection_pool=sync_pool), config.delivery,
+                                                    consoles=consoles),
+                                  config.conversation, Topics.compile(config.topics), Team((), [], open_team=True),
+                                  consoles=consoles)
     # Warm up: load the script and open connections, not counted.
     await conversations.receive(InboundMessage("telegram", "warmup", "warmup:1", "hello"))
     COUNT.update({"async": 0, "sync": 0})

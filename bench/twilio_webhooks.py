@@ -29,10 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
-from gateway.redis_server import EmbeddedRedis  # noqa: E402
-from tests.conftest import Process, free_port, wait_http  # noqa: E402
+from tests.conftest import Deployment  # noqa: E402
 from tests.fakes.slack import FakeSlack  # noqa: E402
-from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, inbound  # noqa: E402
+from tests.fakes.twilio import AUTH_TOKEN, inbound  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
 CHANNEL = "C0BENCH"
@@ -71,36 +70,16 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="cg-bench-") as tmp:
-        redis = EmbeddedRedis(tmp).start()
-        slack, fake = FakeSlack().start(), FakeTwilio().start()
-        port = free_port()
+        # The tests' deployment: its own Redis, fake Slack and Twilio, one web, one worker.
         public_url = "https://bench.example.com"
-        config = Path(tmp) / "config.toml"
-        config.write_text(f"""
-[server]
-port = {port}
-public_url = "{public_url}"
-[redis]
-url = "{redis.url}"
-[twilio]
-enabled = true
-account_sid = "{ACCOUNT_SID}"
-auth_token = "{AUTH_TOKEN}"
-api_url = "{fake.api_url}"
-sms_from = "+15005550006"
-[slack]
-enabled = true
-bot_token = "xoxb-bench"
-signing_secret = "bench-secret"
-channel = "{CHANNEL}"
-api_url = "{slack.api_url}"
-""")
-        web = Process(["web", "-c", str(config)], Path(tmp) / "web.log")
-        worker = Process(["worker", "-c", str(config)], Path(tmp) / "worker.log")
+        deployment = Deployment(Path(tmp), server={"public_url": public_url}, telegram={"enabled": False},
+                                slack={"channel": CHANNEL},
+                                twilio={"enabled": True, "sms_from": "+15005550006"})
         try:
-            wait_http(f"http://127.0.0.1:{port}/healthz", process=web)
+            deployment.start()
+            slack = deployment.slack
             started = time.perf_counter()
-            latencies, statuses = asyncio.run(post_all(f"http://127.0.0.1:{port}", public_url,
+            latencies, statuses = asyncio.run(post_all(deployment.gateway.base, public_url,
                                                        args.customers, args.concurrency))
             elapsed = time.perf_counter() - started
 
@@ -116,11 +95,7 @@ api_url = "{slack.api_url}"
             drain_time = time.perf_counter() - drained
             posted = cards(slack)
         finally:
-            web.stop()
-            worker.stop()
-            slack.stop()
-            fake.stop()
-            redis.stop()
+            deployment.stop()
 
     ok = sum(1 for s in statuses if s == 200)
     texts = [c.params.get("text", "") for c in posted]

@@ -98,7 +98,8 @@ local function check_assignee(id, agent)
   return nil
 end
 
-local function close(id)
+-- ``via``: the console of the agent who closed it (Leave on a resolved chat), '' for the auto-close.
+local function close(id, via)
   local assignee = field(id, 'assignee')
   local channel = field(id, 'channel')
   local customer = field(id, 'customer_id')
@@ -112,7 +113,7 @@ local function close(id)
   redis.call('ZADD', key('closed'), now, id)
   redis.call('ZREM', key('resolved'), id)
   redis.call('HSET', conv_key(id), 'updated_at', now)
-  to_agents(id, 'closed', 0, assignee)
+  to_agents(id, 'closed', 0, assignee, '', via)
   return reply({event = 'closed', id = id})
 end
 
@@ -269,7 +270,7 @@ elseif op == 'leave' then
   local agent = A[2]
   local refusal = check_assignee(id, agent)
   if refusal then return refusal end
-  if field(id, 'state') == 'resolved' then return close(id) end
+  if field(id, 'state') == 'resolved' then return close(id, A[3]) end
   -- Active chat handed back to the Inbox; the agent is remembered as previous.
   redis.call('HSET', conv_key(id), 'state', 'new', 'assignee', '', 'previous_agent', agent)
   redis.call('ZREM', key('assigned', agent), id)

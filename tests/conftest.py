@@ -96,6 +96,14 @@ async def services(redis_url, make_config, clock):
     await services.close()
 
 
+@pytest.fixture
+def slack():
+    """A fake Slack Web API server of the test's own."""
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -125,7 +133,9 @@ class Process:
         self.log.close()
 
 
-def wait_http(url: str, timeout: float = 20.0, process: Process | None = None) -> None:
+def wait_http(url: str, timeout: float = 20.0, process: Process | None = None, healthy: bool = True) -> None:
+    """Until ``url`` answers 200 (any answer at all, a 503 say, unless ``healthy``)."""
+    import urllib.error
     import urllib.request
 
     deadline = time.time() + timeout
@@ -134,6 +144,9 @@ def wait_http(url: str, timeout: float = 20.0, process: Process | None = None) -
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError:
+            if not healthy:
+                return
         except OSError:
             pass
         if process is not None and process.popen.poll() is not None:
@@ -222,12 +235,14 @@ class Deployment:
     stopped and started again (the reliability tests)."""
 
     def __init__(self, tmp: Path, webs: int = 1, workers: int = 1, env: dict | None = None, tail: str = "",
-                 **sections: dict):
+                 telegram_token: str | None = None, healthy: bool = True, **sections: dict):
 
         self.tmp = tmp
         self.env = env or {}
         self.redis_server = EmbeddedRedis(str(tmp / "redis"))
-        self.slack, self.telegram, self.twilio = FakeSlack(), FakeTelegram(), FakeTwilio()
+        self.slack, self.twilio = FakeSlack(), FakeTwilio()
+        self.telegram = FakeTelegram() if telegram_token is None else FakeTelegram(telegram_token)
+        self.healthy = healthy  # False: the web processes need only answer (a config whose Redis is away)
         self.ports = [free_port() for _ in range(webs)]
         self.webs: list[Process | None] = [None] * webs
         self.workers: list[Process | None] = [None] * workers
@@ -277,7 +292,7 @@ class Deployment:
         for index in range(len(self.workers)):
             self.start_worker(index)
         for index, port in enumerate(self.ports):
-            wait_http(f"http://127.0.0.1:{port}/healthz", process=self.webs[index])
+            wait_http(f"http://127.0.0.1:{port}/healthz", process=self.webs[index], healthy=self.healthy)
         self.gateways = [Gateway(port, self.slack, redis_url=self.redis_url) for port in self.ports]
         # A busy machine can take a while to start a worker; the tests' waits are for chatgate.
         deadline = time.time() + 60

@@ -21,9 +21,8 @@ from twilio.request_validator import RequestValidator
 
 from chatgate.compose import connect
 from gateway.app import create_app
-from tests.conftest import Process, free_port, wait_http
-from tests.fakes.slack import FakeSlack, block_action, message_event, sign
-from tests.fakes.telegram import FakeTelegram, text_update
+from tests.fakes.slack import block_action, message_event, sign
+from tests.fakes.telegram import text_update
 
 TELEGRAM_TOKEN = "123456:TG-bot-token-never-logged"
 TELEGRAM_SECRET = "tg-webhook-secret-never-logged"
@@ -67,13 +66,6 @@ api_url = "{slack_url}"
 [delivery]
 retry_intervals = [0.1, 0.1]
 """
-
-
-@pytest.fixture
-def slack():
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture
@@ -359,12 +351,12 @@ async def test_failures_never_put_a_secret_in_logs_or_answers(client_without_red
     assert leaked(json.dumps(answers)) == []
 
 
-def gateway_config(tmp_path, redis_url: str, slack: FakeSlack, telegram: FakeTelegram) -> tuple[int, str]:
-    port = free_port()
-    path = tmp_path / "config.toml"
-    path.write_text(config_text(redis_url, slack.api_url, telegram.api_url, max_body=65536, port=port,
-                                public_url=f"http://127.0.0.1:{port}"))
-    return port, str(path)
+def secret_deployment(deployment, **options):
+    """chatgate processes at DEBUG with this module's secrets (the fakes' tokens included)."""
+    return deployment(
+        env={"CHATGATE_LOG_LEVEL": "DEBUG"}, telegram_token=TELEGRAM_TOKEN, server={"public_url": PUBLIC_URL},
+        telegram={"secret_token": TELEGRAM_SECRET}, slack={"bot_token": SLACK_TOKEN, "signing_secret": SIGNING_SECRET},
+        twilio={"enabled": True, "auth_token": TWILIO_TOKEN, "sms_from": "+15005550006"}, **options)
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, str]:
@@ -376,42 +368,22 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict | None 
         return error.code, error.read().decode()
 
 
-def wait_answering(url: str, process: Process, timeout: float = 20.0) -> None:
-    """Until the server answers at all (a 503 from /healthz counts)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            http("GET", url)
-            return
-        except OSError:
-            if process.popen.poll() is not None:
-                raise AssertionError(f"web exited:\n{process.output()}")
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer:\n{process.output()}")
-
-
-def test_chatgate_web_logs_no_secret_at_debug_when_redis_is_unreachable(tmp_path):
-    slack, telegram = FakeSlack().start(), FakeTelegram(TELEGRAM_TOKEN).start()
-    port, config = gateway_config(tmp_path, NO_REDIS, slack, telegram)
-    web = Process(["web", "-c", config], tmp_path / "web.log", {"CHATGATE_LOG_LEVEL": "DEBUG"})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_answering(base + "/healthz", web)
+def test_chatgate_web_logs_no_secret_at_debug_when_redis_is_unreachable(deployment):
+    started = secret_deployment(deployment, redis={"url": NO_REDIS}, workers=0, healthy=False)
+    web, slack, base = started.webs[0], started.slack, started.gateway.base
+    if True:  # noqa: SIM108 - keeps the steps below as they read
         answers = [
             http("POST", base + "/webhooks/telegram", json.dumps(text_update(1, CHAT_ID, "hi")).encode(),
                  telegram_headers()),
             http("GET", base + "/healthz"),
         ]
         body = urlencode(sms("SM" + "4" * 32, "hello")).encode()
-        signature = RequestValidator(TWILIO_TOKEN).compute_signature(base + "/webhooks/twilio", sms("SM" + "4" * 32, "hello"))
+        signature = RequestValidator(TWILIO_TOKEN).compute_signature(PUBLIC_URL + "/webhooks/twilio",
+                                                                     sms("SM" + "4" * 32, "hello"))
         answers.append(http("POST", base + "/webhooks/twilio", body,
                             {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}))
         click = block_action("accept", "1", "UAGENT1", CHANNEL, "1.000001", slack.response_url)
         answers.append(http("POST", base + "/slack/events", click.encode(), slack_form(click)))
-    finally:
-        web.stop()
-        slack.stop()
-        telegram.stop()
     log = web.output()
     assert [status for status, _ in answers[:3]] == [503, 503, 503], answers
     assert "Redis unavailable" in log and " DEBUG " in log, log[-3000:]
@@ -419,32 +391,21 @@ def test_chatgate_web_logs_no_secret_at_debug_when_redis_is_unreachable(tmp_path
     assert leaked(json.dumps(answers)) == []
 
 
-def test_chatgate_worker_logs_no_secret_at_debug_when_the_platforms_fail(tmp_path, redis_url):
-    slack, telegram = FakeSlack().start(), FakeTelegram(TELEGRAM_TOKEN).start()
+def test_chatgate_worker_logs_no_secret_at_debug_when_the_platforms_fail(deployment):
+    started = secret_deployment(deployment)
+    slack, telegram, base = started.slack, started.telegram, started.gateway.base
+    web, worker = started.webs[0], started.workers[0]
     # Telegram refuses the greeting for good; Slack fails the card twice, then takes it.
     telegram.failures.append((400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}, {}))
     slack.failures += [(500, {"ok": False, "error": "fatal_error"}, {})] * 2
-    port, config = gateway_config(tmp_path, redis_url, slack, telegram)
-    env = {"CHATGATE_LOG_LEVEL": "DEBUG"}
-    web = Process(["web", "-c", config], tmp_path / "web.log", env)
-    worker = Process(["worker", "-c", config], tmp_path / "worker.log", env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(base + "/healthz", process=web)
+    if True:  # noqa: SIM108 - keeps the steps below as they read
         assert http("POST", base + "/webhooks/telegram", json.dumps(text_update(1, CHAT_ID, "/start")).encode(),
                     telegram_headers())[0] == 200
         assert http("POST", base + "/webhooks/telegram", json.dumps(text_update(2, CHAT_ID, "help")).encode(),
                     telegram_headers())[0] == 200
         slack.wait_for(lambda s: [c for c in s.calls_to("chat.postMessage") if "thread_ts" not in c.params],
                        what="the card, after Slack's failures")
-        deadline = time.time() + 15
-        while "giving up on a message" not in worker.output() and time.time() < deadline:
-            time.sleep(0.1)
-    finally:
-        web.stop()
-        worker.stop()
-        slack.stop()
-        telegram.stop()
+        started.wait(lambda: "giving up on a message" in worker.output(), timeout=15, what="the given-up greeting")
     logs = web.output() + worker.output()
     assert "giving up on a message" in logs and "chat not found" in logs.lower(), logs[-3000:]
     assert " DEBUG " in logs  # the level really was DEBUG

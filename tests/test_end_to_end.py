@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 
 import pytest
-import redis as redis_sync
 
 from tests.conftest import CHANNEL, SIGNING_SECRET, TELEGRAM_SECRET, Gateway  # noqa: F401 - used by other modules
 from tests.fakes.slack import FakeSlack, block_action, message_event, sign
-from tests.fakes.telegram import FakeTelegram, text_update
+from tests.fakes.telegram import text_update
 
 CHAT_ID = 777000111
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import redis as redis_sync
-
 from tests.fakes.slack import block_action, home_action
 from tests.fakes.telegram import text_update
 from tests.test_end_to_end import CHANNEL, CHAT_ID, card_posts, running  # noqa: F401 - the fixture

@@ -30,13 +30,6 @@ def telegram():
 
 
 @pytest.fixture
-def slack():
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def twilio():
     fake = FakeTwilio().start()
     yield fake

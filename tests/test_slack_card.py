@@ -12,11 +12,10 @@ import json
 import time
 
 import pytest
-import redis as redis_sync
 
 from tests.fakes.slack import FakeSlack, block_action, select_user_action
-from tests.fakes.telegram import FakeTelegram, text_update
-from tests.test_end_to_end import CHANNEL, SIGNING_SECRET, TELEGRAM_SECRET, Gateway, buttons, latest_card
+from tests.fakes.telegram import text_update
+from tests.test_end_to_end import CHANNEL, buttons, latest_card
 
 AGENT, OTHER, ADMIN, GROUP_MEMBER, OUTSIDER = "UAGENT1", "UAGENT2", "UADMIN1", "UGROUP1", "UOUTSIDER"
 

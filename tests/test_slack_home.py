@@ -73,14 +73,7 @@ api_url = "http://127.0.0.1:9"
 {team(agents)}"""
 
 
-TOPICS = """
-[[topics]]
-name = "billing"
-keywords = ["invoice", "refund"]
-[[topics]]
-name = "delivery"
-keywords = ["parcel"]
-patterns = ['order\\s*#?\\d+']
+TOPICS = conftest.TOPICS + """
 [[topics]]
 name = "account"
 keywords = ["password"]

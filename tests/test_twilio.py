@@ -9,12 +9,10 @@ with the twilio package's own ``RequestValidator``.
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
 import urllib.request
 
 import pytest
-import redis as redis_sync
 import requests
 from twilio.base.exceptions import TwilioRestException
 
@@ -23,8 +21,8 @@ from chatgate import cli
 from gateway import config as config_module
 from gateway.message import InboundMessage, Refused
 from tests import conftest
-from tests.fakes.slack import FakeSlack, message_event, sign, block_action
-from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, error, inbound, signed, status_callback
+from tests.fakes.slack import FakeSlack
+from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, error, inbound, signed, status_callback
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL = "C0SUPPORT"
