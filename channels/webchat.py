@@ -44,6 +44,8 @@ CHANNEL = "webchat"
 STATIC = Path(__file__).with_name("webchat_static")
 COOKIE = "chatgate_chat"
 COOKIE_PATH = "/chat"
+# Live event streams one customer may hold open in one web process (each holds a Redis connection).
+MAX_STREAMS = 5
 # Messages kept per customer stream: enough for a page that was offline a while.
 STREAM_MAXLEN = 500
 NAME_MAX, PHONE_MAX, LOCATION_MAX = 100, 40, 200
@@ -68,6 +70,8 @@ class WebChatConfig:
     messages_per_minute_per_ip: int = 60
     session_max_age: float = 30 * 86400.0
     greeting: str = ""
+    # Behind a proxy or load balancer: the customer's address is the last one it added to X-Forwarded-For.
+    trust_forwarded_for: bool = False
     # Signs the session cookie; empty: one is made on first use and kept in Redis.
     secret: str = ""
 
@@ -110,6 +114,7 @@ class WebChat:
         self.services: "Services | None" = None
         # The time the rate limits count in (one-minute windows); tests pin it.
         self.clock = time.time
+        self._streams: dict[str, int] = {}
 
     # -- config ----------------------------------------------------------------
 
@@ -135,6 +140,7 @@ class WebChat:
                                                       WebChatConfig.messages_per_minute_per_ip, minimum=1),
             session_max_age=reader.duration("session_max_age", WebChatConfig.session_max_age),
             greeting=reader.string("greeting", WebChatConfig.greeting),
+            trust_forwarded_for=reader.boolean("trust_forwarded_for", WebChatConfig.trust_forwarded_for),
             secret=reader.string("secret", WebChatConfig.secret),
         )
         if config.session_max_age < 60:
@@ -142,7 +148,8 @@ class WebChat:
         if config.secret and len(config.secret) < 16:
             reader.problem("secret", "at least 16 characters (or leave it out: one is made and kept in Redis)")
         reader.unknown_keys({"enabled", "allowed_origins", "max_message_chars", "messages_per_minute",
-                             "messages_per_minute_per_ip", "session_max_age", "greeting", "secret"})
+                             "messages_per_minute_per_ip", "session_max_age", "greeting", "trust_forwarded_for",
+                             "secret"})
         return config
 
     # -- keys ------------------------------------------------------------------
@@ -331,11 +338,18 @@ class WebChat:
 
     # Limits.
 
+    def _address(self, request: web.Request) -> str:
+        if self.config.trust_forwarded_for:
+            forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]
+            if forwarded:
+                return forwarded[-1][:64]
+        return request.remote or "unknown"
+
     async def _limit(self, request: web.Request, customer_id: str | None) -> None:
         now = self.clock()
         window = str(int(now // 60))
         retry = int(60 - now % 60) + 1
-        checks = [("ip", request.remote or "unknown", self.config.messages_per_minute_per_ip,
+        checks = [("ip", self._address(request), self.config.messages_per_minute_per_ip,
                    "from your network")]
         if customer_id:
             checks.insert(0, ("session", customer_id, self.config.messages_per_minute, "in this chat"))
@@ -551,6 +565,19 @@ class WebChat:
         last = request.headers.get("Last-Event-ID") or request.query.get("after") or ""
         if not STREAM_ID.match(last):
             last = await self._last_event_id(customer_id)
+        if self._streams.get(customer_id, 0) >= MAX_STREAMS:
+            raise ApiError(429, "too_many_streams", "This chat is open in too many tabs; close one and reload.",
+                           headers={"Retry-After": "10"})
+        self._streams[customer_id] = self._streams.get(customer_id, 0) + 1
+        try:
+            return await self._stream(request, origin, customer_id, last)
+        finally:
+            self._streams[customer_id] -= 1
+            if not self._streams[customer_id]:
+                del self._streams[customer_id]
+
+    async def _stream(self, request: web.Request, origin: str | None, customer_id: str,
+                      last: str) -> web.StreamResponse:
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache, no-transform",

@@ -220,6 +220,25 @@ async def test_per_ip_rate_limit(open_client, core):
     assert "network" in body["message"] and refused.headers["Retry-After"]
 
 
+async def test_forwarded_address_counts_when_trusted(open_client):
+    client, _ = await open_client(replace(CONFIG, messages_per_minute_per_ip=1, trust_forwarded_for=True))
+    first = {"X-Forwarded-For": "198.51.100.7, 10.0.0.1"}
+    assert (await client.post("/chat/api/start", json={"name": "A"}, headers=first)).status == 200
+    await assert_error(await client.post("/chat/api/start", json={"name": "A"}, headers=first), 429, "rate_limited")
+    other = {"X-Forwarded-For": "10.0.0.2"}
+    assert (await client.post("/chat/api/start", json={"name": "B"}, headers=other)).status == 200
+
+
+async def test_open_event_streams_per_customer_are_capped(client_and_chat):
+    client, _ = client_and_chat
+    await start(client)
+    streams = [await client.get("/chat/api/events") for _ in range(5)]
+    assert all(s.status == 200 for s in streams)
+    await assert_error(await client.get("/chat/api/events"), 429, "too_many_streams")
+    for stream in streams:
+        stream.close()
+
+
 async def test_size_limits(client_and_chat, core):
     client, chat = client_and_chat
     await start(client)
