@@ -41,6 +41,8 @@ __all__ = ["CHANNEL", "WebChat", "WebChatConfig"]
 log = logging.getLogger(__name__)
 
 CHANNEL = "webchat"
+# When the request's session cookie was issued (set by ``_customer``).
+ISSUED = web.RequestKey("webchat_issued", int)
 STATIC = Path(__file__).with_name("webchat_static")
 COOKIE = "chatgate_chat"
 COOKIE_PATH = "/chat"
@@ -324,6 +326,7 @@ class WebChat:
             if required:
                 raise ApiError(401, "session_expired", "Your chat session has expired; please start the chat again.")
             return None
+        request[ISSUED] = int(parts[1])
         return parts[0]
 
     async def _set_cookie(self, response: web.StreamResponse, request: web.Request, customer_id: str,
@@ -474,7 +477,8 @@ class WebChat:
             customer_id = secrets.token_urlsafe(18)
         key = self.profile_key(customer_id)
         async with self.store.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"name": name, "phone": phone, "location": location})
+            pipe.hset(key, mapping={"name": name, "phone": phone, "location": location,
+                                    "embed": "1" if embedded else ""})
             pipe.expire(key, int(self.config.session_max_age))
             await pipe.execute()
         response = web.json_response({
@@ -495,7 +499,7 @@ class WebChat:
         if conversation is not None:
             messages = [self._entry_view(e) for e in await self.store.history(conversation.id)
                         if e.direction in ("in", "out")]
-        return web.json_response({
+        response = web.json_response({
             "customer": self._customer_view(profile),
             "conversation": self.conversation_view(conversation),
             "messages": messages,
@@ -503,6 +507,12 @@ class WebChat:
             "greeting": self.config.greeting,
             "max_message_chars": self.config.max_message_chars,
         })
+        if request[ISSUED] + self.config.session_max_age / 2 < time.time():
+            # A customer who keeps coming back keeps their session: the cookie is renewed at half its life.
+            await self._set_cookie(response, request, customer_id, profile.get("embed") == "1")
+            if profile:
+                await self.store.redis.expire(self.profile_key(customer_id), int(self.config.session_max_age))
+        return response
 
     async def _receive(self, customer_id: str, text: str, platform_id: str) -> web.Response:
         profile = await self._profile(customer_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import replace
 
 import pytest
@@ -297,6 +298,19 @@ async def test_expired_session_is_refused(open_client, core):
     old = await chat.cookie_value(customer_of(client), issued=1)
     set_cookie(client, old)
     await assert_error(await write(client, "hello", "x1"), 401, "session_expired")
+
+
+async def test_a_returning_customer_keeps_the_session(open_client):
+    client, chat = await open_client()
+    await start(client)
+    fresh = await client.get("/chat/api/messages")
+    assert COOKIE not in fresh.cookies  # young enough: not renewed
+    customer = customer_of(client)
+    half_old = int(time.time() - chat.config.session_max_age * 0.6)
+    set_cookie(client, await chat.cookie_value(customer, issued=half_old))
+    renewed = await client.get("/chat/api/messages")
+    assert renewed.status == 200 and COOKIE in renewed.cookies
+    assert customer_of(client) == customer and int(renewed.cookies[COOKIE].value.split(".")[1]) > half_old
 
 
 async def test_origins(client_and_chat, core):
