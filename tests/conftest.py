@@ -17,8 +17,8 @@ import redis as redis_sync
 from chatgate.compose import channel_classes, connect, console_classes, load_config
 from gateway import config as config_module
 from gateway.redis_server import EmbeddedRedis
-from tests.fakes.slack import FakeSlack
-from tests.fakes.telegram import FakeTelegram
+from tests.fakes.slack import FakeSlack, block_action, message_event, sign
+from tests.fakes.telegram import FakeTelegram, text_update
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,26 +205,18 @@ class Gateway:
                           "X-Telegram-Bot-Api-Secret-Token": self.telegram_secret if secret is None else secret})
 
     def slack_form(self, body: str, secret: str | None = None) -> tuple[int, str]:
-        from tests.fakes.slack import sign
-
         return self.post("/slack/events", body.encode(), {"Content-Type": "application/x-www-form-urlencoded",
                                                           **sign(secret or self.signing_secret, body)})
 
     def slack_event(self, body: str, secret: str | None = None) -> tuple[int, str]:
-        from tests.fakes.slack import sign
-
         return self.post("/slack/events", body.encode(),
                          {"Content-Type": "application/json", **sign(secret or self.signing_secret, body)})
 
     def click(self, action: str, conversation_id: str, user: str, card_ts: str) -> tuple[int, str]:
-        from tests.fakes.slack import block_action
-
         return self.slack_form(block_action(action, conversation_id, user, self.channel, card_ts,
                                             self.slack.response_url))
 
     def say(self, user: str, text: str, thread_ts: str, ts: str | None = None) -> tuple[int, str]:
-        from tests.fakes.slack import message_event
-
         return self.slack_event(message_event(user, self.channel, text, ts or f"{time.time():.6f}", thread_ts))
 
 
@@ -236,7 +228,6 @@ class Deployment:
 
     def __init__(self, tmp: Path, webs: int = 1, workers: int = 1, env: dict | None = None, tail: str = "",
                  telegram_token: str | None = None, healthy: bool = True, **sections: dict):
-
         self.tmp = tmp
         self.env = env or {}
         self.redis_server = EmbeddedRedis(str(tmp / "redis"))
@@ -347,40 +338,44 @@ class Deployment:
     def store(self) -> redis_sync.Redis:
         return redis_sync.Redis.from_url(self.redis_url)
 
-    def idle(self, scheduled: bool = False, crashed: bool = False) -> bool:
-        """Nothing to do now: queue empty, no job started, no outbox pending, and no scheduled
-        job due within a second (none at all if ``scheduled``). After a worker was SIGKILLed its
-        job stays in the started registry until RQ's own cleanup: ``crashed`` does not count those."""
+    def busy(self, scheduled: bool = False, crashed: bool = False) -> str:
+        """What is still to do ("" when nothing): a queued job, a started job, an outbox with items, or
+        a scheduled job due within a second (any scheduled job if ``scheduled``). After a worker was
+        SIGKILLed (or Redis went away under a job) its job stays in the started registry until RQ's
+        own cleanup: ``crashed`` does not count those."""
         from rq import Queue
 
         from workers.dispatch import QUEUE_NAME
 
         store = self.store()
         queue = Queue(QUEUE_NAME, connection=store)
-        if (not crashed and queue.started_job_registry.count) or queue.count:
-            return False
-        if any(store.llen(key) for key in store.scan_iter("{chatgate}:out:*")):
-            return False
-        horizon = float("inf") if scheduled else time.time() + 1
-        return not store.zcount(queue.scheduled_job_registry.key, "-inf", horizon)
+        if queue.count:
+            return f"{queue.count} queued jobs"
+        if not crashed and queue.started_job_registry.count:
+            return f"started jobs {queue.started_job_registry.get_job_ids()}"
+        pending = [key.decode() for key in store.scan_iter("{chatgate}:out:*") if store.llen(key)]
+        if pending:
+            return f"outboxes with items {pending}"
+        horizon = "+inf" if scheduled else time.time() + 1
+        due = store.zrangebyscore(queue.scheduled_job_registry.key, "-inf", horizon)
+        return f"scheduled jobs {due}" if due else ""
 
     def wait_idle(self, scheduled: bool = False, timeout: float = 30.0, crashed: bool = False) -> None:
         """Poll until ``idle`` holds twice in a row (a job between the queue and the started
         registry is in neither for a moment); never a fixed sleep."""
         deadline = time.time() + timeout
-        streak = 0
+        streak, busy = 0, ""
         while time.time() < deadline:
-            streak = streak + 1 if self.idle(scheduled, crashed) else 0
+            busy = self.busy(scheduled, crashed)
+            streak = 0 if busy else streak + 1
             if streak >= 2:
                 return
             time.sleep(0.05)
-        raise AssertionError(f"chatgate did not become idle in {timeout}s\n{self.logs()}")
+        raise AssertionError(f"chatgate did not become idle in {timeout}s: {busy}\n{self.logs()}")
 
     # -- talking to chatgate as the platforms do (any web process) ---------------------------
 
     def customer_says(self, update_id: int, chat: int, text: str, web: int = 0) -> int:
-        from tests.fakes.telegram import text_update
-
         return self.gateways[web].telegram(text_update(update_id, chat, text, first_name=f"Customer{chat}"))[0]
 
     def click(self, action: str, conversation_id: str, agent: str, web: int = 0) -> int:
