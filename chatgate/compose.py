@@ -71,6 +71,7 @@ def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = Non
     store = Store(aioredis.from_url(redis_url, health_check_interval=30), config.redis.key_prefix)
     runtime = Runtime(config=config, store=store)
     built_channels = {}
+    labels = {name: label for cls in channels for name, label in cls.labels.items()}
     for cls in channels:
         if config.enabled(cls.section):
             channel = cls(config.section(cls.section), runtime)
@@ -86,4 +87,4 @@ def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = Non
     conversations = Conversations(store, dispatch, config.conversation, Topics.compile(config.topics), team,
                                   consoles=tuple(built_consoles), routing=config.routing, **extra)
     return Services(config=config, redis_url=redis_url, store=store, conversations=conversations, team=team,
-                    channels=built_channels, consoles=built_consoles)
+                    channels=built_channels, consoles=built_consoles, channel_labels=labels)

@@ -27,10 +27,9 @@ class Services:
     # Console name -> its ``gateway.ports.Console``.
     consoles: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
-    def channel_labels(self) -> dict[str, str]:
-        """Channel name -> label ("whatsapp" -> "WhatsApp") for every enabled channel."""
-        return {name: type(channel).labels[name] for name, channel in self.channels.items()}
+    # Channel name -> label ("whatsapp" -> "WhatsApp") of every known channel, enabled or not:
+    # chats from a channel switched off since still show its label.
+    channel_labels: Mapping[str, str] = field(default_factory=dict)
 
     async def close(self) -> None:
         await self.store.redis.aclose()
