@@ -596,6 +596,7 @@ class WebChat:
         })
         await response.prepare(request)
         stream = self.stream_key(customer_id)
+        block_ms = max(1, int(_block_seconds(self.store.redis, self.events_wait) * 1000))
         shown: dict | None = None
         try:
             await response.write(b"retry: 3000\n\n")
@@ -604,8 +605,7 @@ class WebChat:
                 if view != shown:
                     await response.write(_event("state", view))
                     shown = view
-                found = await self.store.redis.xread({stream: last}, count=100,
-                                                     block=max(1, int(self.events_wait * 1000)))
+                found = await self.store.redis.xread({stream: last}, count=100, block=block_ms)
                 if not found:
                     await response.write(b": keep-alive\n\n")
                     continue
@@ -625,6 +625,18 @@ class WebChat:
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             log.warning("web-chat event stream ended, Redis unavailable: %s", exc)  # the page reconnects
         return response
+
+
+def _block_seconds(redis_client: Any, wait: float) -> float:
+    """How long one XREAD may block: under the client's socket timeout, which would cut it off."""
+    try:
+        from redis._defaults import DEFAULT_SOCKET_TIMEOUT  # redis-py 8: 5 s unless told otherwise
+    except ImportError:  # older redis-py: no timeout by default
+        DEFAULT_SOCKET_TIMEOUT = None
+    timeout = redis_client.connection_pool.connection_kwargs.get("socket_timeout", DEFAULT_SOCKET_TIMEOUT)
+    if timeout:
+        return max(0.1, min(wait, float(timeout) / 2))
+    return wait
 
 
 def _event(kind: str, data: Any, event_id: str = "") -> bytes:

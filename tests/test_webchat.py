@@ -539,3 +539,20 @@ def test_disabled_mounts_nothing(core):
     app = web.Application()
     WebChat(WebChatConfig(enabled=False), Runtime(core.config, core.store)).mount(app, core)
     assert not [r for r in app.router.routes()]
+
+
+async def test_the_event_stream_outlives_the_redis_socket_timeout(client_and_chat, core):
+    """redis-py 8 cuts a socket read off after 5 s: the stream's XREAD blocks less than that."""
+    client, chat = client_and_chat
+    chat.events_wait = 15.0  # the default
+    await start(client)
+    conversation_id = (await (await write(client, "Hello", "t1")).json())["conversation"]["id"]
+    events = await client.get("/chat/api/events")
+    await event_of(events, "state")
+    await asyncio.sleep(6)
+    await core.conversations.accept(conversation_id, AGENT)
+    await core.conversations.reply(conversation_id, AGENT, "still here")
+    await deliver(core, chat, customer_of(client))
+    _, message = await event_of(events, "message")
+    assert message["text"] == "still here"
+    events.close()
