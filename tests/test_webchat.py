@@ -97,7 +97,10 @@ async def next_event(response, timeout: float = 5.0) -> tuple[str, str, dict]:
     """The next server-sent event (kind, id, data), skipping comments and the retry line."""
     kind, event_id, data = "message", "", None
     while True:
-        line = (await asyncio.wait_for(response.content.readline(), timeout)).decode().rstrip("\n")
+        raw = await asyncio.wait_for(response.content.readline(), timeout)
+        if not raw:
+            raise AssertionError("the event stream ended")
+        line = raw.decode().rstrip("\n")
         if not line:
             if data is not None:
                 return kind, event_id, data
