@@ -432,3 +432,8 @@ def test_the_web_section_is_read_and_checked():
                                    "c.toml", problems, "web"))
     assert len(problems) == 3 and not any("short" in p for p in problems)  # the secret is never echoed
     assert WebConsole.load_config(_Reader({}, "c.toml", [], "web")) == WebConfig()
+
+
+async def test_chatgates_own_address_opens_the_console(client):
+    response = await client.get("/", allow_redirects=False)
+    assert response.status == 302 and response.headers["Location"] == "/console"

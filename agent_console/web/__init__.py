@@ -48,6 +48,9 @@ class WebConsole:
     section = "web"
     name = "web"
     load_config = staticmethod(load_web_config)
+    # For the CLI: `chatgate hash-password` and the one-time sign-in link at start-up.
+    hash_password = staticmethod(hash_password)
+    issue_login_token = staticmethod(issue_login_token)
 
     def __init__(self, config: WebConfig, runtime):
         self.config = config
@@ -93,6 +96,8 @@ class WebConsole:
         page = guard.page
         app.router.add_get("/console", page(console_page))
         app.router.add_get("/console/", page(lambda request: _redirect("/console")))
+        # The product's front door: chatgate's own address opens the console.
+        app.router.add_get("/", page(lambda request: _redirect("/console")))
         app.router.add_get("/console/static/{name}", page(asset))
         app.router.add_get("/console/login", page(login.form))
         app.router.add_post("/console/login", page(login.submit))
