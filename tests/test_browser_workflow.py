@@ -11,11 +11,9 @@ worked from Slack and the web console at once. The screenshots in docs/ are take
 from __future__ import annotations
 
 import asyncio
-import os
-import time
-from pathlib import Path
 
-import pytest
+import time
+
 
 from tests.conftest import ROOT, TOPICS
 from tests.web_console_support import AGENTS_TOML, PASSWORDS
@@ -24,15 +22,9 @@ from playwright import async_api as playwright_api
 
 expect = playwright_api.expect
 
-CHROMIUM = os.environ.get("CHATGATE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 DOCS = ROOT / "docs"
 RATING_THANKS = "Thanks for your rating!"
 BOB_IN_SLACK = "U0BOB"  # bob's Slack user id in AGENTS_TOML: one person, one agent in both consoles
-
-# .ci/run installs Debian's chromium; without it these tests fail, saying so.
-assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: apt-get install chromium (see .ci/run)"
 
 # Counts the tones the console really starts (B speaker), whatever the page says about itself.
 COUNT_TONES = """
@@ -68,14 +60,6 @@ async def until(check, timeout: float = 20.0, what: str = "it"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def browser():
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        await browser.close()
 
 
 def watch(page, problems: list[str], allowed: tuple[str, ...] = ()) -> None:
