@@ -11,9 +11,7 @@ worked from Slack and the web console at once. The screenshots in docs/ are take
 from __future__ import annotations
 
 import asyncio
-
 import time
-
 
 from tests.conftest import ROOT, TOPICS
 from tests.web_console_support import AGENTS_TOML, PASSWORDS
