@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Twilio", "TwilioConfig", "CHANNELS", "SMS", "WHATSAPP", "MAX_BODY", "Parsed", "parse", "explain",
-    "webhook_handlers", "send", "delivery_error", "RewritingHttpClient",
+    "webhook_handlers", "delivery_error", "check_attachment", "RewritingHttpClient",
 ]
 
 log = logging.getLogger(__name__)
