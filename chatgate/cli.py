@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 from gateway import config as config_module
 from gateway.config import Config, ConfigError
