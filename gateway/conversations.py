@@ -17,6 +17,7 @@ from typing import Callable, Mapping, Protocol, Sequence
 from .config import ConversationConfig, RoutingConfig
 from .message import Attachment, InboundMessage, OutboundMessage, Refused, ReplyWindow
 from .operations import OPERATIONS, refusal_text
+from .routing import Routing
 from .store import AutoClose, Store
 from .team import Role, Team
 from .topics import Topics
@@ -50,6 +51,13 @@ class Dispatch(Protocol):
     async def console_task(self, console: str, task: str, args: Sequence[str] = (), delay: float = 0.0) -> None:
         """Run ``Console.run_task`` of ``console`` in a worker, after ``delay`` seconds."""
 
+    # issue 11 routing
+    async def open_to_all_later(self, conversation_id: str, delay: float) -> None:
+        """Offer a topic team's chat to everyone after ``delay`` seconds if still new."""
+
+    async def escalate_later(self, conversation_id: str, delay: float, count: int = 0) -> None:
+        """Escalate a chat still waiting for Accept after ``delay`` seconds (the first-response SLA)."""
+
 
 @dataclass(frozen=True)
 class Received:
@@ -65,7 +73,8 @@ class Conversations:
 
     def __init__(self, store: Store, dispatch: Dispatch, config: ConversationConfig, topics: Topics,
                  team: Team, consoles: Sequence[str] = (), routing: RoutingConfig = RoutingConfig(),
-                 clock: Callable[[], float] = time.time, windows: Mapping[str, ReplyWindow] | None = None,
+                 clock: Callable[[], float] = time.time, topic_rules: tuple = (),
+                 windows: Mapping[str, ReplyWindow] | None = None,
                  attachment_checks: Mapping[str, Callable[[str, dict, str], str]] | None = None):
         self.store = store
         self.dispatch = dispatch
@@ -77,6 +86,8 @@ class Conversations:
         self.consoles = ",".join(consoles)
         # The time of every transition (tests script a day with their own clock).
         self.clock = clock
+        # issue 11 routing: topic teams and capacity
+        self.routes = Routing(tuple(topic_rules), team, routing)
         # Channel name -> its reply window (WhatsApp's 24 hours), declared by the channels.
         self.windows = dict(windows or {})
         # Channel name -> its check of an agent's file (channel, attachment, customer id): why the
@@ -102,10 +113,13 @@ class Conversations:
         if message.attachments:
             attachments = json.dumps([a.to_dict() for a in message.attachments], ensure_ascii=False)
         head_start = self.routing.returning_head_start > 0
+        topic = self.topics.tag(message.text)
+        team_only = self.routes.routed(topic)  # issue 11 routing
         reply = await self._run(
             "ingest", message.channel, message.customer_id, message.platform_id,
             message.text, message.name, message.phone, message.location, attachments,
-            self.topics.tag(message.text), self.config.rating_thanks, str(SEEN_TTL), "1" if head_start else "0",
+            topic, self.config.rating_thanks, str(SEEN_TTL), "1" if head_start else "0",
+            "1" if team_only else "0",
         )
         if reply["event"] == "duplicate":
             # The platform retried, perhaps because our first answer never reached
@@ -121,7 +135,62 @@ class Conversations:
         )
         if reply.get("head_start_for"):
             await self._start_head_start(conversation_id, reply["head_start_for"])
+        if event == "created":
+            await self._start_routing_timers(conversation_id, team_only)  # issue 11 routing
         return Received(event, conversation_id, int(reply["seq"]))
+
+    # --- issue 11 routing: topic teams, capacity, transfer, SLA escalation ---------------------
+
+    async def _start_routing_timers(self, conversation_id: str, team_only: bool) -> None:
+        if team_only and self.routing.topic_fallback_after > 0:
+            await self.dispatch.open_to_all_later(conversation_id, self.routing.topic_fallback_after)
+        if self.routing.sla_first_response > 0:
+            await self.dispatch.escalate_later(conversation_id, self.routing.sla_first_response, 1)
+
+    async def _may_take(self, conversation_id: str, agent: str) -> str:
+        """'1' when ``agent`` may accept the chat as far as its topic's team goes."""
+        conversation = await self.store.get(conversation_id)
+        if conversation is None or not conversation.team_only:
+            return "1"
+        if await self.routes.serves(agent, conversation.topic):
+            return "1"
+        # A team with no one in it holds no chat back.
+        return "0" if await self.routes.team_has_someone(conversation.topic) else "1"
+
+    async def transfer(self, conversation_id: str, agent: str, to_agent: str, note: str = "", via: str = "") -> None:
+        """The assignee hands an active chat to another agent (who must have room), with a note."""
+        await self._check("transfer", agent)
+        if not to_agent:
+            raise Refused("no_target")
+        if not await self.team.is_agent(to_agent):
+            raise Refused("not_agent_target", to_agent, _reason("not_agent_target", to_agent, self.team))
+        await self._run("transfer", conversation_id, agent, to_agent, note.strip(),
+                        str(self.routes.capacity(to_agent)), via)
+        await self.dispatch.to_consoles(conversation_id)
+
+    async def open_to_all(self, conversation_id: str) -> bool:
+        """The topic team's wait is over: offer the chat to everyone if still new."""
+        try:
+            await self._run("open_to_all", conversation_id)
+        except Refused:
+            return False
+        await self.dispatch.to_consoles(conversation_id)
+        return True
+
+    async def escalate(self, conversation_id: str) -> int:
+        """First-response SLA: escalate a chat still waiting for Accept and schedule the next
+        escalation; the chat's escalation count, 0 when it no longer waits."""
+        try:
+            reply = await self._run("escalate", conversation_id)
+        except Refused:
+            return 0
+        await self.dispatch.to_consoles(conversation_id)
+        count = int(reply["count"])
+        if self.routing.sla_repeat > 0:
+            await self.dispatch.escalate_later(conversation_id, self.routing.sla_repeat, count + 1)
+        return count
+
+    # --- end issue 11 routing ---------------------------------------------------------------
 
     async def _start_head_start(self, conversation_id: str, agent: str) -> None:
         """Routing of a returning customer: their previous agent has the chat alone for a while."""
@@ -133,7 +202,8 @@ class Conversations:
     async def accept(self, conversation_id: str, agent: str, via: str = "") -> None:
         """E Accept: the agent takes a new chat; exactly one agent wins a race."""
         await self._check("accept", agent)
-        await self._run("accept", conversation_id, agent, via)
+        await self._run("accept", conversation_id, agent, via,
+                        await self._may_take(conversation_id, agent), str(self.routes.capacity(agent)))
         await self.dispatch.to_consoles(conversation_id)
 
     async def reject(self, conversation_id: str, agent: str, via: str = "") -> None:
@@ -219,7 +289,8 @@ class Conversations:
             raise Refused("no_target")
         if not await self.team.is_agent(to_agent):
             raise Refused("not_agent_target", to_agent, _reason("not_agent_target", to_agent, self.team))
-        reply = await self._run("reassign", conversation_id, admin, to_agent, via)
+        reply = await self._run("reassign", conversation_id, admin, to_agent, via,
+                                str(self.routes.capacity(to_agent)))
         await self.dispatch.to_consoles(conversation_id)
         return reply["previous"]
 

@@ -20,7 +20,7 @@ from gateway.message import Attachment, Refused
 
 from .config import SlackConfig
 from .controls import register_controls, register_unknown_actions
-from .deliver import conversation_for_thread
+from .deliver import card_channels, conversation_for_thread
 from .home_actions import register_home
 from .mrkdwn import to_chatgate, user_ids
 from .team import agent_id
@@ -108,25 +108,28 @@ def build(console: "SlackConsole", services: "Services") -> AsyncApp:
     register_home(app, console, services)  # before the controls: Home's Accept is answered in Home
     register_controls(app, console, services)
 
+    channels = card_channels(config, services.config.topics)  # issue 11 routing: topics' own channels
+
     @app.event("message")
     async def on_message(event: dict, client) -> None:
         if event.get("subtype") not in (None, "file_share") or event.get("bot_id") \
-                or event.get("channel") != config.channel:
+                or event.get("channel") not in channels:
             return  # edits, joins, our own posts, other channels
         thread_ts = event.get("thread_ts")
         if not thread_ts or thread_ts == event.get("ts"):
             return  # top-level chatter in the channel is not for a customer
-        conversation_id = await conversation_for_thread(store, config.channel, thread_ts)
+        channel = event["channel"]
+        conversation_id = await conversation_for_thread(store, channel, thread_ts)
         if conversation_id is None:
             return
         user, text = event.get("user", ""), event.get("text", "")
         agent = agent_id(services.team, user)
-        platform_id = f"{config.channel}:{event['ts']}"
+        platform_id = f"{channel}:{event['ts']}"
         try:
             if NOTE_PREFIX.match(text):
                 note = await agent_text(client, text)
                 if await conversations.note(conversation_id, agent, note, platform_id=platform_id, via=console.name):
-                    await _acknowledge_note(client, config.channel, event["ts"])
+                    await _acknowledge_note(client, channel, event["ts"])
                 return
             # Slack's markup (links, mentions, &amp;) becomes chatgate text; each channel renders it.
             reply = await agent_text(client, text)
@@ -134,13 +137,13 @@ def build(console: "SlackConsole", services: "Services") -> AsyncApp:
                                       attachments=shared_files(event))
         except Refused as refusal:
             await client.chat_postEphemeral(
-                channel=config.channel, user=user, thread_ts=thread_ts,
+                channel=channel, user=user, thread_ts=thread_ts,
                 text=f"Not sent to the customer: {console.refusal(refusal, services)}",
             )
         except Exception:  # noqa: BLE001
             log.exception("relaying a Slack reply failed")
             await client.chat_postEphemeral(
-                channel=config.channel, user=user, thread_ts=thread_ts,
+                channel=channel, user=user, thread_ts=thread_ts,
                 text="Not sent to the customer: chatgate could not store it. Please send it again.",
             )
 

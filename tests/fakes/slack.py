@@ -74,6 +74,7 @@ class FakeSlack(FakeServer):
         self.uploads: dict[str, dict] = {}  # file id -> {"filename", "length", "data"} (external upload flow)
         self.files: list[dict] = []  # files shared by files.completeUploadExternal
         self.private_files: dict[str, tuple[bytes, str]] = {}  # file id -> (data, mimetype): agents' shared files
+        self.views: dict[str, dict] = {}  # view id -> modal opened by views.open
 
     @property
     def api_url(self) -> str:
@@ -209,6 +210,19 @@ class FakeSlack(FakeServer):
             if errors:
                 return web.json_response({"ok": False, "error": "invalid_blocks", "errors": errors})
             self.home_views[params["user_id"]] = view
+        if method == "views.open":
+            # A modal, opened with a fresh trigger id (Slack's expire after 3 s; the fake does not check).
+            view = params.get("view")
+            view = json.loads(view) if isinstance(view, str) else view
+            if not params.get("trigger_id"):
+                return web.json_response({"ok": False, "error": "invalid_trigger_id"})
+            if not isinstance(view, dict) or view.get("type") != "modal" or not view.get("title"):
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            if len(view.get("blocks", [])) > 100:
+                return web.json_response({"ok": False, "error": "invalid_blocks"})
+            view_id = f"V{next(self._ts):08d}"
+            self.views[view_id] = view
+            return web.json_response({"ok": True, "view": dict(view, id=view_id)})
         if method in ("views.publish", "conversations.open"):
             return web.json_response({"ok": True, "channel": {"id": "D0001"}, "view": {"id": "V1"}})
         return web.json_response({"ok": False, "error": "unknown_method"})
@@ -319,6 +333,23 @@ def select_user_action(action_id: str, block_id: str, selected_user: str, user: 
     """The form body of a ``block_actions`` request from a ``users_select`` in a message."""
     action = {"action_id": action_id, "block_id": block_id, "type": "users_select", "selected_user": selected_user}
     return _block_actions(action, user, channel, message_ts, response_url)
+
+
+def view_submission(view: dict, user: str, values: dict) -> str:
+    """The form body of a ``view_submission`` (a modal's submit): ``values`` block id -> action id -> value."""
+    state = {block: {action: {"type": "plain_text_input", "value": value} for action, value in actions.items()}
+             for block, actions in values.items()}
+    payload = {
+        "type": "view_submission",
+        "team": {"id": "T0001", "domain": "team"},
+        "user": {"id": user, "username": user.lower(), "team_id": "T0001"},
+        "api_app_id": "A0001",
+        "token": "legacy",
+        "trigger_id": "4.5.6",
+        "view": dict(view, id=view.get("id", "V1"), state={"values": state}),
+        "response_urls": [],
+    }
+    return urlencode({"payload": json.dumps(payload)})
 
 
 def sign(secret: str, body: str, timestamp: int | None = None) -> dict:
