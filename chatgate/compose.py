@@ -85,6 +85,8 @@ def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = Non
     dispatch = RQDispatch(redis.Redis.from_url(redis_url), config.delivery, consoles=tuple(built_consoles))
     extra = {"clock": clock} if clock is not None else {}
     conversations = Conversations(store, dispatch, config.conversation, Topics.compile(config.topics), team,
-                                  consoles=tuple(built_consoles), routing=config.routing, **extra)
+                                  consoles=tuple(built_consoles), routing=config.routing,
+                                  hours=config.business_hours, saved_replies=config.saved_replies,  # desk
+                                  **extra)
     return Services(config=config, redis_url=redis_url, store=store, conversations=conversations, team=team,
                     channels=built_channels, consoles=built_consoles, channel_labels=labels)

@@ -117,6 +117,16 @@ local function close(id, via)
   return reply({event = 'closed', id = id})
 end
 
+-- --- desk (issue 11): every agent who held a chat, in order (comma-separated), for the reports ---
+local function held_by(id, agent)
+  local holders = field(id, 'agents')
+  for name in string.gmatch(holders, '[^,]+') do
+    if name == agent then return end
+  end
+  redis.call('HSET', conv_key(id), 'agents', holders == '' and agent or (holders .. ',' .. agent))
+end
+-- --- end desk ---
+
 -- Team figures, one small key per UTC day so a figure is one or two calls (see Store.figures).
 local day = math.floor(now / 86400)
 
@@ -232,6 +242,7 @@ if op == 'accept' then
   redis.call('HSET', conv_key(id), 'state', 'active', 'assignee', agent, 'last_agent', agent,
     'accepted_at', now, 'head_start_for', '')
   redis.call('ZREM', key('inbox'), id)
+  held_by(id, agent)  -- desk (issue 11)
   touch(id, 'active', agent)
   to_agents(id, 'accepted', 0, agent, '', A[3])
   return reply({event = 'accepted', id = id})
@@ -341,6 +352,7 @@ elseif op == 'reassign' then
   if assignee == target then return refused('already_assigned', target) end
   redis.call('HSET', conv_key(id), 'assignee', target, 'last_agent', target)
   redis.call('ZREM', key('assigned', assignee), id)
+  held_by(id, target)  -- desk (issue 11)
   touch(id, state, target)
   to_agents(id, 'reassigned', 0, admin, target, A[4])
   return reply({event = 'reassigned', id = id, previous = assignee})
@@ -406,5 +418,62 @@ if op == 'opt_out' then
   if out == '1' then redis.call('SET', flag, now) else redis.call('DEL', flag) end
   return reply({event = 'ok', was_out = was == '1'})
 end
+
+-- --- desk (issue 11): away message, queue position, who held a chat ---------------------------
+
+-- The waiting chats in queue order (first come, first served: by creation, then id), each with
+-- its 1-based position.
+local function queue_order()
+  local ids = redis.call('ZRANGE', key('inbox'), 0, -1)
+  local entries = {}
+  for _, qid in ipairs(ids) do
+    table.insert(entries, {id = qid, created = tonumber(field(qid, 'created_at')) or 0})
+  end
+  table.sort(entries, function(a, b)
+    if a.created ~= b.created then return a.created < b.created end
+    return tonumber(a.id) < tonumber(b.id)
+  end)
+  return entries
+end
+
+local function tell_position(qid, position, template)
+  local text = string.gsub(template, '{position}', tostring(position))
+  redis.call('HSET', conv_key(qid), 'queue_told', position)
+  to_customer(qid, text, append(qid, 'out', text, 'system'))
+end
+
+if op == 'welcome' then
+  -- A new chat's automatic messages: the away message (outside business hours) and the
+  -- customer's place in the queue. Runs once per conversation (``welcomed``).
+  local wid, away, template = A[1], A[2], A[3]
+  if redis.call('EXISTS', conv_key(wid)) == 0 then return refused('unknown') end
+  if redis.call('HSETNX', conv_key(wid), 'welcomed', now) == 0 then return refused('stale') end
+  if away ~= '' then to_customer(wid, away, append(wid, 'out', away, 'system')) end
+  local position = 0
+  if template ~= '' and field(wid, 'state') == 'new' then
+    for index, entry in ipairs(queue_order()) do
+      if entry.id == wid then position = index end
+    end
+    if position > 0 then tell_position(wid, position, template) end
+  end
+  return reply({event = 'welcomed', id = wid, position = position})
+end
+
+if op == 'queue_positions' then
+  -- After chats left the Inbox: each waiting customer who was told a place and has moved up
+  -- by at least ``step`` since hears their new place (once per step; never after Accept).
+  local step, template = tonumber(A[1]), A[2]
+  local told = {}
+  for index, entry in ipairs(queue_order()) do
+    local before = tonumber(field(entry.id, 'queue_told'))
+    if before and field(entry.id, 'accepted_at') == '' and before - index >= step then
+      tell_position(entry.id, index, template)
+      table.insert(told, {field(entry.id, 'channel'), field(entry.id, 'customer_id')})
+    end
+  end
+  if #told == 0 then return '{"event":"queue_positions","told":[]}' end
+  return reply({event = 'queue_positions', told = told})
+end
+-- --- end desk ---
 
 return redis.error_reply('unknown operation ' .. tostring(op))

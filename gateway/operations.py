@@ -75,6 +75,11 @@ REFUSALS = {
     "opted_out": "The customer has opted out of messages on this channel (for SMS: they texted STOP), "
                  "so your message was not sent. It can be sent once they opt back in (for SMS: they text START).",
     "empty": "The message is empty, so nothing was sent.",
+    # --- desk (issue 11): saved replies ---
+    "no_saved_reply": "There is no saved reply by that name (an admin may have deleted it).",
+    "bad_saved_reply": "A saved reply needs a name, a text and only the variables {{customer_name}} and "
+                       "{{agent_name}}.",
+    # --- end desk ---
 }
 
 
