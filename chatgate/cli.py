@@ -50,6 +50,8 @@ def _serve(config: Config, redis_url: str) -> None:
     from workers.dispatch import QUEUE_NAME
 
     services = compose.connect(config, redis_url)
+    if config.enabled("web") or config.enabled("webchat"):
+        asyncio.run(_announce(config, redis_url))
     on = sorted({type(p).section for p in [*services.channels.values(), *services.consoles.values()]})
     off = sorted({cls.section for cls in [*compose.channel_classes(), *compose.console_classes()]} - set(on))
     log.info("on: %s; off (not enabled in %s): %s", ", ".join(on) or "nothing", config.path, ", ".join(off) or "none")
@@ -58,6 +60,47 @@ def _serve(config: Config, redis_url: str) -> None:
         create_app(services, QUEUE_NAME), host=config.server.host, port=config.server.port,
         print=None, access_log=None, shutdown_timeout=5,
     )
+
+
+async def _announce(config: Config, redis_url: str) -> None:
+    """Print where to open the web console and web chat, and a one-time admin sign-in link
+    while no agent can sign in with a password (like Jupyter's token URL)."""
+    base = config.server.public_url
+    lines = []
+    if config.enabled("web"):
+        lines.append(f"  Agents' web console:   {base}/console")
+    if config.enabled("webchat"):
+        lines.append(f"  Customers' web chat:   {base}/chat")
+    if config.enabled("web") and not any(agent.password_hash for agent in config.agents):
+        issue_login_token = compose.plugin("web").issue_login_token
+        services = compose.connect(config, redis_url)
+        try:
+            admin = next((agent for agent in services.team.admins()), compose.FIRST_ADMIN)
+            token = await issue_login_token(services.store, admin.id, ttl=24 * 3600)
+        finally:
+            await services.close()
+        lines.append(f"  Sign in as {admin.display_name} (once, valid 24 h): {base}/console/login/token?t={token}")
+        lines.append("  (give agents passwords: `chatgate hash-password`, then password_hash in [[agents]])")
+    print("\nchatgate is running.\n" + "\n".join(lines) + "\n", flush=True)
+
+
+def cmd_hash_password(args) -> int:
+    """Print a password hash for ``password_hash`` in ``[[agents]]``."""
+    import getpass
+
+    hash_password = compose.plugin("web").hash_password
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("The two passwords differ; nothing was made.", file=sys.stderr)
+            return 1
+    if len(password) < 8:
+        print("A password needs at least 8 characters.", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
 
 
 def cmd_web(args) -> int:
@@ -166,6 +209,9 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="list every problem in a config file")
     c.add_argument("file", nargs="?")
     c.set_defaults(func=cmd_check_config)
+    h = sub.add_parser("hash-password", help="a password hash for password_hash in [[agents]] (web console sign-in)")
+    h.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    h.set_defaults(func=cmd_hash_password)
     t = sub.add_parser("telegram", help="Telegram set-up")
     tsub = t.add_subparsers(dest="telegram_command", required=True)
     with_config(tsub.add_parser("set-webhook", help="register the webhook and its secret with Telegram")).set_defaults(func=cmd_telegram_set_webhook)

@@ -21,7 +21,7 @@ from gateway.conversations import Conversations
 from gateway.ports import Runtime
 from gateway.services import Services
 from gateway.store import Store
-from gateway.team import Team
+from gateway.team import Agent, Team
 from gateway.topics import Topics
 from workers.dispatch import RQDispatch
 
@@ -33,9 +33,13 @@ CHANNELS = {
     "twilio": "channels.twilio:Twilio",
 }
 
+# With no [[agents]] configured, the first admin: `chatgate run` prints a one-time sign-in link for them.
+FIRST_ADMIN = Agent(id="admin", name="Admin", admin=True)
+
 # Agent consoles, by config section.
 CONSOLES = {
     "slack": "agent_console.slack:SlackConsole",
+    "web": "agent_console.web:WebConsole",
 }
 
 
@@ -81,7 +85,7 @@ def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = Non
     # Consoles that know members of their own groups (Slack user groups) vouch for them.
     sources = [console for console in built_consoles.values() if hasattr(console, "role")]
     declares_members = bool(config.agents) or any(getattr(s, "declares_members", False) for s in sources)
-    team = Team(config.agents, sources, open_team=not declares_members)
+    team = Team(config.agents or (FIRST_ADMIN,), sources, open_team=not declares_members)
     dispatch = RQDispatch(redis.Redis.from_url(redis_url), config.delivery, consoles=tuple(built_consoles))
     extra = {"clock": clock} if clock is not None else {}
     conversations = Conversations(store, dispatch, config.conversation, Topics.compile(config.topics), team,

@@ -43,3 +43,53 @@ def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path):
     assert alive == [], f"left running: {[p.cmdline() for p in alive]}"
     # Nothing lost: the data is on disk for the next run.
     assert (data / "appendonlydir").exists()
+
+
+def test_the_default_run_prints_the_console_and_a_one_time_admin_sign_in_link(tmp_path):
+    import http.cookiejar
+    import re
+    import threading
+    import urllib.request
+
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[server]\nport = {port}\npublic_url = "http://127.0.0.1:{port}"\n'
+                      f'[redis]\ndata_dir = "{tmp_path / "data"}"\n')
+    process = subprocess.Popen([sys.executable, "-m", "chatgate", "run", "-c", str(config)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(line.decode() for line in process.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        deadline = time.time() + 20
+        while not any("login/token?t=" in line for line in lines) and time.time() < deadline:
+            time.sleep(0.05)
+        output = "".join(lines)
+        assert f"http://127.0.0.1:{port}/console" in output
+        link = re.search(r"(http://\S+/console/login/token\?t=\S+)", output).group(1)
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        jar = http.cookiejar.CookieJar()
+        browser = urllib.request.build_opener(NoRedirect, urllib.request.HTTPCookieProcessor(jar))
+        try:
+            browser.open(link, timeout=10)
+            raise AssertionError("the sign-in link did not redirect")
+        except urllib.error.HTTPError as answer:
+            assert answer.code in (302, 303) and answer.headers["Location"] == "/console"
+        with browser.open(f"http://127.0.0.1:{port}/console/api/me", timeout=10) as me:
+            assert b'"admin": true' in me.read()
+        # The link works once.
+        fresh = urllib.request.build_opener(NoRedirect, urllib.request.HTTPCookieProcessor())
+        try:
+            fresh.open(link, timeout=10)
+            used_again = 200
+        except urllib.error.HTTPError as answer:
+            used_again = answer.code if answer.headers.get("Location") != "/console" else 302
+        assert used_again != 302
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(60)

@@ -1,0 +1,134 @@
+"""The agents' web console: the seed's Contact Center page, served by chatgate's own aiohttp app.
+
+Agents sign in with the ``password_hash`` of their ``[[agents]]`` entry (or a
+one-time link); the page lists Inbox and Assigned, opens a chat with its six
+controls A-F, and follows every change live (``live.py``). Everything it
+changes goes through ``services.conversations``; it keeps no state but its
+sessions and its event stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib import resources
+from typing import Sequence
+
+from aiohttp import web
+
+from .config import WebConfig, load_web_config
+from .guard import Guard, secure
+from .live import EventLog, sse_handler
+from .login import Login, issue_login_token
+from .passwords import hash_password, verify_password
+from .refusals import refusal_text
+from .sessions import Sessions
+from .views import ConsoleApi
+
+__all__ = ["WebConsole", "WebConfig", "hash_password", "verify_password", "issue_login_token"]
+
+log = logging.getLogger(__name__)
+
+STATIC = resources.files(__package__).joinpath("static")
+_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml",
+          ".png": "image/png", ".ico": "image/x-icon"}
+# The files the console serves, read once: nothing else under /console/static exists.
+_ASSETS = {item.name: item.read_bytes() for item in STATIC.iterdir()
+           if item.is_file() and "." + item.name.rsplit(".", 1)[-1] in _TYPES}
+PING_EVERY = 15.0
+
+
+def _events_key(store) -> str:
+    return store.key("web", "events")
+
+
+class WebConsole:
+    """The Console port for the browser."""
+
+    section = "web"
+    name = "web"
+    load_config = staticmethod(load_web_config)
+    # For the CLI: `chatgate hash-password` and the one-time sign-in link at start-up.
+    hash_password = staticmethod(hash_password)
+    issue_login_token = staticmethod(issue_login_token)
+
+    def __init__(self, config: WebConfig, runtime):
+        self.config = config
+        self.runtime = runtime
+        # How long an SSE connection waits for an event before a ping (tests shorten it).
+        self.ping_every = PING_EVERY
+
+    # -- the web side ----------------------------------------------------------
+
+    def mount(self, app: web.Application, services) -> None:
+        store = services.store
+        public_url = getattr(getattr(services.config, "server", None), "public_url", "") or ""
+        sessions = Sessions(store.redis, store.key, self.config.session_secret, self.config.session_max_age,
+                            secure=self.config.cookie_secure or public_url.startswith("https://"))
+        guard = Guard(sessions, services.team)
+        api = ConsoleApi(services, lambda refused: self.refusal(refused, services))
+        login = Login(services, sessions, guard, self.config.login_attempts)
+        events = EventLog(store.redis, _events_key(store))
+        streams: set[asyncio.Task] = set()
+
+        async def console_page(request: web.Request) -> web.StreamResponse:
+            if await guard.session(request) is None:
+                raise web.HTTPFound("/console/login")
+            response = web.Response(body=_ASSETS["console.html"], content_type="text/html")
+            response.headers["Cache-Control"] = "no-store"
+            return response
+
+        async def asset(request: web.Request) -> web.StreamResponse:
+            name = request.match_info["name"]
+            if name not in _ASSETS:
+                raise web.HTTPNotFound()
+            response = web.Response(body=_ASSETS[name], content_type=_TYPES["." + name.rsplit(".", 1)[-1]])
+            response.headers["Cache-Control"] = "no-cache"
+            return response
+
+        async def live(request: web.Request, session) -> web.StreamResponse:
+            return await sse_handler(events, self.ping_every, api.figures, secure, streams)(request)
+
+        async def end_streams(_app: web.Application) -> None:
+            for task in list(streams):
+                task.cancel()
+
+        page = guard.page
+        app.router.add_get("/console", page(console_page))
+        app.router.add_get("/console/", page(lambda request: _redirect("/console")))
+        # The product's front door: chatgate's own address opens the console.
+        app.router.add_get("/", page(lambda request: _redirect("/console")))
+        app.router.add_get("/console/static/{name}", page(asset))
+        app.router.add_get("/console/login", page(login.form))
+        app.router.add_post("/console/login", page(login.submit))
+        app.router.add_get("/console/login/token", page(login.token))
+        app.router.add_post("/console/logout", page(login.logout))
+        app.router.add_get("/console/api/me", guard.api(api.me))
+        app.router.add_get("/console/api/lists", guard.api(api.lists))
+        app.router.add_get("/console/api/events", guard.api(live))
+        app.router.add_get("/console/api/chats/{id}", guard.api(api.chat))
+        app.router.add_post("/console/api/chats/{id}/{action}", guard.api(api.action, post=True))
+        app.router.add_get("/console/api/admin", guard.api(api.admin))
+        app.router.add_post("/console/api/admin", guard.api(api.admin_post, post=True))
+        app.on_shutdown.append(end_streams)
+
+    # -- the worker side ---------------------------------------------------------
+
+    async def deliver(self, event, services) -> None:
+        """Tell every browser (through the stream) that this conversation changed."""
+        kind = getattr(event.kind, "value", event.kind)
+        await EventLog(services.store.redis, _events_key(services.store)).publish(
+            event.conversation_id, str(kind), event.seq, event.by, event.to)
+
+    async def delivered(self, conversation_id: str, events: Sequence, services) -> None:
+        """Nothing to summarize: the browsers re-read what they show."""
+
+    async def run_task(self, task: str, args: Sequence[str], services) -> None:
+        log.warning("web console: unknown task %r ignored", task)
+
+    def refusal(self, refused, services) -> str:
+        return refusal_text(refused.code, getattr(refused, "detail", "") or "", services.team.name)
+
+
+async def _redirect(location: str) -> web.StreamResponse:
+    raise web.HTTPFound(location)
