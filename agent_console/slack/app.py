@@ -23,6 +23,7 @@ from gateway.message import Refused
 from .config import SlackConfig
 from .controls import register_controls, register_unknown_actions
 from .deliver import conversation_for_thread
+from .desk import register_desk  # desk (issue 11)
 from .home_actions import register_home
 from .team import agent_id
 
@@ -62,6 +63,7 @@ def build(console: "SlackConsole", services: "Services") -> AsyncApp:
 
     register_home(app, console, services)  # before the controls: Home's Accept is answered in Home
     register_controls(app, console, services)
+    register_desk(app, console, services)  # desk (issue 11): saved replies modal, reaction shortcuts
 
     @app.event("message")
     async def on_message(event: dict, client) -> None:
