@@ -1,0 +1,645 @@
+"""Web chat: a customer page (``/chat``), an embeddable widget and the JSON + SSE API behind them.
+
+The customer is known by a signed cookie holding a random customer id (HMAC-SHA256
+with a secret from the config or made once and kept in Redis), so a reload keeps
+the conversation and a returning customer is the same customer to the core.
+
+In: ``POST /chat/api/messages`` becomes an ``InboundMessage`` for
+``Conversations.receive``; the page's client message id makes a retry a duplicate.
+Out: ``send`` appends the message to the customer's Redis stream, and
+``GET /chat/api/events`` (server-sent events) reads that stream, so any web
+process can serve any customer. Agent text arrives as chatgate text (``**bold**``,
+``_italic_``, ``[label](url)``); the browser renders it with DOM nodes, never HTML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar
+from urllib.parse import urlsplit
+
+import redis.exceptions
+from aiohttp import web
+
+from gateway.message import Conversation, InboundMessage, OutboundMessage, Refused, State
+from gateway.ports import DeliveryError, Runtime
+
+if TYPE_CHECKING:
+    from gateway.services import Services
+    from gateway.store import HistoryEntry, Store
+
+__all__ = ["CHANNEL", "WebChat", "WebChatConfig"]
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "webchat"
+# When the request's session cookie was issued (set by ``_customer``).
+ISSUED = web.RequestKey("webchat_issued", int)
+STATIC = Path(__file__).with_name("webchat_static")
+COOKIE = "chatgate_chat"
+COOKIE_PATH = "/chat"
+# Live event streams one customer may hold open in one web process (each holds a Redis connection).
+MAX_STREAMS = 5
+# Messages kept per customer stream: enough for a page that was offline a while.
+STREAM_MAXLEN = 500
+NAME_MAX, PHONE_MAX, LOCATION_MAX = 100, 40, 200
+CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:\d{1,5})?$")
+PHONE = re.compile(r"^\+?[0-9 ().\-/]{3,40}$")
+# Control characters other than tab and newline never reach an agent.
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class WebChatConfig:
+    """The ``[webchat]`` section."""
+
+    enabled: bool = True
+    # Sites that may embed the widget (scheme://host[:port]); the chat's own origin always may.
+    allowed_origins: tuple[str, ...] = ()
+    max_message_chars: int = 4000
+    messages_per_minute: int = 20  # per customer session
+    messages_per_minute_per_ip: int = 60
+    session_max_age: float = 30 * 86400.0
+    greeting: str = ""
+    # Behind a proxy or load balancer: the customer's address is the last one it added to X-Forwarded-For.
+    trust_forwarded_for: bool = False
+    # Signs the session cookie; empty: one is made on first use and kept in Redis.
+    secret: str = ""
+
+
+class ApiError(Exception):
+    """A refused API request: ``{"error": code, "message": plain text}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def _clean(text: str) -> str:
+    return CONTROL.sub("", text).strip()
+
+
+class WebChat:
+    """The web-chat channel: the customer page, the widget, the API and ``send``."""
+
+    section: ClassVar[str] = "webchat"
+    labels: ClassVar[dict[str, str]] = {"webchat": "Web chat"}
+    # How long an SSE connection waits on the stream before a keep-alive and a state check.
+    events_wait: ClassVar[float] = 15.0
+
+    def __init__(self, config: WebChatConfig, runtime: Runtime):
+        self.config = config
+        self.runtime = runtime
+        self.store: "Store" = runtime.store
+        public_url = runtime.config.server.public_url
+        parts = urlsplit(public_url)
+        self.https = parts.scheme == "https"
+        self.own_origin = f"{parts.scheme}://{parts.netloc}".lower()
+        self.allowed = frozenset(config.allowed_origins)
+        self._secret: bytes | None = config.secret.encode() if config.secret else None
+        self._page: bytes | None = None
+        self._widget: bytes | None = None
+        self.services: "Services | None" = None
+        # The time the rate limits count in (one-minute windows); tests pin it.
+        self.clock = time.time
+        self._streams: dict[str, int] = {}
+
+    # -- config ----------------------------------------------------------------
+
+    @staticmethod
+    def load_config(reader: Any) -> WebChatConfig:
+        enabled = reader.boolean("enabled", WebChatConfig.enabled)
+        reader.env_required = enabled
+        origins = []
+        for raw in reader.strings("allowed_origins"):
+            origin = raw.strip().lower().rstrip("/")
+            if not ORIGIN.match(origin):
+                reader.problem("allowed_origins", 'origins like "https://shop.example.com" '
+                               "(scheme and host, optional port, no path, no wildcard)", raw)
+                continue
+            origins.append(origin)
+        config = WebChatConfig(
+            enabled=enabled,
+            allowed_origins=tuple(origins),
+            max_message_chars=reader.integer("max_message_chars", WebChatConfig.max_message_chars, minimum=1),
+            messages_per_minute=reader.integer("messages_per_minute", WebChatConfig.messages_per_minute,
+                                               minimum=1),
+            messages_per_minute_per_ip=reader.integer("messages_per_minute_per_ip",
+                                                      WebChatConfig.messages_per_minute_per_ip, minimum=1),
+            session_max_age=reader.duration("session_max_age", WebChatConfig.session_max_age),
+            greeting=reader.string("greeting", WebChatConfig.greeting),
+            trust_forwarded_for=reader.boolean("trust_forwarded_for", WebChatConfig.trust_forwarded_for),
+            secret=reader.string("secret", WebChatConfig.secret),
+        )
+        if config.session_max_age < 60:
+            reader.problem("session_max_age", "a duration of at least 60 seconds", config.session_max_age)
+        if config.secret and len(config.secret) < 16:
+            reader.problem("secret", "at least 16 characters (or leave it out: one is made and kept in Redis)")
+        reader.unknown_keys({"enabled", "allowed_origins", "max_message_chars", "messages_per_minute",
+                             "messages_per_minute_per_ip", "session_max_age", "greeting", "trust_forwarded_for",
+                             "secret"})
+        return config
+
+    # -- keys ------------------------------------------------------------------
+
+    def stream_key(self, customer_id: str) -> str:
+        return self.store.key("webchat", "out", customer_id)
+
+    def profile_key(self, customer_id: str) -> str:
+        return self.store.key("webchat", "customer", customer_id)
+
+    # -- sending ---------------------------------------------------------------
+
+    async def send(self, message: OutboundMessage) -> str:
+        """Append the message to the customer's stream; the stream entry id."""
+        if message.channel != CHANNEL or not CUSTOMER_ID.match(message.customer_id):
+            raise DeliveryError(f"not a web-chat customer: {message.channel} {message.customer_id!r}",
+                                permanent=True)
+        sender, at = "system", time.time()
+        try:
+            if message.conversation_id and message.seq:
+                entry = await self.store.message(message.conversation_id, message.seq)
+                if entry is not None:
+                    at = entry.at
+                    if entry.by not in ("system", "customer", ""):
+                        sender = "agent"
+            stream = self.stream_key(message.customer_id)
+            ttl = int(self.config.session_max_age)
+            async with self.store.redis.pipeline(transaction=True) as pipe:
+                pipe.xadd(stream, {"seq": str(message.seq), "conversation_id": message.conversation_id,
+                                   "text": message.text, "at": repr(at), "from": sender},
+                          maxlen=STREAM_MAXLEN, approximate=True)
+                pipe.expire(stream, ttl)
+                if message.conversation_id:
+                    pipe.hset(self.profile_key(message.customer_id), "conversation", message.conversation_id)
+                    pipe.expire(self.profile_key(message.customer_id), ttl)
+                stream_id = (await pipe.execute())[0]
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise DeliveryError(f"Redis unreachable while queueing a web-chat message: {exc}") from None
+        return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
+
+    # -- web -------------------------------------------------------------------
+
+    def mount(self, app: web.Application, services: "Services") -> None:
+        if not self.config.enabled:
+            return
+        self.services = services
+        app.router.add_get("/chat", self._page_handler)
+        app.router.add_get("/chat/widget.js", self._widget_handler)
+        app.router.add_static("/chat/static", STATIC, append_version=False)
+        api = self._api
+        app.router.add_post("/chat/api/start", api(self._start))
+        app.router.add_get("/chat/api/messages", api(self._history))
+        app.router.add_post("/chat/api/messages", api(self._message))
+        app.router.add_post("/chat/api/rating", api(self._rating))
+        app.router.add_get("/chat/api/events", api(self._events))
+        app.router.add_route("OPTIONS", "/chat/api/{name}", self._preflight)
+
+    # Pages.
+
+    def _frame_ancestors(self) -> str:
+        return " ".join(("'self'", *sorted(self.allowed)))
+
+    def _page_headers(self) -> dict[str, str]:
+        return {
+            "Content-Security-Policy": (
+                "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                f"frame-ancestors {self._frame_ancestors()}"),
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin",
+            "Cache-Control": "no-cache",
+        }
+
+    async def _page_handler(self, request: web.Request) -> web.Response:
+        if self._page is None:
+            self._page = (STATIC / "chat.html").read_bytes()
+        return web.Response(body=self._page, content_type="text/html", charset="utf-8",
+                            headers=self._page_headers())
+
+    async def _widget_handler(self, request: web.Request) -> web.Response:
+        if self._widget is None:
+            self._widget = (STATIC / "widget.js").read_bytes()
+        return web.Response(body=self._widget, content_type="application/javascript", charset="utf-8",
+                            headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"})
+
+    # The API: every refusal is {"error", "message"} and stores nothing.
+
+    def _origin(self, request: web.Request) -> str | None:
+        """The request's Origin if it is another allowed site (CORS applies); raises 403 for others."""
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return None  # not a browser's cross-site request: nothing to forge with
+        origin = origin.strip().lower().rstrip("/")
+        if origin == self.own_origin or urlsplit(origin).netloc == request.host.lower():
+            return None
+        if origin in self.allowed:
+            return origin
+        raise ApiError(403, "origin_refused", "This site may not use this chat.")
+
+    @staticmethod
+    def _cors(origin: str | None) -> dict[str, str]:
+        if origin is None:
+            return {}
+        return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true",
+                "Vary": "Origin"}
+
+    def _api(self, handler: Callable[[web.Request, str | None], Awaitable[web.StreamResponse]]):
+        async def handle(request: web.Request) -> web.StreamResponse:
+            origin = None
+            try:
+                origin = self._origin(request)
+                response = await handler(request, origin)
+            except ApiError as exc:
+                response = web.json_response({"error": exc.code, "message": exc.message}, status=exc.status,
+                                             headers=exc.headers)
+            except Refused as exc:
+                response = web.json_response({"error": exc.code, "message": exc.reason}, status=409)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.error("Redis unavailable on %s: %s", request.path, exc)
+                response = web.json_response(
+                    {"error": "unavailable", "message": "The chat is unavailable for a moment; please try again."},
+                    status=503, headers={"Retry-After": "5"})
+            if not response.prepared:
+                response.headers.update(self._cors(origin))
+                response.headers.setdefault("Cache-Control", "no-store")
+            return response
+
+        return handle
+
+    async def _preflight(self, request: web.Request) -> web.Response:
+        origin = request.headers.get("Origin", "").strip().lower().rstrip("/")
+        if origin not in self.allowed:
+            return web.json_response({"error": "origin_refused", "message": "This site may not use this chat."},
+                                     status=403)
+        return web.Response(status=204, headers={
+            **self._cors(origin),
+            "Access-Control-Allow-Methods": "GET, POST",
+            "Access-Control-Allow-Headers": "Content-Type, Last-Event-ID",
+            "Access-Control-Max-Age": "600",
+        })
+
+    # Session cookie: "<customer id>.<issued at>.<hmac>".
+
+    async def secret(self) -> bytes:
+        if self._secret is None:
+            key = self.store.key("webchat", "secret")
+            await self.store.redis.set(key, secrets.token_hex(32), nx=True)
+            self._secret = await self.store.redis.get(key)
+        return self._secret
+
+    async def cookie_value(self, customer_id: str, issued: int | None = None) -> str:
+        payload = f"{customer_id}.{int(time.time()) if issued is None else issued}"
+        signature = hmac.new(await self.secret(), payload.encode(), hashlib.sha256).hexdigest()
+        return f"{payload}.{signature}"
+
+    async def _customer(self, request: web.Request, required: bool = True) -> str | None:
+        raw = request.cookies.get(COOKIE)
+        if not raw:
+            if required:
+                raise ApiError(401, "no_session", "Start the chat first: tell us your name.")
+            return None
+        parts = raw.split(".")
+        ok = len(parts) == 3 and CUSTOMER_ID.match(parts[0]) and parts[1].isdigit()
+        if ok:
+            expected = hmac.new(await self.secret(), f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).hexdigest()
+            ok = hmac.compare_digest(expected, parts[2])
+        if not ok:
+            if required:
+                raise ApiError(401, "bad_session", "Your chat session is not valid; please start the chat again.")
+            return None
+        if int(parts[1]) + self.config.session_max_age < time.time():
+            if required:
+                raise ApiError(401, "session_expired", "Your chat session has expired; please start the chat again.")
+            return None
+        request[ISSUED] = int(parts[1])
+        return parts[0]
+
+    async def _set_cookie(self, response: web.StreamResponse, request: web.Request, customer_id: str,
+                          embedded: bool) -> None:
+        secure = self.https or request.secure
+        # In the widget's iframe the cookie is a third-party one: only SameSite=None (with
+        # Secure, partitioned per embedding site) reaches it; the page itself keeps Lax.
+        cross_site = embedded and secure
+        response.set_cookie(COOKIE, await self.cookie_value(customer_id), max_age=int(self.config.session_max_age),
+                            path=COOKIE_PATH, httponly=True, samesite="None" if cross_site else "Lax",
+                            secure=True if secure else None, partitioned=True if cross_site else None)
+
+    # Limits.
+
+    def _address(self, request: web.Request) -> str:
+        if self.config.trust_forwarded_for:
+            forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]
+            if forwarded:
+                return forwarded[-1][:64]
+        return request.remote or "unknown"
+
+    async def _limit(self, request: web.Request, customer_id: str | None) -> None:
+        now = self.clock()
+        window = str(int(now // 60))
+        retry = int(60 - now % 60) + 1
+        checks = [("ip", self._address(request), self.config.messages_per_minute_per_ip,
+                   "from your network")]
+        if customer_id:
+            checks.insert(0, ("session", customer_id, self.config.messages_per_minute, "in this chat"))
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for kind, who, _, _ in checks:
+                key = self.store.key("webchat", "rate", kind, who, window)
+                pipe.incr(key)
+                pipe.expire(key, 120)
+            counts = (await pipe.execute())[::2]
+        for (_, _, limit, where), count in zip(checks, counts):
+            if count > limit:
+                raise ApiError(429, "rate_limited",
+                               f"Too many messages {where}: at most {limit} a minute. "
+                               f"Please wait {retry} seconds and try again.",
+                               headers={"Retry-After": str(retry)})
+
+    async def _body(self, request: web.Request, limit: int) -> dict:
+        if request.content_type != "application/json":
+            raise ApiError(415, "unsupported_media_type", "Send the request as JSON (Content-Type: application/json).")
+        too_big = ApiError(413, "too_large", "That request is too large.")
+        if request.content_length is not None and request.content_length > limit:
+            raise too_big
+        raw = await request.content.read(limit + 1)
+        if len(raw) > limit:
+            raise too_big
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise ApiError(400, "malformed", "The request is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise ApiError(400, "malformed", "The request must be a JSON object.")
+        return data
+
+    def _body_limit(self) -> int:
+        # JSON may spell a character as "\\uXXXX\\uXXXX" (12 bytes): a full-length message always fits.
+        return self.config.max_message_chars * 12 + 4096
+
+    @staticmethod
+    def _text_field(data: dict, name: str, maximum: int, label: str) -> str:
+        value = data.get(name)
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ApiError(400, f"bad_{name}", f"{label} must be text.")
+        value = _clean(value)
+        if len(value) > maximum:
+            raise ApiError(413, "too_long", f"{label} is too long: at most {maximum} characters.")
+        return value
+
+    # Views.
+
+    async def _profile(self, customer_id: str) -> dict[str, str]:
+        raw = await self.store.redis.hgetall(self.profile_key(customer_id))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def _conversation(self, customer_id: str, profile: dict[str, str] | None = None) -> Conversation | None:
+        """The open conversation, else the last one this customer had (to show it closed)."""
+        conversation = await self.store.open_conversation(CHANNEL, customer_id)
+        if conversation is not None:
+            return conversation
+        if profile is None:
+            profile = await self._profile(customer_id)
+        last = profile.get("conversation")
+        if last:
+            conversation = await self.store.get(last)
+            if conversation is not None and conversation.customer_id == customer_id:
+                return conversation
+        return None
+
+    @staticmethod
+    def conversation_view(conversation: Conversation | None) -> dict | None:
+        if conversation is None:
+            return None
+        state = conversation.state.value if isinstance(conversation.state, State) else str(conversation.state)
+        return {
+            "id": conversation.id,
+            "state": state,
+            "rating": conversation.rating,
+            "rating_pending": state == State.RESOLVED.value and conversation.rating is None,
+            "closed": state == State.CLOSED.value,
+        }
+
+    @staticmethod
+    def _entry_view(entry: "HistoryEntry") -> dict:
+        if entry.direction == "in":
+            sender = "you"
+        else:
+            sender = "system" if entry.by in ("system", "customer", "") else "agent"
+        return {"seq": entry.seq, "direction": entry.direction, "from": sender, "text": entry.text, "at": entry.at}
+
+    async def _last_event_id(self, customer_id: str) -> str:
+        last = await self.store.redis.xrevrange(self.stream_key(customer_id), count=1)
+        if not last:
+            return "0-0"
+        stream_id = last[0][0]
+        return stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
+
+    def _customer_view(self, profile: dict[str, str]) -> dict | None:
+        if not profile.get("name"):
+            return None
+        return {"name": profile.get("name", ""), "phone": profile.get("phone", ""),
+                "location": profile.get("location", "")}
+
+    # Handlers.
+
+    async def _start(self, request: web.Request, origin: str | None) -> web.Response:
+        customer_id = await self._customer(request, required=False)
+        await self._limit(request, customer_id)
+        data = await self._body(request, 4096)
+        name = self._text_field(data, "name", NAME_MAX, "Your name")
+        if not name:
+            raise ApiError(400, "name_required", "Please tell us your name.")
+        phone = self._text_field(data, "phone", PHONE_MAX, "The phone number")
+        if phone:
+            if not PHONE.match(phone) or sum(c.isdigit() for c in phone) < 3:
+                raise ApiError(400, "bad_phone", "The phone number may hold only digits, spaces, + ( ) - . /")
+            phone = ("+" if phone.startswith("+") else "") + re.sub(r"\D", "", phone)
+        location = self._text_field(data, "location", LOCATION_MAX, "The location")
+        embedded = data.get("embed") is True
+        returning = customer_id is not None
+        if customer_id is None:
+            customer_id = secrets.token_urlsafe(18)
+        key = self.profile_key(customer_id)
+        async with self.store.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={"name": name, "phone": phone, "location": location,
+                                    "embed": "1" if embedded else ""})
+            pipe.expire(key, int(self.config.session_max_age))
+            await pipe.execute()
+        response = web.json_response({
+            "ok": True,
+            "returning": returning,
+            "customer": {"name": name, "phone": phone, "location": location},
+            "greeting": self.config.greeting,
+        })
+        await self._set_cookie(response, request, customer_id, embedded)
+        return response
+
+    async def _history(self, request: web.Request, origin: str | None) -> web.Response:
+        customer_id = await self._customer(request)
+        last_event_id = await self._last_event_id(customer_id)  # before the history: nothing falls between
+        profile = await self._profile(customer_id)
+        conversation = await self._conversation(customer_id, profile)
+        messages = []
+        if conversation is not None:
+            messages = [self._entry_view(e) for e in await self.store.history(conversation.id)
+                        if e.direction in ("in", "out")]
+        response = web.json_response({
+            "customer": self._customer_view(profile),
+            "conversation": self.conversation_view(conversation),
+            "messages": messages,
+            "last_event_id": last_event_id,
+            "greeting": self.config.greeting,
+            "max_message_chars": self.config.max_message_chars,
+        })
+        if request[ISSUED] + self.config.session_max_age / 2 < time.time():
+            # A customer who keeps coming back keeps their session: the cookie is renewed at half its life.
+            await self._set_cookie(response, request, customer_id, profile.get("embed") == "1")
+            if profile:
+                await self.store.redis.expire(self.profile_key(customer_id), int(self.config.session_max_age))
+        return response
+
+    async def _receive(self, customer_id: str, text: str, platform_id: str) -> web.Response:
+        profile = await self._profile(customer_id)
+        message = InboundMessage(channel=CHANNEL, customer_id=customer_id, platform_id=platform_id, text=text,
+                                 name=profile.get("name", ""), phone=profile.get("phone", ""),
+                                 location=profile.get("location", ""))
+        received = await self.services.conversations.receive(message)
+        conversation_id = received.conversation_id
+        if conversation_id:
+            key = self.profile_key(customer_id)
+            async with self.store.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, "conversation", conversation_id)
+                pipe.expire(key, int(self.config.session_max_age))
+                await pipe.execute()
+        conversation = await self.store.get(conversation_id) if conversation_id else None
+        entry = None
+        if conversation is not None and received.seq:
+            entry = await self.store.message(conversation_id, received.seq)
+        return web.json_response({
+            "ok": True,
+            "event": received.event,
+            "duplicate": received.event == "duplicate",
+            "conversation": self.conversation_view(conversation),
+            "message": self._entry_view(entry) if entry is not None else None,
+        })
+
+    async def _message(self, request: web.Request, origin: str | None) -> web.Response:
+        customer_id = await self._customer(request)
+        await self._limit(request, customer_id)
+        data = await self._body(request, self._body_limit())
+        text = data.get("text")
+        if not isinstance(text, str):
+            raise ApiError(400, "bad_text", "The message must be text.")
+        if len(text) > self.config.max_message_chars:
+            raise ApiError(413, "too_long", f"Your message is too long: at most {self.config.max_message_chars} "
+                           f"characters (it has {len(text)}).")
+        text = _clean(text)
+        if not text:
+            raise ApiError(400, "empty", "empty message")
+        client_id = data.get("client_id")
+        if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
+            raise ApiError(400, "bad_client_id", "client_id must be 1-64 letters, digits, _ or -.")
+        return await self._receive(customer_id, text, f"{customer_id}:{client_id}")
+
+    async def _rating(self, request: web.Request, origin: str | None) -> web.Response:
+        customer_id = await self._customer(request)
+        await self._limit(request, customer_id)
+        data = await self._body(request, 1024)
+        rating = data.get("rating")
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+            raise ApiError(400, "bad_rating", "The rating must be a whole number from 1 to 5.")
+        conversation = await self.store.open_conversation(CHANNEL, customer_id)
+        view = self.conversation_view(conversation)
+        if view is None or not view["rating_pending"]:
+            raise ApiError(409, "no_rating_pending", "There is no rating question to answer in this chat.")
+        return await self._receive(customer_id, str(rating), f"{customer_id}:rating:{conversation.id}")
+
+    async def _events(self, request: web.Request, origin: str | None) -> web.StreamResponse:
+        customer_id = await self._customer(request)
+        last = request.headers.get("Last-Event-ID") or request.query.get("after") or ""
+        if not STREAM_ID.match(last):
+            last = await self._last_event_id(customer_id)
+        if self._streams.get(customer_id, 0) >= MAX_STREAMS:
+            raise ApiError(429, "too_many_streams", "This chat is open in too many tabs; close one and reload.",
+                           headers={"Retry-After": "10"})
+        self._streams[customer_id] = self._streams.get(customer_id, 0) + 1
+        try:
+            return await self._stream(request, origin, customer_id, last)
+        finally:
+            self._streams[customer_id] -= 1
+            if not self._streams[customer_id]:
+                del self._streams[customer_id]
+
+    async def _stream(self, request: web.Request, origin: str | None, customer_id: str,
+                      last: str) -> web.StreamResponse:
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache, no-transform",
+            "X-Accel-Buffering": "no",
+            **self._cors(origin),
+        })
+        await response.prepare(request)
+        stream = self.stream_key(customer_id)
+        block_ms = max(1, int(_block_seconds(self.store.redis, self.events_wait) * 1000))
+        shown: dict | None = None
+        try:
+            await response.write(b"retry: 3000\n\n")
+            while True:
+                view = self.conversation_view(await self._conversation(customer_id))
+                if view != shown:
+                    await response.write(_event("state", view))
+                    shown = view
+                found = await self.store.redis.xread({stream: last}, count=100, block=block_ms)
+                if not found:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                for stream_id, fields in found[0][1]:
+                    last = stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
+                    item = {k.decode(): v.decode() for k, v in fields.items()}
+                    await response.write(_event("message", {
+                        "conversation_id": item.get("conversation_id", ""),
+                        "seq": int(item.get("seq") or 0),
+                        "text": item.get("text", ""),
+                        "at": float(item.get("at") or 0),
+                        "from": item.get("from", "agent"),
+                        "direction": "out",
+                    }, last))
+        except ConnectionResetError:
+            pass  # the page went away
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.warning("web-chat event stream ended, Redis unavailable: %s", exc)  # the page reconnects
+        return response
+
+
+def _block_seconds(redis_client: Any, wait: float) -> float:
+    """How long one XREAD may block: under the client's socket timeout, which would cut it off."""
+    try:
+        from redis._defaults import DEFAULT_SOCKET_TIMEOUT  # redis-py 8: 5 s unless told otherwise
+    except ImportError:  # older redis-py: no timeout by default
+        DEFAULT_SOCKET_TIMEOUT = None
+    timeout = redis_client.connection_pool.connection_kwargs.get("socket_timeout", DEFAULT_SOCKET_TIMEOUT)
+    if timeout:
+        return max(0.1, min(wait, float(timeout) / 2))
+    return wait
+
+
+def _event(kind: str, data: Any, event_id: str = "") -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    # json.dumps escapes newlines, so the data is one line.
+    return f"{head}event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
