@@ -404,7 +404,7 @@ def _load_business_hours(b: ConfigReader, channel_names: set[str]) -> BusinessHo
     if b.data and not hours.enabled and any(day in b.data for day in DAYS):
         b.problem("monday", "at least one open day in the weekly schedule (or no [business_hours] table)")
     b.unknown_keys({"timezone", *DAYS, "holidays", "away_message", "pause_auto_close", "pause_sla",
-                    *(f"away_message_{c}" for c in away_messages)})
+                    *(name for name in b.data if name.startswith("away_message_"))})
     return hours
 
 
