@@ -88,3 +88,15 @@ def test_saved_reply_modal_sends_the_filled_in_reply_as_the_assignee(desk_gatewa
     chat.gw.slack_form(view_submission(AGENT, stored, pick))
     chat.slack.wait_for(lambda s: chat.field("seq") == "2", what="the history")
     assert chat.telegram.sent_texts(chat.customer).count("Hello Grace Hopper, this is Alice.") == 1
+
+
+def test_the_modal_switches_to_a_searching_select_above_slacks_option_limit():
+    from agent_console.slack.desk import saved_reply_modal
+    from gateway.replies import SavedReply
+
+    few = saved_reply_modal("7", [SavedReply(f"r{n}", "text") for n in range(3)], "Ada")
+    assert few["blocks"][0]["element"]["type"] == "static_select"
+    many = saved_reply_modal("7", [SavedReply(f"r{n}", "text") for n in range(101)], "Ada")
+    assert many["blocks"][0]["element"]["type"] == "external_select"
+    none = saved_reply_modal("7", [], "Ada")
+    assert "submit" not in none and "no saved replies" in none["blocks"][0]["text"]["text"]
