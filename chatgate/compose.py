@@ -31,6 +31,7 @@ __all__ = ["CHANNELS", "CONSOLES", "plugin", "channel_classes", "console_classes
 CHANNELS = {
     "telegram": "channels.telegram:Telegram",
     "twilio": "channels.twilio:Twilio",
+    "webchat": "channels.webchat:WebChat",
 }
 
 # With no [[agents]] configured, the first admin: `chatgate run` prints a one-time sign-in link for them.

@@ -14,7 +14,7 @@ from channels.webchat import COOKIE, WebChat, WebChatConfig
 from gateway.ports import Runtime
 from tests.test_webchat import AGENT, core, deliver  # noqa: F401 (core is a fixture)
 
-playwright_api = pytest.importorskip("playwright.async_api")
+from playwright import async_api as playwright_api
 
 CHROMIUM = os.environ.get("CHATGATE_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -22,7 +22,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 # Set to a folder (e.g. docs) to keep screenshots of the page.
 SCREENSHOTS = os.environ.get("CHATGATE_SCREENSHOTS", "")
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")
+# .ci/run installs Debian's chromium; without it these tests fail, saying so.
+assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: apt-get install chromium (see .ci/run)"
 
 
 async def serve(app: web.Application) -> TestServer:

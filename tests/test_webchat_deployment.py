@@ -8,10 +8,8 @@ import json
 import aiohttp
 import pytest
 
-from chatgate.compose import CHANNELS, connect, load_config
+from chatgate.compose import connect, load_config
 
-pytestmark = pytest.mark.skipif("webchat" not in CHANNELS,
-                                reason="the web chat is not in chatgate/compose.py CHANNELS yet")
 
 AGENTS = '\n[[agents]]\nid = "alice"\nname = "Alice"\n'
 
