@@ -355,7 +355,9 @@ class Deployment:
             return f"{queue.count} queued jobs"
         if not crashed and queue.started_job_registry.count:
             return f"started jobs {queue.started_job_registry.get_job_ids()}"
-        pending = [key.decode() for key in store.scan_iter("{chatgate}:out:*") if store.llen(key)]
+        # Only the outboxes (lists): their locks and sent-markers share the prefix.
+        pending = [key.decode() for key in store.scan_iter("{chatgate}:out:*")
+                   if store.type(key) == b"list" and store.llen(key)]
         if pending:
             return f"outboxes with items {pending}"
         horizon = "+inf" if scheduled else time.time() + 1
