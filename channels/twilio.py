@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Twilio", "TwilioConfig", "CHANNELS", "SMS", "WHATSAPP", "MAX_BODY", "Parsed", "parse", "split_body", "explain",
-    "webhook_handlers", "send", "delivery_error", "RewritingHttpClient",
+    "webhook_handlers", "delivery_error", "RewritingHttpClient",
 ]
 
 log = logging.getLogger(__name__)

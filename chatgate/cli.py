@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 from gateway import config as config_module
 from gateway.config import Config, ConfigError
@@ -50,8 +49,6 @@ def _serve(config: Config, redis_url: str) -> None:
     from workers.dispatch import QUEUE_NAME
 
     services = compose.connect(config, redis_url)
-    if config.enabled("web") or config.enabled("webchat"):
-        asyncio.run(_announce(config, redis_url))
     on = sorted({type(p).section for p in [*services.channels.values(), *services.consoles.values()]})
     off = sorted({cls.section for cls in [*compose.channel_classes(), *compose.console_classes()]} - set(on))
     log.info("on: %s; off (not enabled in %s): %s", ", ".join(on) or "nothing", config.path, ", ".join(off) or "none")
@@ -158,6 +155,8 @@ def cmd_run(args) -> int:
         # then stop it in order (web first, worker, Redis last).
         worker = subprocess.Popen(worker_args, start_new_session=True)
         try:
+            if config.enabled("web") or config.enabled("webchat"):
+                asyncio.run(_announce(config, url))
             _serve(config, url)
         finally:
             log.info("stopping the worker")

@@ -439,3 +439,21 @@ def deployment(tmp_path):
 def module_deployment(tmp_path_factory):
     """The same, shared by a module's tests."""
     yield from _deployments(lambda: tmp_path_factory.mktemp("deployment"))
+
+
+# Debian's chromium, driven by Playwright (its own browser download is not reachable); .ci/run installs it.
+CHROMIUM = os.environ.get("CHATGATE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+async def browser():
+    """Headless Chromium for the browser tests; they fail, saying why, when it is missing."""
+    from playwright import async_api as playwright_api
+
+    assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: apt-get install chromium (see .ci/run)"
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        await browser.close()

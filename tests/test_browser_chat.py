@@ -6,7 +6,6 @@ import asyncio
 import os
 from pathlib import Path
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -16,14 +15,8 @@ from tests.test_webchat import AGENT, core, deliver  # noqa: F401 (core is a fix
 
 from playwright import async_api as playwright_api
 
-CHROMIUM = os.environ.get("CHATGATE_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 # Set to a folder (e.g. docs) to keep screenshots of the page.
 SCREENSHOTS = os.environ.get("CHATGATE_SCREENSHOTS", "")
-
-# .ci/run installs Debian's chromium; without it these tests fail, saying so.
-assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: apt-get install chromium (see .ci/run)"
 
 
 async def serve(app: web.Application) -> TestServer:
@@ -41,14 +34,6 @@ async def until(check, timeout: float = 10.0):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("timed out")
         await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-async def browser():
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield browser
-        await browser.close()
 
 
 async def test_customer_chats_with_an_agent_live(core, browser):

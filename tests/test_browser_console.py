@@ -1,16 +1,14 @@
 """The web console in headless Chromium: sign in, see a chat in the Inbox, accept, reply, resolve, live updates.
 
 The page is driven only through a base URL and a "customer writes" step, so the
-same test can run against the real processes (web + worker) once they serve
-the console: swap the ``console_site`` fixture.
+same test runs in-process and against the real processes (web + worker): the
+``console_site`` fixture has both.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Awaitable, Callable
 
 import pytest
@@ -23,13 +21,7 @@ from playwright import async_api as playwright_api
 
 expect = playwright_api.expect
 
-CHROMIUM = os.environ.get("CHATGATE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 SCREENSHOT = ROOT / "docs" / "console.png"
-
-# .ci/run installs Debian's chromium; without it these tests fail, saying so.
-assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: apt-get install chromium (see .ci/run)"
 
 
 @dataclass
@@ -72,14 +64,6 @@ async def console_site(request, redis_url, tmp_path):
 
     yield ConsoleSite(deployment.gateways[0].base, customer_writes, profiles=False)
     await asyncio.to_thread(next, factory, None)  # stops the deployment (StopIteration must not reach a Future)
-
-
-@pytest.fixture
-async def browser():
-    async with playwright_api.async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        await browser.close()
 
 
 async def sign_in(page, base_url: str, user: str = "alice") -> None:

@@ -67,8 +67,9 @@ def deliver_to_customer(channel: str, customer_id: str) -> None:
                     await services.conversations.set_opt_out(channel, customer_id, True)
                 if exc.permanent or _last_attempt():
                     log.warning("giving up on a message to %s %s: %s", channel, customer_id, exc)
+                    reason = str(exc)
                     await services.store.through_outage(
-                        lambda: record(message.conversation_id, message.seq, "failed", str(exc)))
+                        lambda: record(message.conversation_id, message.seq, "failed", reason))
                     return
                 raise
             # The platform has it: record that even through a Redis outage, or a retry resends it.

@@ -21,7 +21,6 @@ take a slot too, so the pump then waits.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
