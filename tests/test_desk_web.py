@@ -9,7 +9,7 @@ import io
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.test_browser_console import browser, expect, sign_in  # noqa: F401 - the browser fixture
+from tests.test_browser_console import expect, sign_in
 from tests.test_web_console import post, signed_in
 from tests.web_console_support import build
 
@@ -98,7 +98,7 @@ async def test_reports_for_admins_only_with_days_agents_and_csv(client, harness)
         await admin.close()
 
 
-async def test_browser_slash_inserts_a_saved_reply_and_admins_see_the_chart(browser, harness):  # noqa: F811
+async def test_browser_slash_inserts_a_saved_reply_and_admins_see_the_chart(browser, harness):
     server = TestServer(harness.app)
     await server.start_server()
     base = str(server.make_url("")).rstrip("/")
