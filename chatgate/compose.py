@@ -91,6 +91,7 @@ def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = Non
     extra = {"clock": clock} if clock is not None else {}
     conversations = Conversations(store, dispatch, config.conversation, Topics.compile(config.topics), team,
                                   consoles=tuple(built_consoles), routing=config.routing,
+                                  topic_rules=config.topics,
                                   hours=config.business_hours, saved_replies=config.saved_replies,  # desk
                                   **extra)
     return Services(config=config, redis_url=redis_url, store=store, conversations=conversations, team=team,

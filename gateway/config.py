@@ -93,6 +93,15 @@ class RoutingConfig:
     queue_position_message: str = "You are number {position} in the queue. Typical wait today: {wait}."
     queue_position_message_no_wait: str = "You are number {position} in the queue."
     # --- end desk ---
+    # --- issue 11: routing by topic, capacity, SLA (routing helper) ---
+    # A chat whose topic team accepted nothing this long is offered to everyone (0: never).
+    topic_fallback_after: float = 120.0
+    # Active chats an agent may hold at once (0: unlimited); ``[[agents]] max_active`` overrides it.
+    max_active_per_agent: int = 0
+    # A new chat waiting this long without Accept is escalated (0: never), again every ``sla_repeat``.
+    sla_first_response: float = 0.0
+    sla_repeat: float = 300.0
+    # --- end issue 11 routing ---
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,11 @@ class TopicRule:
     name: str
     keywords: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
+    # --- issue 11 routing: the topic's own Slack channel and team (agent ids and/or a group) ---
+    slack_channel: str = ""
+    agents: tuple[str, ...] = ()
+    group: str = ""
+    # --- end issue 11 routing ---
 
 
 # --- desk: saved replies (issue 11) ---
@@ -320,9 +334,19 @@ def _load_topics(raw: Any, path: str, problems: list[str]) -> tuple[TopicRule, .
                 reader.problem("patterns", f"valid regular expressions ({pattern!r}: {exc})")
         if not keywords and not patterns:
             reader.problem("keywords", "at least one keyword or pattern for this topic")
-        reader.unknown_keys({"name", "keywords", "patterns"})
+        # --- issue 11 routing ---
+        slack_channel = reader.string("slack_channel", "")
+        if slack_channel and not re.match(r"^[CG][A-Z0-9]{2,}$", slack_channel):
+            reader.problem("slack_channel", "a Slack channel id like C0123456789", slack_channel)
+        team_agents = reader.strings("agents")
+        group = reader.string("group", "")
+        if group and not re.match(r"^S[A-Z0-9]{2,}$", group):
+            reader.problem("group", "a Slack user group id like S0123ABCD", group)
+        # --- end issue 11 routing ---
+        reader.unknown_keys({"name", "keywords", "patterns", "slack_channel", "agents", "group"})
         if name:
-            rules.append(TopicRule(name=name, keywords=keywords, patterns=patterns))
+            rules.append(TopicRule(name=name, keywords=keywords, patterns=patterns, slack_channel=slack_channel,
+                                   agents=team_agents, group=group))
     return tuple(rules)
 
 
@@ -350,10 +374,12 @@ def _load_agents(raw: Any, path: str, problems: list[str]) -> tuple[Agent, ...]:
         password_hash = reader.string("password_hash", "")
         if password_hash and not password_hash.startswith("scrypt$"):
             reader.problem("password_hash", "a hash made by `chatgate hash-password` (scrypt$…)", "…")
-        reader.unknown_keys({"id", "name", "admin", "slack", "password_hash"})
+        max_active = reader.integer("max_active", -1, minimum=0)  # issue 11 routing: -1 = the default
+        reader.unknown_keys({"id", "name", "admin", "slack", "password_hash", "max_active"})
         identities = {"slack": slack} if slack else {}
         agents.append(Agent(id=agent_id, name=reader.string("name", ""), admin=reader.boolean("admin", False),
-                            identities=identities, password_hash=password_hash))
+                            identities=identities, password_hash=password_hash,
+                            max_active=None if max_active < 0 else max_active))
     return tuple(agents)
 
 
@@ -508,6 +534,12 @@ def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ())
     ro = top.table("routing")
     routing = RoutingConfig(
         returning_head_start=ro.duration("returning_head_start", RoutingConfig.returning_head_start),
+        # --- issue 11 routing ---
+        topic_fallback_after=ro.duration("topic_fallback_after", RoutingConfig.topic_fallback_after),
+        max_active_per_agent=ro.integer("max_active_per_agent", RoutingConfig.max_active_per_agent, minimum=0),
+        sla_first_response=ro.duration("sla_first_response", RoutingConfig.sla_first_response),
+        sla_repeat=ro.duration("sla_repeat", RoutingConfig.sla_repeat),
+        # --- end issue 11 routing ---
     )
     # --- desk: queue position (issue 11) ---
     desk_routing = dict(
@@ -523,10 +555,23 @@ def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ())
     routing = dataclasses.replace(routing, **desk_routing)
     desk_routing_keys = set(desk_routing)
     # --- end desk ---
-    ro.unknown_keys({"returning_head_start", *desk_routing_keys})
+    if routing.sla_first_response > 0 and routing.sla_repeat <= 0:  # issue 11 routing
+        ro.problem("sla_repeat", "a duration above zero (the escalation repeats at this interval)",
+                   ro.data.get("sla_repeat"))
+    ro.unknown_keys({"returning_head_start",
+                     "topic_fallback_after", "max_active_per_agent", "sla_first_response", "sla_repeat",
+                     *desk_routing_keys})  # desk (issue 11)
 
     topics = _load_topics(top._raw("topics"), path, problems)
     agents = _load_agents(top._raw("agents"), path, problems)
+    # --- issue 11 routing: a topic's team names configured agents ---
+    known_agents = {agent.id for agent in agents}
+    for index, rule in enumerate(topics):
+        for member in rule.agents:
+            if agents and member not in known_agents:
+                problems.append(f"{path}: topics[{index}].agents: expected ids of [[agents]] "
+                                f"({', '.join(sorted(known_agents))}), got {member!r}")
+    # --- end issue 11 routing ---
     # --- desk (issue 11) ---
     channel_names = {name for plugin in plugins for name in getattr(plugin, "labels", {})}
     business_hours = _load_business_hours(top.table("business_hours"), channel_names)

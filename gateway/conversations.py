@@ -19,6 +19,7 @@ from .hours import BusinessHours  # desk (issue 11)
 from .message import InboundMessage, OutboundMessage, Refused
 from .operations import OPERATIONS, refusal_text
 from .replies import SavedReplies, SavedReply, fill, search  # desk (issue 11)
+from .routing import Routing
 from .store import AutoClose, Store
 from .team import Role, Team
 from .topics import Topics
@@ -56,6 +57,12 @@ class Dispatch(Protocol):
     async def queue_positions(self) -> None:
         """Soon, in a worker, ``Conversations.tell_queue_positions`` (calls in between coalesce)."""
     # --- end desk ---
+    # issue 11 routing
+    async def open_to_all_later(self, conversation_id: str, delay: float) -> None:
+        """Offer a topic team's chat to everyone after ``delay`` seconds if still new."""
+
+    async def escalate_later(self, conversation_id: str, delay: float, count: int = 0) -> None:
+        """Escalate a chat still waiting for Accept after ``delay`` seconds (the first-response SLA)."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,7 @@ class Conversations:
 
     def __init__(self, store: Store, dispatch: Dispatch, config: ConversationConfig, topics: Topics,
                  team: Team, consoles: Sequence[str] = (), routing: RoutingConfig = RoutingConfig(),
-                 clock: Callable[[], float] = time.time,
+                 clock: Callable[[], float] = time.time, topic_rules: tuple = (),
                  hours: BusinessHours = BusinessHours(), saved_replies: Sequence[SavedReplyConfig] = ()):
         self.store = store
         self.dispatch = dispatch
@@ -88,6 +95,8 @@ class Conversations:
         self.hours = hours
         self.saved = SavedReplies(store.redis, store.key("saved_replies"), saved_replies)
         # --- end desk ---
+        # issue 11 routing: topic teams and capacity
+        self.routes = Routing(tuple(topic_rules), team, routing)
 
     async def _run(self, op: str, *args: str) -> dict:
         reply = await self.store.run(op, self.clock(), self.consoles, *args)
@@ -112,10 +121,13 @@ class Conversations:
                 ensure_ascii=False,
             )
         head_start = self.routing.returning_head_start > 0
+        topic = self.topics.tag(message.text)
+        team_only = self.routes.routed(topic)  # issue 11 routing
         reply = await self._run(
             "ingest", message.channel, message.customer_id, message.platform_id,
             message.text, message.name, message.phone, message.location, attachments,
-            self.topics.tag(message.text), self.config.rating_thanks, str(SEEN_TTL), "1" if head_start else "0",
+            topic, self.config.rating_thanks, str(SEEN_TTL), "1" if head_start else "0",
+            "1" if team_only else "0",
         )
         if reply["event"] == "duplicate":
             # The platform retried, perhaps because our first answer never reached
@@ -132,7 +144,64 @@ class Conversations:
         )
         if reply.get("head_start_for"):
             await self._start_head_start(conversation_id, reply["head_start_for"])
+        if event == "created":
+            await self._start_routing_timers(conversation_id, team_only)  # issue 11 routing
         return Received(event, conversation_id, int(reply["seq"]))
+
+    # --- issue 11 routing: topic teams, capacity, transfer, SLA escalation ---------------------
+
+    async def _start_routing_timers(self, conversation_id: str, team_only: bool) -> None:
+        if team_only and self.routing.topic_fallback_after > 0:
+            await self.dispatch.open_to_all_later(conversation_id, self.routing.topic_fallback_after)
+        if self.routing.sla_first_response > 0:
+            await self.dispatch.escalate_later(conversation_id, self.sla_delay(self.routing.sla_first_response),
+                                               1)  # desk: open time with business_hours.pause_sla
+
+    async def _may_take(self, conversation_id: str, agent: str) -> str:
+        """'1' when ``agent`` may accept the chat as far as its topic's team goes."""
+        conversation = await self.store.get(conversation_id)
+        if conversation is None or not conversation.team_only:
+            return "1"
+        if await self.routes.serves(agent, conversation.topic):
+            return "1"
+        # A team with no one in it holds no chat back.
+        return "0" if await self.routes.team_has_someone(conversation.topic) else "1"
+
+    async def transfer(self, conversation_id: str, agent: str, to_agent: str, note: str = "", via: str = "") -> None:
+        """The assignee hands an active chat to another agent (who must have room), with a note."""
+        await self._check("transfer", agent)
+        if not to_agent:
+            raise Refused("no_target")
+        if not await self.team.is_agent(to_agent):
+            raise Refused("not_agent_target", to_agent, _reason("not_agent_target", to_agent, self.team))
+        await self._run("transfer", conversation_id, agent, to_agent, note.strip(),
+                        str(self.routes.capacity(to_agent)), via)
+        await self.dispatch.to_consoles(conversation_id)
+
+    async def open_to_all(self, conversation_id: str) -> bool:
+        """The topic team's wait is over: offer the chat to everyone if still new."""
+        try:
+            await self._run("open_to_all", conversation_id)
+        except Refused:
+            return False
+        await self.dispatch.to_consoles(conversation_id)
+        return True
+
+    async def escalate(self, conversation_id: str) -> int:
+        """First-response SLA: escalate a chat still waiting for Accept and schedule the next
+        escalation; the chat's escalation count, 0 when it no longer waits."""
+        try:
+            reply = await self._run("escalate", conversation_id)
+        except Refused:
+            return 0
+        await self.dispatch.to_consoles(conversation_id)
+        count = int(reply["count"])
+        if self.routing.sla_repeat > 0:
+            await self.dispatch.escalate_later(conversation_id, self.sla_delay(self.routing.sla_repeat),
+                                               count + 1)  # desk: open time with business_hours.pause_sla
+        return count
+
+    # --- end issue 11 routing ---------------------------------------------------------------
 
     async def _start_head_start(self, conversation_id: str, agent: str) -> None:
         """Routing of a returning customer: their previous agent has the chat alone for a while."""
@@ -144,7 +213,8 @@ class Conversations:
     async def accept(self, conversation_id: str, agent: str, via: str = "") -> None:
         """E Accept: the agent takes a new chat; exactly one agent wins a race."""
         await self._check("accept", agent)
-        await self._run("accept", conversation_id, agent, via)
+        await self._run("accept", conversation_id, agent, via,
+                        await self._may_take(conversation_id, agent), str(self.routes.capacity(agent)))
         await self.dispatch.to_consoles(conversation_id)
         await self._inbox_shrank()  # desk (issue 11)
 
@@ -215,7 +285,8 @@ class Conversations:
             raise Refused("no_target")
         if not await self.team.is_agent(to_agent):
             raise Refused("not_agent_target", to_agent, _reason("not_agent_target", to_agent, self.team))
-        reply = await self._run("reassign", conversation_id, admin, to_agent, via)
+        reply = await self._run("reassign", conversation_id, admin, to_agent, via,
+                                str(self.routes.capacity(to_agent)))
         await self.dispatch.to_consoles(conversation_id)
         return reply["previous"]
 

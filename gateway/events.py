@@ -34,6 +34,11 @@ class EventKind(str, Enum):
     NOTED = "noted"  # an agent's private note
     DELIVERY_FAILED = "delivery_failed"
     REDELIVERING = "redelivering"
+    # --- issue 11 routing ---
+    TRANSFERRED = "transferred"  # the assignee handed the chat to another agent (``to``), with a note (``seq``)
+    OPENED_TO_ALL = "opened_to_all"  # the topic's team did not accept in time: offered to everyone
+    ESCALATED = "escalated"  # first-response SLA missed: waiting too long without Accept
+    # --- end issue 11 routing ---
 
 
 @dataclass(frozen=True)

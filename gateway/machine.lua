@@ -98,6 +98,53 @@ local function check_assignee(id, agent)
   return nil
 end
 
+-- --- issue 11 routing: who held the chat when, and how many active chats an agent holds ---
+-- ``holders`` (a JSON list on the conversation): {agent, from, to}; ``to`` is 0 while held.
+local function holders_of(id)
+  local raw = field(id, 'holders')
+  if raw == '' or raw == '[]' or raw == '{}' then return {} end
+  return cjson.decode(raw)
+end
+
+local function save_holders(id, list)
+  if #list == 0 then redis.call('HSET', conv_key(id), 'holders', '[]') return end
+  redis.call('HSET', conv_key(id), 'holders', cjson.encode(list))
+end
+
+local function release_holder(id)
+  local list = holders_of(id)
+  if #list > 0 and tonumber(list[#list].to) == 0 then
+    list[#list].to = now
+    save_holders(id, list)
+  end
+end
+
+local function take_holder(id, agent)
+  release_holder(id)
+  local list = holders_of(id)
+  table.insert(list, {agent = agent, from = now, to = 0})
+  save_holders(id, list)
+end
+
+-- Active chats the agent holds now (resolved ones do not count).
+local function active_load(agent)
+  local count = 0
+  for _, held in ipairs(redis.call('ZRANGE', key('assigned', agent), 0, -1)) do
+    if redis.call('HGET', conv_key(held), 'state') == 'active' then count = count + 1 end
+  end
+  return count
+end
+
+-- nil when ``agent`` may take one more active chat with ``capacity`` (0: unlimited), else the refusal.
+local function over_capacity(agent, capacity)
+  capacity = tonumber(capacity) or 0
+  if capacity > 0 and active_load(agent) >= capacity then
+    return refused('at_capacity', agent)
+  end
+  return nil
+end
+-- --- end issue 11 routing ---
+
 -- ``via``: the console of the agent who closed it (Leave on a resolved chat), '' for the auto-close.
 local function close(id, via)
   local assignee = field(id, 'assignee')
@@ -113,19 +160,10 @@ local function close(id, via)
   redis.call('ZADD', key('closed'), now, id)
   redis.call('ZREM', key('resolved'), id)
   redis.call('HSET', conv_key(id), 'updated_at', now)
+  release_holder(id)  -- issue 11 routing
   to_agents(id, 'closed', 0, assignee, '', via)
   return reply({event = 'closed', id = id})
 end
-
--- --- desk (issue 11): every agent who held a chat, in order (comma-separated), for the reports ---
-local function held_by(id, agent)
-  local holders = field(id, 'agents')
-  for name in string.gmatch(holders, '[^,]+') do
-    if name == agent then return end
-  end
-  redis.call('HSET', conv_key(id), 'agents', holders == '' and agent or (holders .. ',' .. agent))
-end
--- --- end desk ---
 
 -- Team figures, one small key per UTC day so a figure is one or two calls (see Store.figures).
 local day = math.floor(now / 86400)
@@ -159,6 +197,7 @@ if op == 'ingest' then
   local text, name, phone, location = A[4], A[5], A[6], A[7]
   local attachments, topic, rating_thanks, seen_ttl = A[8], A[9], A[10], tonumber(A[11])
   local head_start = A[12] == '1'
+  local team_only = A[13] or ''  -- issue 11 routing: '1' while only the topic's team may accept
 
   if seen_before(channel, platform_id, seen_ttl) then
     return reply({event = 'duplicate', id = redis.call('GET', key('open', channel, customer)) or ''})
@@ -186,6 +225,7 @@ if op == 'ingest' then
       'messages_in', 0, 'messages_out', 0, 'seq', 0, 'close_token', 0)
     -- Routing: a returning customer's previous agent has the chat alone until it is offered.
     if head_start and previous ~= '' then redis.call('HSET', conv_key(id), 'head_start_for', previous) end
+    if team_only == '1' then redis.call('HSET', conv_key(id), 'team_only', '1') end  -- issue 11 routing
     redis.call('SET', key('open', channel, customer), id)
     event = 'created'
   else
@@ -239,10 +279,17 @@ if op == 'accept' then
   end
   local holder = field(id, 'head_start_for')
   if holder ~= '' and holder ~= agent then return refused('head_start', holder) end
+  -- issue 11 routing: A[4] '1' when the agent serves the chat's topic, A[5] their capacity.
+  if field(id, 'team_only') == '1' and holder ~= agent and A[4] ~= '1' then
+    return refused('not_in_team', field(id, 'topic'))
+  end
+  local full = over_capacity(agent, A[5])
+  if full then return full end
+  take_holder(id, agent)
+  -- end issue 11 routing
   redis.call('HSET', conv_key(id), 'state', 'active', 'assignee', agent, 'last_agent', agent,
     'accepted_at', now, 'head_start_for', '')
   redis.call('ZREM', key('inbox'), id)
-  held_by(id, agent)  -- desk (issue 11)
   touch(id, 'active', agent)
   to_agents(id, 'accepted', 0, agent, '', A[3])
   return reply({event = 'accepted', id = id})
@@ -285,6 +332,7 @@ elseif op == 'leave' then
   -- Active chat handed back to the Inbox; the agent is remembered as previous.
   redis.call('HSET', conv_key(id), 'state', 'new', 'assignee', '', 'previous_agent', agent)
   redis.call('ZREM', key('assigned', agent), id)
+  release_holder(id)  -- issue 11 routing
   touch(id, 'new', '')
   to_agents(id, 'left', 0, agent, '', A[3])
   return reply({event = 'left', id = id})
@@ -350,9 +398,13 @@ elseif op == 'reassign' then
   if state == 'new' then return refused('reassign_new') end
   local assignee = field(id, 'assignee')
   if assignee == target then return refused('already_assigned', target) end
+  if state == 'active' then  -- issue 11 routing: A[5] the target's capacity
+    local full = over_capacity(target, A[5])
+    if full then return full end
+  end
+  take_holder(id, target)
   redis.call('HSET', conv_key(id), 'assignee', target, 'last_agent', target)
   redis.call('ZREM', key('assigned', assignee), id)
-  held_by(id, target)  -- desk (issue 11)
   touch(id, state, target)
   to_agents(id, 'reassigned', 0, admin, target, A[4])
   return reply({event = 'reassigned', id = id, previous = assignee})
@@ -475,5 +527,45 @@ if op == 'queue_positions' then
   return reply({event = 'queue_positions', told = told})
 end
 -- --- end desk ---
+-- --- issue 11 routing: transfer, offer to everyone after the topic team's wait, SLA escalation ---
+if op == 'transfer' then
+  -- The assignee hands an active chat to another agent, with a note (kept in the history).
+  local agent, target, note, capacity = A[2], A[3], A[4], A[5]
+  local refusal = check_assignee(id, agent)
+  if refusal then return refusal end
+  if field(id, 'state') ~= 'active' then return refused('not_active') end
+  if target == agent then return refused('transfer_self') end
+  local full = over_capacity(target, capacity)
+  if full then return full end
+  local seq = 0
+  if note ~= '' then seq = append(id, 'note', note, agent) end
+  take_holder(id, target)
+  redis.call('HSET', conv_key(id), 'assignee', target, 'last_agent', target, 'previous_agent', agent)
+  redis.call('ZREM', key('assigned', agent), id)
+  touch(id, 'active', target)
+  to_agents(id, 'transferred', seq, agent, target, A[6])
+  return reply({event = 'transferred', id = id, seq = seq})
+end
+
+if op == 'open_to_all' then
+  -- Nobody on the topic's team accepted in time (or the team has no one): everyone may take it.
+  if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
+  if field(id, 'state') ~= 'new' or field(id, 'team_only') ~= '1' then return refused('stale') end
+  redis.call('HSET', conv_key(id), 'team_only', '', 'opened_to_all_at', now)
+  to_agents(id, 'opened_to_all', 0)
+  return reply({event = 'opened_to_all', id = id})
+end
+
+if op == 'escalate' then
+  -- First-response SLA: a chat never accepted, still waiting. Counted per chat and in total.
+  if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
+  if field(id, 'state') ~= 'new' or field(id, 'accepted_at') ~= '' then return refused('stale') end
+  local count = redis.call('HINCRBY', conv_key(id), 'escalations', 1)
+  redis.call('HSET', conv_key(id), 'escalated_at', now)
+  redis.call('INCR', key('escalations_total'))
+  to_agents(id, 'escalated', 0)
+  return reply({event = 'escalated', id = id, count = count})
+end
+-- --- end issue 11 routing ---
 
 return redis.error_reply('unknown operation ' .. tostring(op))

@@ -62,6 +62,10 @@ async def render(store: Store, requests: Requests, queue_name: str) -> str:
         "# HELP chatgate_rating_average Average customer rating over the last 7 days.",
         "# TYPE chatgate_rating_average gauge",
         _line("chatgate_rating_average", "NaN" if figures.average_rating is None else round(figures.average_rating, 3)),
+        # issue 11 routing
+        "# HELP chatgate_escalations_total New chats escalated for waiting longer than the first-response SLA.",
+        "# TYPE chatgate_escalations_total counter",
+        _line("chatgate_escalations_total", await store.escalations_total()),
         "# HELP chatgate_webhook_requests_total Webhook requests this process answered, by route and status.",
         "# TYPE chatgate_webhook_requests_total counter",
     ]

@@ -31,8 +31,8 @@ class Operation:
 
 
 OPERATIONS = {op.name: op for op in (
-    Operation("accept", Role.AGENT, EventKind.ACCEPTED, (*_CHAT, "already_yours", "taken", "head_start"),
-              "E Accept"),
+    Operation("accept", Role.AGENT, EventKind.ACCEPTED,
+              (*_CHAT, "already_yours", "taken", "head_start", "not_in_team", "at_capacity"), "E Accept"),
     Operation("reject", Role.AGENT, EventKind.DECLINED, (*_CHAT, "not_new", "already_declined"), "F Reject"),
     Operation("resolve", Role.AGENT, EventKind.RESOLVED, (*_ASSIGNEE, "already_resolved"), "D Mark as resolved"),
     Operation("leave", Role.AGENT, EventKind.LEFT, _ASSIGNEE, "C Leave"),
@@ -42,7 +42,13 @@ OPERATIONS = {op.name: op for op in (
     Operation("note", Role.AGENT, EventKind.NOTED, (*_ASSIGNEE, "empty"), "Private note"),
     Operation("redeliver", Role.AGENT, EventKind.REDELIVERING, (*_ASSIGNEE, "not_failed", "opted_out"), "Retry"),
     Operation("reassign", Role.ADMIN, EventKind.REASSIGNED,
-              (*_CHAT, "reassign_new", "already_assigned", "not_agent_target", "no_target"), "Reassign"),
+              (*_CHAT, "reassign_new", "already_assigned", "not_agent_target", "no_target", "at_capacity"),
+              "Reassign"),
+    # --- issue 11 routing ---
+    Operation("transfer", Role.AGENT, EventKind.TRANSFERRED,
+              (*_ASSIGNEE, "not_active", "transfer_self", "not_agent_target", "no_target", "at_capacity"),
+              "Transfer"),
+    # --- end issue 11 routing ---
 )}
 
 # Plain sentences for every refusal code; ``{who}`` is the agent the detail names.
@@ -80,9 +86,16 @@ REFUSALS = {
     "bad_saved_reply": "A saved reply needs a name, a text and only the variables {{customer_name}} and "
                        "{{agent_name}}.",
     # --- end desk ---
+    # --- issue 11 routing ---
+    "not_in_team": "This chat's topic ({topic}) is for its own team, and you are not on it; "
+                   "it is offered to everyone if they do not take it in time.",
+    "at_capacity": "{who} already has as many active chats as allowed; resolve or hand one on first.",
+    "transfer_self": "This chat is already yours; pick another agent to transfer it to.",
+    # --- end issue 11 routing ---
 }
 
 
 def refusal_text(code: str, who: str = "") -> str:
     """A plain sentence for a refusal; ``who`` is the named agent as the console shows them."""
-    return REFUSALS.get(code, "Refused ({code}).").format(who=who or "another agent", code=code)
+    return REFUSALS.get(code, "Refused ({code}).").format(who=who or "another agent", code=code,
+                                                          topic=who or "this topic")

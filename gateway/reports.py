@@ -22,7 +22,7 @@ __all__ = ["ConversationRow", "AgentTotals", "Report", "conversation_rows", "bui
 
 BATCH = 500
 
-_FIELDS = ("created_at", "channel", "topic", "state", "assignee", "last_agent", "agents", "first_customer_at",
+_FIELDS = ("created_at", "channel", "topic", "state", "assignee", "last_agent", "holders", "first_customer_at",
            "first_response_at", "closed_at", "messages_in", "messages_out", "rating", "escalations")
 
 CONVERSATION_FIELDS = ("id", "channel", "topic", "state", "agents", "created", "first_response_seconds",
@@ -109,7 +109,15 @@ def _row(conversation_id: str, values: list, now: float) -> ConversationRow | No
         return None
     created = float(d["created_at"])
     first_in, first_out, closed = _num(d["first_customer_at"]), _num(d["first_response_at"]), _num(d["closed_at"])
-    agents = [a for a in d["agents"].split(",") if a]
+    agents = []
+    try:  # who held the chat when (machine.lua's ``holders``: [{agent, from, to}, ...])
+        holders = json.loads(d["holders"]) if d["holders"] else []
+    except ValueError:
+        holders = []
+    for held in holders if isinstance(holders, list) else []:
+        agent = held.get("agent", "") if isinstance(held, dict) else ""
+        if agent and agent not in agents:
+            agents.append(agent)
     for extra in (d["last_agent"], d["assignee"]):
         if extra and extra not in agents:
             agents.append(extra)

@@ -28,6 +28,9 @@ _MACHINE = resources.files(__package__).joinpath("machine.lua").read_text()
 _FILTER = """
 local P, channel, topic, agent = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local first, last = tonumber(ARGV[5]) + 1, tonumber(ARGV[5]) + tonumber(ARGV[6])
+-- issue 11 routing: ARGV[7] '1' to hide team-only chats of topics not in ARGV[8] (comma-separated)
+local by_team, served = ARGV[7] == '1', {}
+for name in string.gmatch(ARGV[8] or '', '[^,]+') do served[name] = true end
 local reply, total = {0}, 0
 for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
   local keep = true
@@ -36,12 +39,30 @@ for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
     keep = (channel == '' or found[1] == channel) and (topic == '' or found[2] == topic)
   end
   if keep and agent ~= '' then keep = redis.call('SISMEMBER', P .. ':declined:' .. id, agent) == 0 end
+  if keep and by_team then
+    local found = redis.call('HMGET', P .. ':conv:' .. id, 'team_only', 'topic')
+    keep = found[1] ~= '1' or served[found[2]] == true
+  end
   if keep then
     total = total + 1
     if total >= first and total <= last then table.insert(reply, id) end
   end
 end
 reply[1] = total
+return reply
+"""
+
+
+# issue 11 routing: each agent's active chats (ARGV), counted from their Assigned list. Reads only.
+_LOADS = """
+local reply = {}
+for i, agent in ipairs(ARGV) do
+  local count = 0
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[1] .. ':assigned:' .. agent, 0, -1)) do
+    if redis.call('HGET', KEYS[1] .. ':conv:' .. id, 'state') == 'active' then count = count + 1 end
+  end
+  reply[i] = count
+end
 return reply
 """
 
@@ -105,6 +126,7 @@ class Store:
         self.tag = "{" + prefix + "}"
         self._machine = redis.register_script(_MACHINE)
         self._filter = redis.register_script(_FILTER)
+        self._loads = redis.register_script(_LOADS)  # issue 11 routing
 
     def key(self, *parts: str) -> str:
         return ":".join((self.tag, *parts))
@@ -189,6 +211,10 @@ class Store:
             undelivered=int(d.get("undelivered") or 0),
             head_start_for=d.get("head_start_for", ""),
             declined_by=tuple(sorted(v.decode() for v in declined)),
+            # issue 11 routing
+            team_only=d.get("team_only") == "1",
+            escalations=int(d.get("escalations") or 0),
+            holders=tuple(json.loads(d["holders"])) if d.get("holders", "").startswith("[") else (),
         )
 
     async def open_conversation(self, channel: str, customer_id: str) -> Conversation | None:
@@ -240,9 +266,13 @@ class Store:
         return await self._page(self.key("closed"), offset, limit)
 
     async def inbox_for(self, agent: str, channel: str = "", topic: str = "", offset: int = 0,
-                        limit: int = 20) -> Page:
-        """The Inbox as ``agent`` sees it: minus chats they declined, filtered by channel and topic."""
-        return await self._filtered_page(self.key("inbox"), offset, limit, channel, topic, agent)
+                        limit: int = 20, served: tuple[str, ...] | None = None) -> Page:
+        """The Inbox as ``agent`` sees it: minus chats they declined, filtered by channel and topic.
+
+        ``served``: the routed topics the agent serves (``Routing.served_topics``); chats only a
+        topic's team may take are shown to that team alone. None: no routing (issue 11).
+        """
+        return await self._filtered_page(self.key("inbox"), offset, limit, channel, topic, agent, served)
 
     async def assigned_for(self, agent: str, channel: str = "", topic: str = "", offset: int = 0,
                            limit: int = 20) -> Page:
@@ -250,11 +280,12 @@ class Store:
         return await self._filtered_page(self.key("assigned", agent), offset, limit, channel, topic, "")
 
     async def _filtered_page(self, list_key: str, offset: int, limit: int, channel: str, topic: str,
-                             hide_declined_by: str) -> Page:
+                             hide_declined_by: str, served: tuple[str, ...] | None = None) -> Page:
         # One read-only script walks the list in Redis: Inbox and Assigned hold the
         # open chats of the moment, and a thousand of them take about a millisecond.
         reply = await self._filter(keys=[list_key], args=[self.tag, channel, topic, hide_declined_by,
-                                                          offset, limit])
+                                                          offset, limit, "0" if served is None else "1",
+                                                          ",".join(served or ())])
         conversations = await self.get_many([i.decode() for i in reply[1:]])
         return Page(tuple(conversations), int(reply[0]), offset, limit)
 
@@ -276,6 +307,20 @@ class Store:
         count = sum(int(c or 0) for c, _ in days)
         total = sum(int(s or 0) for _, s in days)
         return Figures(waiting, median, total / count if count else None, count)
+
+    # --- issue 11 routing ---------------------------------------------------------
+
+    async def active_counts(self, agents: list[str]) -> dict[str, int]:
+        """How many active chats each agent holds now (their load against capacity)."""
+        if not agents:
+            return {}
+        reply = await self._loads(keys=[self.tag], args=agents)
+        return {agent: int(count) for agent, count in zip(agents, reply)}
+
+    async def escalations_total(self) -> int:
+        return int(await self.redis.get(self.key("escalations_total")) or 0)
+
+    # --- end issue 11 routing -------------------------------------------------------
 
     async def auto_close_setting(self, default: AutoClose) -> AutoClose:
         """The admin's auto-close switch as stored by machine.lua, or ``default`` if never set."""

@@ -31,6 +31,8 @@ class Agent:
     # Console name -> that console's identity of this agent, e.g. {"slack": "U0123ABCD"}.
     identities: dict[str, str] = field(default_factory=dict)
     password_hash: str = ""
+    # Active chats this agent may hold at once; None: ``routing.max_active_per_agent`` (issue 11 routing).
+    max_active: int | None = None
 
     @property
     def display_name(self) -> str:

@@ -457,3 +457,14 @@ async def browser():
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser
         await browser.close()
+
+
+# `CHATGATE_SCREENSHOTS=docs pytest tests/test_browser_*.py` refreshes the README's screenshots.
+SCREENSHOTS = os.environ.get("CHATGATE_SCREENSHOTS", "")
+
+
+async def screenshot(page, name: str, **options) -> None:
+    """Keep a screenshot of ``page`` as ``name`` in $CHATGATE_SCREENSHOTS, when that is set."""
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(Path(SCREENSHOTS) / name), **options)

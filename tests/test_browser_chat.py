@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from channels.webchat import COOKIE, WebChat, WebChatConfig
 from gateway.ports import Runtime
+from tests.conftest import screenshot
 from tests.test_webchat import AGENT, core, deliver  # noqa: F401 (core is a fixture)
 
 from playwright import async_api as playwright_api
 
-# Set to a folder (e.g. docs) to keep screenshots of the page.
-SCREENSHOTS = os.environ.get("CHATGATE_SCREENSHOTS", "")
 
 
 async def serve(app: web.Application) -> TestServer:
@@ -84,8 +81,7 @@ async def test_customer_chats_with_an_agent_live(core, browser):
         assert "noopener" in await link.get_attribute("rel")
         await expect(agent).to_contain_text("[this](javascript:alert(1))")
         await expect(page.locator("#status")).to_have_text("Connected")
-        if SCREENSHOTS:
-            await page.screenshot(path=str(Path(SCREENSHOTS) / "webchat.png"))
+        await screenshot(page, "webchat.png")
 
         # Reloading keeps the conversation.
         await page.reload()

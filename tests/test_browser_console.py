@@ -14,14 +14,13 @@ from typing import Awaitable, Callable
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.conftest import ROOT, TOPICS
+from tests.conftest import TOPICS, screenshot
 from tests.web_console_support import AGENTS_TOML, PASSWORDS, build
 
 from playwright import async_api as playwright_api
 
 expect = playwright_api.expect
 
-SCREENSHOT = ROOT / "docs" / "console.png"
 
 
 @dataclass
@@ -129,9 +128,8 @@ async def test_an_agent_signs_in_accepts_replies_and_resolves(browser, console_s
     await page.click("#note-form button")
     await expect(page.locator("#history .msg.note")).to_contain_text("Courier says Thursday.")
     await expect(page.locator("#reply-text")).to_be_empty()
-    SCREENSHOT.parent.mkdir(exist_ok=True)
     if site.profiles:
-        await page.screenshot(path=str(SCREENSHOT), full_page=True)
+        await screenshot(page, "console.png", full_page=True)
 
     # B: with the speaker off a new customer message shows up live, silently; with it on, it rings.
     incoming = page.locator("#history .msg.in")

@@ -5,7 +5,8 @@ fake Slack on, auto-close after 1 s: a customer writes on /chat, the chat appear
 console's Inbox, a control before accept is disabled and refused by the server, a second customer's
 row appears live (events fan out across the web processes through Redis), accept, reply, the speaker,
 resolve, the 1-5 rating, auto-close, the return with the previous agent's head start, and one chat
-worked from Slack and the web console at once. The screenshots in docs/ are taken on the way.
+worked from Slack and the web console at once. The README's screenshots are taken on the way
+(with ``CHATGATE_SCREENSHOTS=docs``).
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.conftest import ROOT, TOPICS
+from tests.conftest import TOPICS, screenshot
 from tests.web_console_support import AGENTS_TOML, PASSWORDS
 
 from playwright import async_api as playwright_api
 
 expect = playwright_api.expect
 
-DOCS = ROOT / "docs"
 RATING_THANKS = "Thanks for your rating!"
 BOB_IN_SLACK = "U0BOB"  # bob's Slack user id in AGENTS_TOML: one person, one agent in both consoles
 
@@ -149,7 +149,7 @@ async def test_the_whole_workflow_from_both_pages(deployment, browser):
     await expect(rows.first).to_contain_text("Dan Brooks")  # last activity first
     await expect(alice.locator("#count-inbox")).to_have_text("2")
     await expect(alice.locator("#fig-waiting")).to_have_text("2")
-    await alice.screenshot(path=str(DOCS / "console-inbox.png"))
+    await screenshot(alice, "console-inbox.png")
 
     # -- E accept, reply: the customer sees the reply live --
     await rows.filter(has_text="Carla Mendes").click()
@@ -186,7 +186,7 @@ async def test_the_whole_workflow_from_both_pages(deployment, browser):
     await alice.reload()
     await expect(alice.locator("#history .msg.out .status")).to_have_text(["sent", "sent"])
     await alice.evaluate("document.getElementById('notice').hidden = true")  # "Speaker off." would cover the top
-    await alice.screenshot(path=str(DOCS / "console-chat.png"))
+    await screenshot(alice, "console-chat.png")
 
     # -- D resolve: the customer is asked for a rating as 1-5 buttons and clicks 4 --
     # The scheduler closes a resolved chat 1-2 s after D, too soon to be sure the customer's click comes
@@ -202,7 +202,7 @@ async def test_the_whole_workflow_from_both_pages(deployment, browser):
     await expect(alice.locator("#chat-state")).to_have_text("Resolved")
     await expect(carla.locator("#rating")).to_be_visible()
     await expect(carla.locator("#rating [data-rating]")).to_have_text(["1", "2", "3", "4", "5"])
-    await carla.screenshot(path=str(DOCS / "chat.png"))
+    await screenshot(carla, "chat.png")
     await carla.click("#rating [data-rating='4']")
     await expect(carla.locator("#rating")).to_be_hidden()
     await expect(carla.locator(".msg.system .text").last).to_have_text(RATING_THANKS)
@@ -273,7 +273,7 @@ async def test_the_whole_workflow_from_both_pages(deployment, browser):
     await phone.goto(f"{site_b}/console#/assigned")
     await expect(phone.locator("#rows tr")).to_have_count(1)
     assert await phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
-    await phone.screenshot(path=str(DOCS / "console-phone.png"))
+    await screenshot(phone, "console-phone.png")
 
     # Nothing went wrong in any page but the two controls forced past the page (answered 409, as meant).
     forced = [p for p in problems if "status of 409 (Conflict)" in p]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.fakes.slack import reaction_added, view_submission
+from tests.fakes.slack import reaction_added, select_submission
 from tests.test_slack_card import ACTIVE_BUTTONS, AGENT, AGENTS, OTHER, OUTSIDER, CHANNEL, new_chat
 
 SAVED = """
@@ -76,16 +76,16 @@ def test_saved_reply_modal_sends_the_filled_in_reply_as_the_assignee(desk_gatewa
 
     pick = {"saved_reply": {"saved_reply_pick": {"type": "static_select", "selected_option": select["options"][0]}}}
     # A forged submission by another agent: the modal shows the refusal, nothing is sent.
-    status, body = chat.gw.slack_form(view_submission(OTHER, stored, pick))
+    status, body = chat.gw.slack_form(select_submission(OTHER, stored, pick))
     assert status == 200 and json.loads(body)["response_action"] == "errors"
     assert "Only the agent who accepted" in json.loads(body)["errors"]["saved_reply"]
-    status, body = chat.gw.slack_form(view_submission(AGENT, stored, pick))
+    status, body = chat.gw.slack_form(select_submission(AGENT, stored, pick))
     assert status == 200 and not body.strip()
     chat.telegram.wait_for(lambda t: "Hello Grace Hopper, this is Alice." in t.sent_texts(chat.customer),
                            what="the saved reply")
     assert chat.field("messages_out") == "1" and chat.field("first_response_at")
     # Slack's retry of the same submission is not sent twice.
-    chat.gw.slack_form(view_submission(AGENT, stored, pick))
+    chat.gw.slack_form(select_submission(AGENT, stored, pick))
     chat.slack.wait_for(lambda s: chat.field("seq") == "2", what="the history")
     assert chat.telegram.sent_texts(chat.customer).count("Hello Grace Hopper, this is Alice.") == 1
 

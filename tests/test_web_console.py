@@ -219,7 +219,8 @@ async def test_the_chat_json_has_profile_history_and_the_controls_of_this_agent(
     assert [(h["direction"], h["by"], h["by_name"], h["text"]) for h in chat["history"]] == [
         ("in", "customer", "Carla", "Where is my parcel?")]
     assert chat["controls"] == {"back": False, "sound": False, "leave": False, "resolve": False, "accept": True,
-                                "reject": True, "reply": False, "note": False, "retry": False, "reassign": False}
+                                "reject": True, "reply": False, "note": False, "retry": False, "reassign": False,
+                                "transfer": False}
     assert chat["state"] == "new" and chat["mine"] is False
 
 

@@ -85,6 +85,10 @@ class InlineDispatch:
 
     async def console_task(self, console, task, args=(), delay=0.0) -> None: ...
 
+    async def open_to_all_later(self, conversation_id, delay) -> None: ...  # issue 11 routing
+
+    async def escalate_later(self, conversation_id, delay, count=0) -> None: ...  # issue 11 routing
+
 
 @dataclass
 class WebHarness:

@@ -31,6 +31,8 @@ _CONSOLE_TASK = "workers.jobs.console_task"
 _QUEUE_POSITIONS = "workers.jobs.tell_queue_positions"  # desk (issue 11)
 # Set while a queue-position pass is queued: later requests ride on it (desk, issue 11).
 QUEUE_POSITIONS_PENDING = "chatgate:queue-positions-pending"
+_OPEN_TO_ALL = "workers.jobs.open_to_all"  # issue 11 routing
+_ESCALATE = "workers.jobs.escalate"  # issue 11 routing
 
 
 def _auto_close_id(conversation_id: str) -> str:
@@ -95,6 +97,28 @@ class RQDispatch:
             self.queue.enqueue_at, when, _OFFER_TO_EVERYONE, conversation_id,
             job_id=f"chatgate-head-start-{conversation_id}", retry=self.retry, result_ttl=60,
         )
+
+    # --- issue 11 routing -------------------------------------------------------------------
+
+    def _at(self, delay: float) -> datetime:
+        # RQ keeps schedule times in whole seconds: round up, never early.
+        return datetime.fromtimestamp(math.ceil(time.time() + delay), tz=timezone.utc)
+
+    async def open_to_all_later(self, conversation_id: str, delay: float) -> None:
+        """Offer a topic team's chat to everyone once its wait ends (if nobody accepted)."""
+        await asyncio.to_thread(
+            self.queue.enqueue_at, self._at(delay), _OPEN_TO_ALL, conversation_id,
+            job_id=f"chatgate-topic-fallback-{conversation_id}", retry=self.retry, result_ttl=60,
+        )
+
+    async def escalate_later(self, conversation_id: str, delay: float, count: int = 0) -> None:
+        """The first-response SLA check of a new chat (the ``count``-th escalation), after ``delay``."""
+        await asyncio.to_thread(
+            self.queue.enqueue_at, self._at(delay), _ESCALATE, conversation_id,
+            job_id=f"chatgate-sla-{conversation_id}-{count}", retry=self.retry, result_ttl=60,
+        )
+
+    # --- end issue 11 routing ---------------------------------------------------------------
 
     async def auto_close_many(self, pending: tuple[tuple[str, str], ...], delay: float) -> None:
         """Schedule the auto-close of several chats (conversation id, close token) in one round trip."""

@@ -25,7 +25,7 @@ from .context import current
 from .outbox import drain
 
 __all__ = ["deliver_to_customer", "deliver_to_console", "close_resolved", "offer_to_everyone", "console_task",
-           "tell_queue_positions"]
+           "tell_queue_positions", "open_to_all", "escalate"]
 
 log = logging.getLogger(__name__)
 
@@ -150,3 +150,26 @@ def tell_queue_positions() -> None:
 
     _run(work)
 # --- end desk ---
+
+
+# --- issue 11 routing ---------------------------------------------------------------------
+
+def open_to_all(conversation_id: str) -> None:
+    """The topic team's wait is over: the chat is offered to everyone if still new."""
+
+    async def work(services: Services) -> None:
+        opened = await services.conversations.open_to_all(conversation_id)
+        log.info("topic team wait of chat %s over: %s", conversation_id,
+                 "offered to everyone" if opened else "not needed")
+
+    _run(work)
+
+
+def escalate(conversation_id: str) -> None:
+    """First-response SLA: escalate the chat if it still waits for Accept (the next one is scheduled)."""
+
+    async def work(services: Services) -> None:
+        count = await services.conversations.escalate(conversation_id)
+        log.info("SLA check of chat %s: %s", conversation_id, f"escalation {count}" if count else "not needed")
+
+    _run(work)

@@ -46,6 +46,10 @@ class SlackConsole:
     async def role(self, agent: str) -> Role:
         return await self.groups.role(agent)
 
+    async def group_members(self, group: str) -> frozenset[str]:
+        """Issue 11 routing: the Slack users of a topic's ``group`` (a user group id), cached."""
+        return await self.groups._members(group)
+
     def mount(self, app: web.Application, services: "Services") -> None:
         from .app import build, events_handler, socket_mode_handler
 

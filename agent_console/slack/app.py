@@ -20,7 +20,7 @@ from gateway.message import Refused
 
 from .config import SlackConfig
 from .controls import register_controls, register_unknown_actions
-from .deliver import conversation_for_thread
+from .deliver import card_channels, conversation_for_thread
 from .desk import register_desk  # desk (issue 11)
 from .home_actions import register_home
 from .team import agent_id
@@ -63,34 +63,37 @@ def build(console: "SlackConsole", services: "Services") -> AsyncApp:
     register_controls(app, console, services)
     register_desk(app, console, services)  # desk (issue 11): saved replies modal, reaction shortcuts
 
+    channels = card_channels(config, services.config.topics)  # issue 11 routing: topics' own channels
+
     @app.event("message")
     async def on_message(event: dict, client) -> None:
-        if event.get("subtype") or event.get("bot_id") or event.get("channel") != config.channel:
+        if event.get("subtype") or event.get("bot_id") or event.get("channel") not in channels:
             return  # edits, joins, our own posts, other channels
         thread_ts = event.get("thread_ts")
         if not thread_ts or thread_ts == event.get("ts"):
             return  # top-level chatter in the channel is not for a customer
-        conversation_id = await conversation_for_thread(store, config.channel, thread_ts)
+        channel = event["channel"]
+        conversation_id = await conversation_for_thread(store, channel, thread_ts)
         if conversation_id is None:
             return
         user, text = event.get("user", ""), event.get("text", "")
         agent = agent_id(services.team, user)
-        platform_id = f"{config.channel}:{event['ts']}"
+        platform_id = f"{channel}:{event['ts']}"
         try:
             if NOTE_PREFIX.match(text):
                 if await conversations.note(conversation_id, agent, text, platform_id=platform_id, via=console.name):
-                    await _acknowledge_note(client, config.channel, event["ts"])
+                    await _acknowledge_note(client, channel, event["ts"])
                 return
             await conversations.reply(conversation_id, agent, text, platform_id=platform_id, via=console.name)
         except Refused as refusal:
             await client.chat_postEphemeral(
-                channel=config.channel, user=user, thread_ts=thread_ts,
+                channel=channel, user=user, thread_ts=thread_ts,
                 text=f"Not sent to the customer: {console.refusal(refusal, services)}",
             )
         except Exception:  # noqa: BLE001
             log.exception("relaying a Slack reply failed")
             await client.chat_postEphemeral(
-                channel=config.channel, user=user, thread_ts=thread_ts,
+                channel=channel, user=user, thread_ts=thread_ts,
                 text="Not sent to the customer: chatgate could not store it. Please send it again.",
             )
 

@@ -7,7 +7,7 @@ from typing import Callable, Mapping
 
 from gateway.message import Conversation, State
 
-__all__ = ["card", "card_text", "format_seconds", "controls", "head_start_dm", "SOUND_ACTIONS"]
+__all__ = ["card", "card_text", "format_seconds", "controls", "head_start_dm", "SOUND_ACTIONS", "transfer_modal"]
 
 _STATE_LABEL = {
     State.NEW: ":new: New, waiting in the Inbox",
@@ -137,6 +137,7 @@ def card(conversation: Conversation, now: float | None = None, sound: bool = Tru
         notes.append(f"Reassigned by {who(reassigned[0])} to {who(reassigned[1])}")
     if c.state is State.ACTIVE and c.assignee:
         notes.append(f"Sound {'on' if sound else 'off'} for {who(c.assignee)}")
+    notes += _routing_notes(c, who)  # issue 11 routing
     if notes:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(notes)}]})
     buttons = []
@@ -148,6 +149,13 @@ def card(conversation: Conversation, now: float | None = None, sound: bool = Tru
         buttons.append(_button(action, c.id))
     if c.state is State.ACTIVE:  # desk (issue 11): the assignee's saved replies (the server checks who)
         buttons.append(_button("saved_reply", c.id))
+    if c.state is State.ACTIVE:
+        # issue 11 routing: the assignee hands the chat on (a note is asked for in a modal).
+        buttons.append({
+            "type": "users_select",
+            "action_id": "transfer",
+            "placeholder": {"type": "plain_text", "text": "Transfer to…"},
+        })
     if c.state in (State.ACTIVE, State.RESOLVED):
         # Shared card, so everyone sees it; the server accepts it from admins only.
         buttons.append({
@@ -158,6 +166,48 @@ def card(conversation: Conversation, now: float | None = None, sound: bool = Tru
     if buttons:
         blocks.append({"type": "actions", "block_id": f"chat-{c.id}", "elements": buttons})
     return blocks
+
+
+# --- issue 11 routing ----------------------------------------------------------------------
+
+def _when(at: float) -> str:
+    return time.strftime("%H:%M", time.gmtime(at))
+
+
+def _routing_notes(c: Conversation, who: Callable[[str], str]) -> list[str]:
+    """Escalations, the topic team, and who held the chat when (UTC)."""
+    notes = []
+    if c.state is State.NEW and c.team_only:
+        notes.append(f"Offered to the {c.topic} team first")
+    if c.escalations:
+        notes.append(f":rotating_light: Escalated {c.escalations}× (waiting without Accept)")
+    if len(c.holders) > 1 or (c.holders and c.holders[-1].get("to")):
+        held = [f"{who(h['agent'])} {_when(h['from'])}–{_when(h['to']) if h.get('to') else 'now'}"
+                for h in c.holders[-6:]]
+        notes.append("Held by " + ", ".join(held) + " UTC")
+    return notes
+
+
+def transfer_modal(conversation_id: str, target: str, target_name: str) -> dict:
+    """The modal asking the assignee for a note to go with the transfer (``views.open``)."""
+    return {
+        "type": "modal",
+        "callback_id": "transfer_note",
+        "private_metadata": f"{conversation_id}:{target}",
+        "title": {"type": "plain_text", "text": "Transfer chat"},
+        "submit": {"type": "plain_text", "text": "Transfer"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn",
+                                         "text": f"Hand chat #{conversation_id} to {target_name}."}},
+            {"type": "input", "block_id": "note", "optional": True,
+             "label": {"type": "plain_text", "text": "Note for them"},
+             "element": {"type": "plain_text_input", "action_id": "text", "multiline": True,
+                         "max_length": 2000}},
+        ],
+    }
+
+# --- end issue 11 routing ------------------------------------------------------------------
 
 
 def head_start_dm(conversation: Conversation, labels: Mapping[str, str], status: str = "") -> list[dict]:

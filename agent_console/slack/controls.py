@@ -19,7 +19,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from gateway.message import Refused
 
-from .cards import SOUND_ACTIONS
+from .cards import SOUND_ACTIONS, transfer_modal
 from .team import agent_id, mention
 
 if TYPE_CHECKING:
@@ -116,6 +116,52 @@ def register_controls(app: AsyncApp, console: "SlackConsole", services: "Service
 
     for action_id in _CONTROLS:
         app.action(action_id, middleware=[as_agent])(done)
+
+    register_transfer(app, console, services)  # issue 11 routing
+
+
+# --- issue 11 routing: Transfer (a user picker on the card, then the note in a modal) ---------
+
+def register_transfer(app: AsyncApp, console: "SlackConsole", services: "Services") -> None:
+    """The card's "Transfer to…" picker opens a modal for the note; its submission transfers.
+
+    The core decides (assignee only, the receiver must be an agent with room); a refusal
+    is shown in the modal, under the note.
+    """
+
+    @app.action("transfer")
+    async def on_transfer_pick(ack: AsyncAck, body: dict, action: dict, client, respond: AsyncRespond) -> None:
+        await ack()
+        conversation_id, target = _conversation_id(action), action.get("selected_user") or ""
+        if not conversation_id or not target:
+            return
+        try:
+            await client.views_open(trigger_id=body.get("trigger_id", ""),
+                                    view=transfer_modal(conversation_id, target, f"<@{target}>"))
+        except Exception:  # noqa: BLE001
+            log.exception("opening the transfer modal failed")
+            await _tell(respond, "Could not open the transfer form; nothing was changed. Please try again.")
+
+    @app.view("transfer_note")
+    async def on_transfer_note(ack: AsyncAck, body: dict, view: dict) -> None:
+        conversation_id, _, target = (view.get("private_metadata") or "").partition(":")
+        values = (view.get("state") or {}).get("values") or {}
+        note = ((values.get("note") or {}).get("text") or {}).get("value") or ""
+        user = (body.get("user") or {}).get("id", "")
+        try:
+            await services.conversations.transfer(conversation_id, agent_id(services.team, user),
+                                                  agent_id(services.team, target) if target else "", note,
+                                                  via=console.name)
+        except Refused as refusal:
+            await ack(response_action="errors", errors={"note": console.refusal(refusal, services)[:2000]})
+            return
+        except Exception:  # noqa: BLE001
+            log.exception("transfer of chat %s failed", conversation_id)
+            await ack(response_action="errors", errors={"note": "Something went wrong; nothing was changed."})
+            return
+        await ack()
+
+# --- end issue 11 routing ------------------------------------------------------------------
 
 
 def register_unknown_actions(app: AsyncApp) -> None:

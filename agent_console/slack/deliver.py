@@ -18,7 +18,7 @@ from gateway.ports import DeliveryError
 from gateway.store import HistoryEntry, Store
 from gateway.team import Team
 
-from .cards import card, card_text, head_start_dm
+from .cards import card, card_text, format_seconds, head_start_dm
 from .config import SlackConfig
 from .team import mention, slack_user
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from . import SlackConsole
 
-__all__ = ["client", "deliver_event", "conversation_for_thread"]
+__all__ = ["client", "deliver_event", "conversation_for_thread", "card_channel", "card_channels"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,20 @@ def client(config: SlackConfig) -> AsyncWebClient:
 
 async def conversation_for_thread(store: Store, channel: str, thread_ts: str) -> str | None:
     return await store.get_ref("slack-thread", f"{channel}:{thread_ts}")
+
+
+# --- issue 11 routing: a topic's card goes to its own channel ------------------------------
+
+def card_channels(config: SlackConfig, topics) -> set[str]:
+    """Every channel chat cards may be in: ``slack.channel`` and each topic's ``slack_channel``."""
+    return {config.channel, *(rule.slack_channel for rule in topics if rule.slack_channel)}
+
+
+async def card_channel(store: Store, config: SlackConfig, conversation_id: str) -> str:
+    """The channel of a chat's card (as posted), else ``slack.channel``."""
+    return await store.get_ref("slack-channel", conversation_id) or config.channel
+
+# --- end issue 11 routing ------------------------------------------------------------------
 
 
 def _customer_text(conversation: Conversation, entry: HistoryEntry) -> str:
@@ -92,6 +106,14 @@ class Delivery:
     def who(self, agent: str) -> str:
         return mention(self.team, agent)
 
+    async def channel(self, conversation: Conversation) -> str:
+        """Issue 11 routing: where the chat's card is (or goes): its topic's channel, else slack.channel."""
+        posted = await self.store.get_ref("slack-channel", conversation.id)
+        if posted:
+            return posted
+        rule = self.services.conversations.routes.rule(conversation.topic)
+        return rule.slack_channel if rule is not None and rule.slack_channel else self.config.channel
+
     def _card(self, conversation: Conversation, **extra) -> list[dict]:
         return card(conversation, labels=self.labels, who=self.who, **extra)
 
@@ -104,7 +126,8 @@ class Delivery:
             permalink = await store.get_ref("slack-permalink", conversation.id) or ""
             if not permalink:
                 try:
-                    reply = await _call(self.web.chat_getPermalink(channel=self.config.channel, message_ts=ts))
+                    reply = await _call(self.web.chat_getPermalink(channel=await self.channel(conversation),
+                                                                   message_ts=ts))
                     permalink = reply.get("permalink", "")
                     await store.set_ref("slack-permalink", conversation.id, permalink)
                 except DeliveryError as exc:
@@ -119,14 +142,17 @@ class Delivery:
         ts = await store.get_ref("slack-card", conversation.id)
         if ts:
             return ts  # a repeated job must not post a second card
+        channel = await self.channel(conversation)
         reply = await _call(self.web.chat_postMessage(
-            channel=config.channel, text=card_text(conversation, self.labels),
+            channel=channel, text=card_text(conversation, self.labels),
             blocks=await self._card_blocks(conversation, None),
         ))
         ts = reply["ts"]
         # Posted: remember it even through a Redis outage, or a retry would post a second card.
         await store.through_outage(lambda: store.set_ref("slack-card", conversation.id, ts))
-        await store.through_outage(lambda: store.set_ref("slack-thread", f"{config.channel}:{ts}", conversation.id))
+        await store.through_outage(lambda: store.set_ref("slack-thread", f"{channel}:{ts}", conversation.id))
+        if channel != config.channel:  # issue 11 routing
+            await store.through_outage(lambda: store.set_ref("slack-channel", conversation.id, channel))
         if await store.get_ref("slack-dm", conversation.id):
             await self._catch_up(conversation, ts)
         return ts
@@ -136,7 +162,7 @@ class Delivery:
         relayed = 1  # the first message is the card's query
         for entry in await self.store.history(conversation.id):
             if entry.direction == "in" and entry.seq > 1:
-                await _call(self.web.chat_postMessage(channel=self.config.channel, thread_ts=ts,
+                await _call(self.web.chat_postMessage(channel=await self.channel(conversation), thread_ts=ts,
                                                       text=_relayed_text(conversation, entry)))
             relayed = max(relayed, entry.seq)
         await self.store.through_outage(lambda: self.store.set_ref("slack-relayed", conversation.id, str(relayed)))
@@ -144,13 +170,14 @@ class Delivery:
     async def update_card(self, conversation: Conversation) -> None:
         ts = await self.post_card(conversation)
         await _call(self.web.chat_update(
-            channel=self.config.channel, ts=ts, text=card_text(conversation, self.labels),
+            channel=await self.channel(conversation), ts=ts, text=card_text(conversation, self.labels),
             blocks=await self._card_blocks(conversation, ts),
         ))
 
     async def thread(self, conversation: Conversation, text: str, blocks: list[dict] | None = None) -> None:
         ts = await self.post_card(conversation)
-        await _call(self.web.chat_postMessage(channel=self.config.channel, thread_ts=ts, text=text, blocks=blocks))
+        await _call(self.web.chat_postMessage(channel=await self.channel(conversation), thread_ts=ts, text=text,
+                                              blocks=blocks))
 
     async def update_dm(self, conversation: Conversation, status: str) -> None:
         dm = await _dm(self.store, conversation.id)
@@ -187,6 +214,66 @@ class Delivery:
                 lambda: self.store.set_ref("slack-dm", conversation.id, f"{reply['channel']}:{reply['ts']}"))
         return True
 
+    # --- issue 11 routing: transfer, offered to everyone, SLA escalation ---
+
+    async def routing_event(self, conversation: Conversation, event: AgentEvent) -> None:
+        kind, store = event.kind, self.store
+        if kind is EventKind.TRANSFERRED:
+            note = await store.message(conversation.id, event.seq) if event.seq else None
+            said = f"\n>{note.text[:2000]}" if note is not None else ""
+            await self.update_card(conversation)
+            await self.thread(conversation, f":arrow_right: {self.who(event.by)} transferred this chat to "
+                              f"{self.who(event.to)}. Replies in this thread from {self.who(event.to)} go to the "
+                              f"customer.{said}")
+            receiver = slack_user(self.team, event.to)
+            if receiver:
+                await self._card_link(conversation)
+                link = await store.get_ref("slack-permalink", conversation.id)
+                where = f"<{link}|open the thread>" if link else f"the card is in <#{await self.channel(conversation)}>"
+                try:
+                    await _call(self.web.chat_postMessage(
+                        channel=receiver, text=f":arrow_right: {self.who(event.by)} transferred the chat with "
+                        f"*{conversation.name or conversation.customer_id}* to you ({where}).{said}"))
+                except DeliveryError as exc:
+                    if not exc.permanent:
+                        raise
+                    log.warning("cannot DM %s about transferred chat %s: %s", receiver, conversation.id, exc)
+            return
+        if kind is EventKind.OPENED_TO_ALL:
+            await self.update_card(conversation)
+            await self.thread(conversation, f"Nobody on the {conversation.topic} team accepted this chat in time: "
+                              "it is offered to everyone now.")
+            return
+        # ESCALATED: mention whoever should take it, and mark the card.
+        if conversation.state is not State.NEW:
+            return
+        waited = format_seconds(max(0.0, event.at - conversation.created_at))
+        await self.update_card(conversation)
+        await self.thread(conversation, f":rotating_light: {await self._escalation_audience(conversation)} this chat "
+                          f"has waited {waited} without Accept (escalation {conversation.escalations}).")
+
+
+    async def _escalation_audience(self, conversation: Conversation) -> str:
+        """Who an escalation mentions: the topic's team while only it may take the chat, else
+        ``slack.agent_group``, else the topic team's users, else everyone here."""
+        routes = self.services.conversations.routes
+        rule = routes.rule(conversation.topic)
+        if rule is not None and conversation.team_only and rule.group:
+            return f"<!subteam^{rule.group}>"
+        if self.config.agent_group and not (conversation.team_only and rule is not None and rule.agents):
+            return f"<!subteam^{self.config.agent_group}>"
+        users = [slack_user(self.team, agent) for agent in sorted(await routes.members(conversation.topic))]
+        users = [f"<@{user}>" for user in users if user]
+        return " ".join(users) if users else "<!here>"
+
+
+    async def _card_link(self, conversation: Conversation) -> None:
+        """Make sure the chat's permalink is known (it is asked for with the active card)."""
+        if not await self.store.get_ref("slack-permalink", conversation.id):
+            await self._card_blocks(conversation, await self.store.get_ref("slack-card", conversation.id))
+
+    # --- end issue 11 routing ---
+
     async def deliver(self, event: AgentEvent) -> None:
         """Show one outbox event in Slack. Raises DeliveryError when Slack fails."""
         store, config = self.store, self.config
@@ -206,7 +293,7 @@ class Delivery:
                     await _call(self.web.chat_postMessage(
                         channel=previous,
                         text=f":wave: Your previous customer *{name}* is back: “{conversation.query[:300]}”. "
-                        f"The chat card is in <#{config.channel}>.",
+                        f"The chat card is in <#{await self.channel(conversation)}>.",
                     ))
                 except DeliveryError as exc:
                     if not exc.permanent:
@@ -267,7 +354,10 @@ class Delivery:
             await self.post_card(conversation)
             if conversation.previous_agent not in conversation.declined_by:
                 await self.update_dm(conversation, ":hourglass: The head start is over: this chat is offered to "
-                                     f"everyone in <#{config.channel}>.")
+                                     f"everyone in <#{await self.channel(conversation)}>.")
+            return
+        if kind in (EventKind.TRANSFERRED, EventKind.OPENED_TO_ALL, EventKind.ESCALATED):
+            await self.routing_event(conversation, event)  # issue 11 routing
             return
         if kind is EventKind.DELIVERY_FAILED:
             entry = await store.message(conversation.id, seq)
@@ -289,7 +379,8 @@ class Delivery:
                                  + (f": <{link}|open the thread>." if link else "."))
         elif kind is EventKind.DECLINED and by == conversation.previous_agent:
             await self.update_dm(conversation,
-                                 f"You declined this chat; it is offered to everyone in <#{config.channel}>.")
+                                 f"You declined this chat; it is offered to everyone in "
+                                 f"<#{await self.channel(conversation)}>.")
 
 
 def _relayed_text(conversation: Conversation, entry: HistoryEntry) -> str:

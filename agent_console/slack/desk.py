@@ -115,7 +115,8 @@ def register_desk(app: AsyncApp, console: "SlackConsole", services: "Services") 
             if not name:
                 raise Refused("no_saved_reply", reason="Pick a saved reply to send.")
             await conversations.send_saved_reply(conversation_id, agent, name,
-                                                 platform_id=f"view:{view.get('id', '')}", via=console.name)
+                                                 platform_id=f"view:{view['id']}" if view.get("id") else "",
+                                                 via=console.name)
         except Refused as refusal:
             await ack(response_action="errors", errors={PICK_BLOCK: console.refusal(refusal, services)[:150]})
             return

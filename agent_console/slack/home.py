@@ -182,7 +182,7 @@ def _paging(page: Page) -> list[dict]:
 
 def home_view(state: HomeState, page: Page, figures: Figures, links: dict[str, str], topics: tuple[str, ...],
               now: float, auto_close: AutoClose | None = None, notice: str = "",
-              labels: Mapping[str, str] | None = None) -> dict:
+              labels: Mapping[str, str] | None = None, room: list[tuple[str, int, int]] | None = None) -> dict:
     """The Home tab of one agent; ``auto_close`` only for admins, ``notice`` answers the agent's last click,
     ``labels`` are the enabled channels' labels (for the filter)."""
     labels = labels or {}
@@ -191,6 +191,8 @@ def home_view(state: HomeState, page: Page, figures: Figures, links: dict[str, s
     if notice:
         blocks.append({"type": "section", "block_id": "home-notice", "text": _text(notice)})
     blocks.append(_figures(figures))
+    if room:
+        blocks.append(_room(room))  # issue 11 routing
     if auto_close is not None:
         blocks += _auto_close(auto_close)
     blocks += [{"type": "divider"}, _tabs(state, topics, labels)]
@@ -208,6 +210,19 @@ def home_view(state: HomeState, page: Page, figures: Figures, links: dict[str, s
         blocks += _row(conversation, state.tab, links.get(conversation.id), now, labels)
     blocks += _paging(page)
     return {"type": "home", "blocks": blocks[:100]}
+
+
+def _room(room: list[tuple[str, int, int]]) -> dict:
+    """Issue 11 routing: who has room for another chat (active chats / capacity)."""
+    parts = []
+    for who, active, capacity in room[:40]:
+        if capacity:
+            mark = ":large_green_circle:" if active < capacity else ":red_circle:"
+            parts.append(f"{mark} {who} {active}/{capacity}")
+        else:
+            parts.append(f":large_green_circle: {who} {active}")
+    return {"type": "context", "block_id": "home-room",
+            "elements": [_text(("*Room (active chats / most allowed):* " + " · ".join(parts))[:2900])]}
 
 
 def not_on_team_view(admins: list[str]) -> dict:

@@ -34,6 +34,7 @@ from gateway.message import State
 from gateway.store import Store
 from gateway.topics import DEFAULT_TOPIC
 
+from .deliver import card_channel
 from .home import PAGE_SIZE, HomeState, home_view, not_on_team_view
 from .team import agent_id, mention, slack_user
 
@@ -48,7 +49,9 @@ log = logging.getLogger(__name__)
 
 # Events that change what every agent's Home shows (the Inbox, or the team figures).
 EVERYONE_EVENTS = frozenset({EventKind.CREATED, EventKind.ACCEPTED, EventKind.LEFT, EventKind.FIRST_RESPONSE,
-                             EventKind.RATED, EventKind.OFFERED, EventKind.REASSIGNED})
+                             EventKind.RATED, EventKind.OFFERED, EventKind.REASSIGNED,
+                             # issue 11 routing: Inbox visibility and who has room
+                             EventKind.OPENED_TO_ALL, EventKind.TRANSFERRED, EventKind.RESOLVED, EventKind.CLOSED})
 
 # The pump's guard outlives a crashed worker by at most this long.
 PUMP_TTL = 60
@@ -117,7 +120,14 @@ class HomePublisher:
         state = await self.state(user)
         agent = agent_id(self.team, user)
         now = self.conversations.clock()
-        listing = self.store.inbox_for if state.tab == "inbox" else self.store.assigned_for
+        # issue 11 routing: the Inbox shows the topics this agent serves
+        served = await self.conversations.routes.served_topics(agent) if state.tab == "inbox" else None
+
+        async def listing(*args):
+            if state.tab == "inbox":
+                return await self.store.inbox_for(*args, served=served)
+            return await self.store.assigned_for(*args)
+
         page = await listing(agent, state.channel, state.topic, state.offset, PAGE_SIZE)
         if not page.conversations and state.offset and page.total:
             # The list shrank under this page: show its last page instead.
@@ -127,7 +137,17 @@ class HomePublisher:
         figures = await self.store.figures(now)
         links = await self._links([c.id for c in page.conversations])
         auto_close = await self.conversations.auto_close_setting() if await self.team.is_admin(agent) else None
-        return home_view(state, page, figures, links, self.topics, now, auto_close, notice, self.labels)
+        return home_view(state, page, figures, links, self.topics, now, auto_close, notice, self.labels,
+                         room=await self.room())
+
+    async def room(self) -> list[tuple[str, int, int]]:
+        """Issue 11 routing: each configured agent's (name as shown, active chats, capacity; 0 unlimited)."""
+        agents = list(self.team.agents)
+        routes = self.conversations.routes
+        if not any(routes.capacity(agent) for agent in agents):
+            return []  # no capacity configured: nothing to show
+        counts = await self.store.active_counts(agents)
+        return [(mention(self.team, agent), counts.get(agent, 0), routes.capacity(agent)) for agent in agents]
 
     async def _links(self, conversation_ids: list[str]) -> dict[str, str]:
         """Permalinks of the chats' cards (their threads): asked of Slack once each, then kept."""
@@ -135,7 +155,8 @@ class HomePublisher:
         missing = [c for c in conversation_ids if c not in links]
         for conversation_id, ts in (await self.store.get_refs("slack-card", missing)).items():
             try:
-                reply = await self.web.chat_getPermalink(channel=self.config.channel, message_ts=ts)
+                channel = await card_channel(self.store, self.config, conversation_id)  # issue 11 routing
+                reply = await self.web.chat_getPermalink(channel=channel, message_ts=ts)
             except Exception as exc:  # noqa: BLE001 - a missing link must not cost the agent their Home
                 log.warning("no permalink for chat %s: %s", conversation_id, exc)
                 continue

@@ -36,4 +36,10 @@ def refusal_text(code: str, detail: str, name: Callable[[str], str]) -> str:
         "message was not sent. It can be sent once they opt back in (for SMS: they text START).",
         "head_start": f"This returning customer's previous agent ({who}) gets the first chance at this chat; "
         "it reaches the Inbox shortly.",
+        # issue 11 routing
+        "not_in_team": f"This chat is for the {detail or 'topic'} team, and you are not on it; it is offered to "
+        "everyone if they do not take it in time.",
+        "at_capacity": f"{who} already has as many active chats as allowed; resolve or hand one on first.",
+        "transfer_self": "This chat is already yours; choose another agent.",
+        "no_target": "Choose the agent to give this chat to.",
     }.get(code, f"That was refused ({code}).")

@@ -91,7 +91,19 @@ class ConsoleApi:
             "rating": c.rating, "channel": c.channel, "channel_label": labels.get(c.channel, c.channel),
             "topic": c.topic or "general", "undelivered": c.undelivered, "updated_at": c.updated_at,
             "assignee": c.assignee, "assignee_name": self.team.name(c.assignee) if c.assignee else "",
+            # issue 11 routing: escalated rows are highlighted (with a sound); team-only chats say so
+            "escalations": c.escalations, "team_only": c.team_only,
         }
+
+    async def room(self) -> list[dict[str, Any]]:
+        """Issue 11 routing: each configured agent's active chats against their capacity (0: unlimited)."""
+        routes = self.services.conversations.routes
+        agents = list(self.team.agents)
+        if not any(routes.capacity(a) for a in agents):
+            return []
+        counts = await self.store.active_counts(agents)
+        return [{"id": a, "name": self.team.name(a), "active": counts.get(a, 0), "capacity": routes.capacity(a)}
+                for a in agents]
 
     async def lists(self, request: web.Request, session: Session) -> web.Response:
         query = request.query
@@ -108,8 +120,9 @@ class ConsoleApi:
         offset = _int(query, "offset", 0, 0, 1_000_000)
         limit = _int(query, "limit", 20, 1, 100)
         agent = session.agent_id
+        served = await self.services.conversations.routes.served_topics(agent)  # issue 11 routing
         inbox = await self.store.inbox_for(agent, channel=channel, topic=topic,
-                                           offset=offset if tab == "inbox" else 0, limit=limit)
+                                           offset=offset if tab == "inbox" else 0, limit=limit, served=served)
         assigned = await self.store.assigned_for(agent, channel=channel, topic=topic,
                                                  offset=offset if tab == "assigned" else 0, limit=limit)
         page = inbox if tab == "inbox" else assigned
@@ -121,6 +134,7 @@ class ConsoleApi:
             "figures": await self.figures(),
             "channels": [{"name": name, "label": label} for name, label in labels.items()],
             "topics": self._topics(),
+            "room": await self.room(),  # issue 11 routing
         })
 
     async def chat_json(self, conversation_id: str, agent: str) -> dict[str, Any]:
@@ -165,8 +179,14 @@ class ConsoleApi:
                 "accept": waiting, "reject": waiting,
                 "reply": mine and state == "active", "note": mine, "retry": mine,
                 "reassign": admin and state in OPEN,
+                "transfer": mine and state == "active",  # issue 11 routing
             },
-            "agents": [{"id": a.id, "name": a.display_name} for a in self.team.agents.values()] if admin else [],
+            "agents": [{"id": a.id, "name": a.display_name} for a in self.team.agents.values()]
+            if admin or mine else [],
+            # issue 11 routing: who held the chat when, and its first-response escalations
+            "holders": [{"agent": h.get("agent", ""), "name": self.team.name(h.get("agent", "")),
+                         "from": h.get("from"), "to": h.get("to") or None} for h in c.holders],
+            "escalations": c.escalations, "team_only": c.team_only,
         }
 
     async def chat(self, request: web.Request, session: Session) -> web.Response:
@@ -217,6 +237,13 @@ class ConsoleApi:
                 if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
                     raise ApiError(400, "bad_body", "Send the message's seq, a whole number from 1.")
                 await conversations.redeliver(conversation_id, seq, agent, via=VIA)
+            elif action == "transfer":  # issue 11 routing
+                to, note = body.get("to"), body.get("note", "")
+                if not isinstance(to, str) or not to:
+                    raise ApiError(400, "bad_body", "Choose the agent to hand this chat to.")
+                if not isinstance(note, str) or len(note) > MAX_TEXT:
+                    raise ApiError(400, "bad_body", f"The note must be text of at most {MAX_TEXT} characters.")
+                await conversations.transfer(conversation_id, agent, to, note, via=VIA)
             elif action == "reassign":
                 to = body.get("to")
                 if not isinstance(to, str) or not to:

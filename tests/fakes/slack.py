@@ -315,6 +315,23 @@ def select_user_action(action_id: str, block_id: str, selected_user: str, user: 
     return _block_actions(action, user, channel, message_ts, response_url)
 
 
+def view_submission(view: dict, user: str, values: dict) -> str:
+    """The form body of a ``view_submission`` (a modal's submit): ``values`` block id -> action id -> value."""
+    state = {block: {action: {"type": "plain_text_input", "value": value} for action, value in actions.items()}
+             for block, actions in values.items()}
+    payload = {
+        "type": "view_submission",
+        "team": {"id": "T0001", "domain": "team"},
+        "user": {"id": user, "username": user.lower(), "team_id": "T0001"},
+        "api_app_id": "A0001",
+        "token": "legacy",
+        "trigger_id": "4.5.6",
+        "view": dict(view, id=view.get("id", "V1"), state={"values": state}),
+        "response_urls": [],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
 def sign(secret: str, body: str, timestamp: int | None = None) -> dict:
     """Headers of a request signed with the app's signing secret, as Slack signs them."""
     timestamp = int(time.time()) if timestamp is None else timestamp
@@ -344,9 +361,9 @@ def message_event(user: str, channel: str, text: str, ts: str, thread_ts: str | 
 
 
 # --- desk (issue 11): modals and reactions ---
-def view_submission(user: str, view: dict, values: dict) -> str:
+def select_submission(user: str, view: dict, values: dict) -> str:
     """The form body of a ``view_submission`` of ``view`` (as views.open stored it) with ``values``
-    (block id -> action id -> value, as Slack puts them in ``view.state.values``)."""
+    as Slack puts them in ``view.state.values`` (block id -> action id -> element state: selects too)."""
     payload = {
         "type": "view_submission",
         "team": {"id": "T0001", "domain": "team"},

@@ -99,6 +99,16 @@
     $("fig-rating").textContent = f.average_rating === null ? "–" : `${f.average_rating.toFixed(1)} (${f.ratings})`;
   }
 
+  // issue 11 routing: who has room for another chat
+  function renderRoom(room) {
+    const box = $("fig-room");
+    box.hidden = !(room && room.length);
+    if (box.hidden) return;
+    box.replaceChildren(el("span", "", "Room: "), ...room.map((a) => el(
+      "span", a.capacity && a.active >= a.capacity ? "full" : "free",
+      `${a.name} ${a.active}${a.capacity ? "/" + a.capacity : ""} `)));
+  }
+
   // -- views -------------------------------------------------------------------
   function show(view) {
     state.view = view;
@@ -144,6 +154,7 @@
     try { data = await api(`/console/api/lists?${q}`); } catch (e) { notice(e.message); return; }
     if (seq !== listsSeq) return;
     renderFigures(data.figures);
+    renderRoom(data.room);
     $("count-inbox").textContent = data.counts.inbox;
     $("count-assigned").textContent = data.counts.assigned;
     if (!state.filtersFilled) {
@@ -176,6 +187,11 @@
     tr.dataset.id = r.id;
     const name = cell("Customer", r.customer);
     if (r.undelivered) name.appendChild(el("span", "badge", `${r.undelivered} undelivered`));
+    // issue 11 routing: a chat escalated for waiting too long is highlighted
+    if (r.escalations && r.state === "new") {
+      tr.classList.add("escalated");
+      name.appendChild(el("span", "badge escalated", `waiting too long ×${r.escalations}`));
+    }
     const stateCell = el("td");
     stateCell.dataset.label = "State";
     stateCell.appendChild(el("span", `state ${r.state}`, STATE_NAMES[r.state] || r.state));
@@ -267,6 +283,22 @@
 
     $("reply-form").hidden = !ctl.reply;
     $("note-form").hidden = !ctl.note;
+    // issue 11 routing: Transfer (the assignee hands the chat on, with a note)
+    const transfer = $("transfer-form");
+    transfer.hidden = !ctl.transfer;
+    if (ctl.transfer) {
+      const select = $("transfer-to");
+      const current = select.value;
+      select.replaceChildren(...c.agents.filter((a) => a.id !== c.assignee).map((a) => {
+        const option = el("option", "", a.name);
+        option.value = a.id;
+        return option;
+      }));
+      if (current) select.value = current;
+    }
+    $("c-holders").textContent = (c.holders || []).map(
+      (h) => `${h.name} ${clock(h.from)}–${h.to ? clock(h.to) : "now"}`).join(", ") || "–";
+    $("c-escalations").textContent = String(c.escalations || 0);
     const reassign = $("reassign-form");
     reassign.hidden = !ctl.reassign;
     if (ctl.reassign) {
@@ -389,6 +421,7 @@
       chatTimer = setTimeout(loadChat, 100);
     }
     if (ev.kind === "message" || ev.kind === "reopened") maybeBeep(ev.conversation_id, ev.seq || 0);
+    if (ev.kind === "escalated") beep();  // issue 11 routing: a chat waits too long
   }
 
   // Messages that must not ring (again): "chat:seq" rung already, and per chat the last seq
@@ -591,6 +624,12 @@
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send($("reply-form"), $("reply-text"), "reply"); }
     });
     $("note-form").addEventListener("submit", (e) => { e.preventDefault(); send($("note-form"), $("note-text"), "note", "Note added."); });
+    $("transfer-form").addEventListener("submit", (e) => {  // issue 11 routing
+      e.preventDefault();
+      const to = $("transfer-to").value;
+      if (to) act("transfer", { to, note: $("transfer-note").value }, "Transferred.");
+      $("transfer-note").value = "";
+    });
     $("reassign-form").addEventListener("submit", (e) => {
       e.preventDefault();
       const to = $("reassign-to").value;
