@@ -1,4 +1,4 @@
-"""The ``chatgate`` command: run, web, worker, check-config, telegram set-webhook."""
+"""The ``chatgate`` command: run, web, worker, check-config, report, telegram set-webhook."""
 
 from __future__ import annotations
 
@@ -189,6 +189,65 @@ def cmd_telegram_set_webhook(args) -> int:
     return 0
 
 
+# --- desk (issue 11): chatgate report ---
+def _moment(text: str, now: float) -> float:
+    """``7d``/``24h``/``90m`` ago, or an ISO date or date-time (UTC unless it says otherwise)."""
+    from datetime import datetime, timezone
+
+    ago = config_module.parse_duration(text)
+    if ago is not None and not text.strip().isdigit():
+        return now - ago
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a span back from now (7d, 24h, 90m) or a date (2026-01-31, 2026-01-31T09:00)")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def cmd_report(args) -> int:
+    """One row per conversation created in the period, then per-agent totals, as CSV or JSON."""
+    import time
+
+    import redis.asyncio as aioredis
+
+    from gateway import reports
+    from gateway.store import Store
+    from gateway.team import Team
+
+    config = _load(args.config)
+    now = time.time()
+    try:
+        since = _moment(args.since, now)
+        until = _moment(args.until, now) if args.until else now
+    except argparse.ArgumentTypeError as exc:
+        print(f"chatgate report: {exc}", file=sys.stderr)
+        return 2
+    if until <= since:
+        print("chatgate report: --until must be after --since", file=sys.stderr)
+        return 2
+    team = Team(config.agents)
+
+    async def run(url: str) -> None:
+        store = Store(aioredis.from_url(url), config.redis.key_prefix)
+        try:
+            report = reports.Report(since, until)
+            rows = reports.conversation_rows(store, since, until, now)
+            if args.format == "json":
+                await reports.write_json(sys.stdout, rows, report, team.name)
+            else:
+                await reports.write_csv(sys.stdout, rows, report, team.name, args.table)
+        finally:
+            await store.redis.aclose()
+
+    with _redis(config, args.redis_url) as url:
+        asyncio.run(run(url))
+    return 0
+# --- end desk ---
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chatgate", description="Contact-center gateway: customers on "
                                 "WhatsApp, SMS and Telegram, agents in Slack.")
@@ -211,6 +270,15 @@ def parser() -> argparse.ArgumentParser:
     h = sub.add_parser("hash-password", help="a password hash for password_hash in [[agents]] (web console sign-in)")
     h.add_argument("--stdin", action="store_true", help="read the password from standard input")
     h.set_defaults(func=cmd_hash_password)
+    # --- desk (issue 11) ---
+    r = with_config(sub.add_parser("report", help="conversations of a period and per-agent totals, CSV or JSON"))
+    r.add_argument("--since", default="7d", help="start: a span back from now (7d, 24h) or a date (default 7d)")
+    r.add_argument("--until", help="end (excluded): a span back from now or a date (default now)")
+    r.add_argument("--format", choices=("csv", "json"), default="csv")
+    r.add_argument("--table", choices=("all", "conversations", "agents"), default="all",
+                   help="CSV: both tables (an empty line between them), or one")
+    r.set_defaults(func=cmd_report)
+    # --- end desk ---
     t = sub.add_parser("telegram", help="Telegram set-up")
     tsub = t.add_subparsers(dest="telegram_command", required=True)
     with_config(tsub.add_parser("set-webhook", help="register the webhook and its secret with Telegram")).set_defaults(func=cmd_telegram_set_webhook)

@@ -101,6 +101,8 @@ def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = Non
             windows[name] = window
     conversations = Conversations(store, dispatch, config.conversation, Topics.compile(config.topics), team,
                                   consoles=tuple(built_consoles), routing=config.routing, windows=windows,
-                                  attachment_checks=checks, topic_rules=config.topics, **extra)
+                                  attachment_checks=checks, topic_rules=config.topics,
+                                  hours=config.business_hours, saved_replies=config.saved_replies,  # desk
+                                  **extra)
     return Services(config=config, redis_url=redis_url, store=store, conversations=conversations, team=team,
                     channels=built_channels, consoles=built_consoles, channel_labels=labels, media=media)

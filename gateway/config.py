@@ -11,6 +11,7 @@ number of seconds or a string such as ``"90s"``, ``"15m"`` or ``"1h"``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -19,6 +20,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Protocol
 
 from .team import Agent
+
+# --- desk (issue 11: business hours, queue position, saved replies) ---
+from .hours import DAYS, BusinessHours, parse_ranges
+# --- end desk ---
 
 __all__ = [
     "Config",
@@ -80,6 +85,14 @@ class RoutingConfig:
     # A returning customer's previous agent gets the new chat alone this long
     # before it is offered to everyone (0: offered to everyone at once).
     returning_head_start: float = 60.0
+    # --- desk: queue position (issue 11) ---
+    # Tell a waiting customer their place in the Inbox (and today's typical wait) on their
+    # first message, and again each time it improved by queue_position_step places.
+    queue_position: bool = False
+    queue_position_step: int = 3
+    queue_position_message: str = "You are number {position} in the queue. Typical wait today: {wait}."
+    queue_position_message_no_wait: str = "You are number {position} in the queue."
+    # --- end desk ---
     # --- issue 11: routing by topic, capacity, SLA (routing helper) ---
     # A chat whose topic team accepted nothing this long is offered to everyone (0: never).
     topic_fallback_after: float = 120.0
@@ -113,6 +126,18 @@ class TopicRule:
     # --- end issue 11 routing ---
 
 
+# --- desk: saved replies (issue 11) ---
+@dataclass(frozen=True)
+class SavedReplyConfig:
+    name: str
+    text: str
+
+
+# The variables a saved reply may use.
+SAVED_REPLY_VARIABLES = ("customer_name", "agent_name")
+# --- end desk ---
+
+
 @dataclass(frozen=True)
 class Config:
     path: str = "<defaults>"
@@ -123,6 +148,10 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     topics: tuple[TopicRule, ...] = ()
     agents: tuple[Agent, ...] = ()
+    # --- desk (issue 11) ---
+    business_hours: BusinessHours = field(default_factory=BusinessHours)
+    saved_replies: tuple[SavedReplyConfig, ...] = ()
+    # --- end desk ---
     # Each channel's and console's own table, as its ``load_config`` read it.
     sections: dict[str, Any] = field(default_factory=dict)
 
@@ -354,6 +383,89 @@ def _load_agents(raw: Any, path: str, problems: list[str]) -> tuple[Agent, ...]:
     return tuple(agents)
 
 
+# --- desk: business hours and saved replies (issue 11) ---
+def _load_business_hours(b: ConfigReader, channel_names: set[str]) -> BusinessHours:
+    """The ``[business_hours]`` table; no table (or no open day) means always open."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    from datetime import date
+
+    default = BusinessHours()
+    zone = b.string("timezone", default.timezone)
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        b.problem("timezone", 'an IANA time zone name like "Europe/Paris" or "America/New_York"', zone)
+        zone = default.timezone
+    week = {}
+    for index, day in enumerate(DAYS):
+        text = b.string(day, "")
+        ranges = parse_ranges(text)
+        if ranges is None:
+            b.problem(day, 'opening hours like "09:00-17:00" or "09:00-12:30, 13:30-18:00" (24h, '
+                           'ranges in order, not overlapping), or "closed"', text)
+            ranges = ()
+        if ranges:
+            week[index] = ranges
+    holidays = set()
+    for text in b.strings("holidays"):
+        try:
+            holidays.add(date.fromisoformat(text))
+        except ValueError:
+            b.problem("holidays", 'dates like "2026-12-25"', text)
+    away = b.string("away_message", default.away_message)
+    away_messages = {}
+    for name in list(b.data):
+        if name.startswith("away_message_"):
+            channel = name[len("away_message_"):]
+            if channel_names and channel not in channel_names:
+                b.seen.add(name)
+                b.problem(name, f"away_message_<channel> for a known channel ({', '.join(sorted(channel_names))})")
+                continue
+            away_messages[channel] = b.string(name, away)
+    hours = BusinessHours(
+        timezone=zone, week=week, holidays=frozenset(holidays), away_message=away, away_messages=away_messages,
+        pause_auto_close=b.boolean("pause_auto_close", default.pause_auto_close),
+        pause_sla=b.boolean("pause_sla", default.pause_sla),
+    )
+    if b.data and not hours.enabled and any(day in b.data for day in DAYS):
+        b.problem("monday", "at least one open day in the weekly schedule (or no [business_hours] table)")
+    b.unknown_keys({"timezone", *DAYS, "holidays", "away_message", "pause_auto_close", "pause_sla",
+                    *(name for name in b.data if name.startswith("away_message_"))})
+    return hours
+
+
+def _load_saved_replies(raw: Any, path: str, problems: list[str]) -> tuple[SavedReplyConfig, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append(f"{path}: saved_replies: expected [[saved_replies]] tables with name and text, got {raw!r}")
+        return ()
+    replies: list[SavedReplyConfig] = []
+    for index, item in enumerate(raw):
+        section = f"saved_replies[{index}]"
+        if not isinstance(item, dict):
+            problems.append(f"{path}: {section}: expected a table with name and text")
+            continue
+        reader = ConfigReader(item, path, problems, section)
+        name = reader.string("name", "").strip()
+        text = reader.string("text", "")
+        if not name or len(name) > 60:
+            reader.problem("name", "a name of 1-60 characters")
+        elif any(r.name.lower() == name.lower() for r in replies):
+            reader.problem("name", "a different name for each saved reply (this one is used twice)", name)
+        if not text.strip():
+            reader.problem("text", "the reply's text")
+        unknown = sorted(set(re.findall(r"\{([a-z_]+)\}", text)) - set(SAVED_REPLY_VARIABLES))
+        if unknown:
+            reader.problem("text", "only the variables {customer_name} and {agent_name}",
+                           "{" + unknown[0] + "}")
+        reader.unknown_keys({"name", "text"})
+        if name and text.strip():
+            replies.append(SavedReplyConfig(name=name, text=text))
+    return tuple(replies)
+# --- end desk ---
+
+
 def load(path: str | os.PathLike, plugins: Iterable[Section] = ()) -> Config:
     """Load and check the TOML file at ``path``; raise ConfigError listing every problem.
 
@@ -429,11 +541,26 @@ def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ())
         sla_repeat=ro.duration("sla_repeat", RoutingConfig.sla_repeat),
         # --- end issue 11 routing ---
     )
+    # --- desk: queue position (issue 11) ---
+    desk_routing = dict(
+        queue_position=ro.boolean("queue_position", RoutingConfig.queue_position),
+        queue_position_step=ro.integer("queue_position_step", RoutingConfig.queue_position_step, minimum=1),
+        queue_position_message=ro.string("queue_position_message", RoutingConfig.queue_position_message),
+        queue_position_message_no_wait=ro.string("queue_position_message_no_wait",
+                                                 RoutingConfig.queue_position_message_no_wait),
+    )
+    for name in ("queue_position_message", "queue_position_message_no_wait"):
+        if "{position}" not in desk_routing[name]:
+            ro.problem(name, "a message with {position} in it", desk_routing[name])
+    routing = dataclasses.replace(routing, **desk_routing)
+    desk_routing_keys = set(desk_routing)
+    # --- end desk ---
     if routing.sla_first_response > 0 and routing.sla_repeat <= 0:  # issue 11 routing
         ro.problem("sla_repeat", "a duration above zero (the escalation repeats at this interval)",
                    ro.data.get("sla_repeat"))
     ro.unknown_keys({"returning_head_start",
-                     "topic_fallback_after", "max_active_per_agent", "sla_first_response", "sla_repeat"})
+                     "topic_fallback_after", "max_active_per_agent", "sla_first_response", "sla_repeat",
+                     *desk_routing_keys})  # desk (issue 11)
 
     topics = _load_topics(top._raw("topics"), path, problems)
     agents = _load_agents(top._raw("agents"), path, problems)
@@ -445,7 +572,13 @@ def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ())
                 problems.append(f"{path}: topics[{index}].agents: expected ids of [[agents]] "
                                 f"({', '.join(sorted(known_agents))}), got {member!r}")
     # --- end issue 11 routing ---
+    # --- desk (issue 11) ---
+    channel_names = {name for plugin in plugins for name in getattr(plugin, "labels", {})}
+    business_hours = _load_business_hours(top.table("business_hours"), channel_names)
+    saved_replies = _load_saved_replies(top._raw("saved_replies"), path, problems)
+    # --- end desk ---
     top.unknown_keys({"server", "redis", "conversation", "routing", "delivery", "topics", "agents",
+                      "business_hours", "saved_replies",  # desk (issue 11)
                       *(plugin.section for plugin in plugins)})
 
     if problems:
@@ -459,6 +592,8 @@ def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ())
         delivery=delivery,
         topics=topics,
         agents=agents,
+        business_hours=business_hours,  # desk (issue 11)
+        saved_replies=saved_replies,  # desk (issue 11)
         sections=sections,
     )
 

@@ -14,9 +14,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol, Sequence
 
-from .config import ConversationConfig, RoutingConfig
+from .config import ConversationConfig, RoutingConfig, SavedReplyConfig
+from .hours import BusinessHours  # desk (issue 11)
 from .message import Attachment, InboundMessage, OutboundMessage, Refused, ReplyWindow
 from .operations import OPERATIONS, refusal_text
+from .replies import SavedReplies, SavedReply, fill, search  # desk (issue 11)
 from .routing import Routing
 from .store import AutoClose, Store
 from .team import Role, Team
@@ -51,6 +53,10 @@ class Dispatch(Protocol):
     async def console_task(self, console: str, task: str, args: Sequence[str] = (), delay: float = 0.0) -> None:
         """Run ``Console.run_task`` of ``console`` in a worker, after ``delay`` seconds."""
 
+    # --- desk (issue 11) ---
+    async def queue_positions(self) -> None:
+        """Soon, in a worker, ``Conversations.tell_queue_positions`` (calls in between coalesce)."""
+    # --- end desk ---
     # issue 11 routing
     async def open_to_all_later(self, conversation_id: str, delay: float) -> None:
         """Offer a topic team's chat to everyone after ``delay`` seconds if still new."""
@@ -75,7 +81,8 @@ class Conversations:
                  team: Team, consoles: Sequence[str] = (), routing: RoutingConfig = RoutingConfig(),
                  clock: Callable[[], float] = time.time, topic_rules: tuple = (),
                  windows: Mapping[str, ReplyWindow] | None = None,
-                 attachment_checks: Mapping[str, Callable[[str, dict, str], str]] | None = None):
+                 attachment_checks: Mapping[str, Callable[[str, dict, str], str]] | None = None,
+                 hours: BusinessHours = BusinessHours(), saved_replies: Sequence[SavedReplyConfig] = ()):
         self.store = store
         self.dispatch = dispatch
         self.config = config
@@ -86,6 +93,10 @@ class Conversations:
         self.consoles = ",".join(consoles)
         # The time of every transition (tests script a day with their own clock).
         self.clock = clock
+        # --- desk (issue 11) ---
+        self.hours = hours
+        self.saved = SavedReplies(store.redis, store.key("saved_replies"), saved_replies)
+        # --- end desk ---
         # issue 11 routing: topic teams and capacity
         self.routes = Routing(tuple(topic_rules), team, routing)
         # Channel name -> its reply window (WhatsApp's 24 hours), declared by the channels.
@@ -128,9 +139,10 @@ class Conversations:
                 await self.dispatch.to_consoles(reply["id"])
             return Received("duplicate", reply["id"])
         event, conversation_id = reply["event"], reply["id"]
+        welcomed = event == "created" and await self._welcome(conversation_id, message.channel)  # desk
         await self.dispatch.enqueue(
             conversations=(conversation_id,),
-            customers=((message.channel, message.customer_id),) if reply["thanked"] else (),
+            customers=((message.channel, message.customer_id),) if reply["thanked"] or welcomed else (),
             cancel_auto_close=(conversation_id,) if event == "reopened" else (),
         )
         if reply.get("head_start_for"):
@@ -145,7 +157,8 @@ class Conversations:
         if team_only and self.routing.topic_fallback_after > 0:
             await self.dispatch.open_to_all_later(conversation_id, self.routing.topic_fallback_after)
         if self.routing.sla_first_response > 0:
-            await self.dispatch.escalate_later(conversation_id, self.routing.sla_first_response, 1)
+            await self.dispatch.escalate_later(conversation_id, self.sla_delay(self.routing.sla_first_response),
+                                               1)  # desk: open time with business_hours.pause_sla
 
     async def _may_take(self, conversation_id: str, agent: str) -> str:
         """'1' when ``agent`` may accept the chat as far as its topic's team goes."""
@@ -187,7 +200,8 @@ class Conversations:
         await self.dispatch.to_consoles(conversation_id)
         count = int(reply["count"])
         if self.routing.sla_repeat > 0:
-            await self.dispatch.escalate_later(conversation_id, self.routing.sla_repeat, count + 1)
+            await self.dispatch.escalate_later(conversation_id, self.sla_delay(self.routing.sla_repeat),
+                                               count + 1)  # desk: open time with business_hours.pause_sla
         return count
 
     # --- end issue 11 routing ---------------------------------------------------------------
@@ -205,6 +219,7 @@ class Conversations:
         await self._run("accept", conversation_id, agent, via,
                         await self._may_take(conversation_id, agent), str(self.routes.capacity(agent)))
         await self.dispatch.to_consoles(conversation_id)
+        await self._inbox_shrank()  # desk (issue 11)
 
     async def reject(self, conversation_id: str, agent: str, via: str = "") -> None:
         """F Reject: the agent declines a new chat; it stays in the Inbox for the others."""
@@ -253,7 +268,7 @@ class Conversations:
                                     customers=((conversation.channel, conversation.customer_id),))
         setting = await self.auto_close_setting()
         if setting.enabled:
-            await self.dispatch.auto_close(conversation_id, reply["token"], setting.after)
+            await self.dispatch.auto_close(conversation_id, reply["token"], self._auto_close_delay(setting.after))
 
     async def leave(self, conversation_id: str, agent: str, via: str = "") -> str:
         """C Leave: active chats go back to the Inbox, resolved ones close. Returns the new state."""
@@ -321,7 +336,7 @@ class Conversations:
         reply = await self._run("set_auto_close", "1" if enabled else "0", repr(float(after)))
         pending = tuple((conversation_id, token) for conversation_id, token in reply["pending"])
         if enabled:
-            await self.dispatch.auto_close_many(pending, after)
+            await self.dispatch.auto_close_many(pending, self._auto_close_delay(after))
         elif pending:
             await self.dispatch.enqueue(cancel_auto_close=tuple(c for c, _ in pending))
         return len(pending)
@@ -363,6 +378,113 @@ class Conversations:
         await self._run("delivery", conversation_id, str(seq), status, detail)
         if status == "failed":
             await self.dispatch.to_consoles(conversation_id)
+
+    # --- desk (issue 11): business hours, queue position, saved replies -------------------------
+
+    def _auto_close_delay(self, after: float) -> float:
+        """The auto-close delay from now: wall time, or open time with ``business_hours.pause_auto_close``."""
+        return self.hours.delay(self.clock(), after, self.hours.pause_auto_close)
+
+    def sla_delay(self, seconds: float) -> float:
+        """An SLA clock of ``seconds`` from now: open time with ``business_hours.pause_sla`` (the default)."""
+        return self.hours.delay(self.clock(), seconds, self.hours.pause_sla)
+
+    async def _welcome(self, conversation_id: str, channel: str) -> bool:
+        """A new chat's automatic messages (away message, place in the queue); whether any was queued."""
+        now = self.clock()
+        away = self.hours.away_text(channel, now) if not self.hours.is_open(now) else ""
+        template = await self._position_template(now) if self.routing.queue_position else ""
+        if not away and not template:
+            return False
+        try:
+            reply = await self._run("welcome", conversation_id, away, template)
+        except Refused:
+            return False
+        return bool(away or reply["position"])
+
+    async def _position_template(self, now: float) -> str:
+        """The queue-position message with today's typical wait filled in (``{position}`` left)."""
+        median = (await self.store.figures(now)).median_first_response
+        if median is None:
+            return self.routing.queue_position_message_no_wait
+        return self.routing.queue_position_message.replace("{wait}", typical_wait(median))
+
+    async def _inbox_shrank(self) -> None:
+        """Chats left the Inbox (Accept; any transition that takes one out): a worker tells the others."""
+        if self.routing.queue_position:
+            await self.dispatch.queue_positions()
+
+    async def tell_queue_positions(self) -> int:
+        """Tell each waiting customer who moved up by ``routing.queue_position_step`` places their new
+        place (one atomic pass over the Inbox); the number told."""
+        if not self.routing.queue_position:
+            return 0
+        reply = await self._run("queue_positions", str(self.routing.queue_position_step),
+                                await self._position_template(self.clock()))
+        customers = tuple((channel, customer) for channel, customer in reply["told"])
+        if customers:
+            await self.dispatch.enqueue(customers=customers)
+        return len(customers)
+
+    async def saved_replies(self, query: str = "") -> list[SavedReply]:
+        """The team's saved replies matching ``query`` (every word, in name or text), best first."""
+        return search(await self.saved.all(), query)
+
+    async def save_reply(self, name: str, text: str, by: str) -> SavedReply:
+        """An admin adds or edits a saved reply (it overrides the config's of the same name)."""
+        if not await self.team.is_admin(by):
+            raise Refused("not_admin", by)
+        return await self.saved.save(name, text, by, self.clock())
+
+    async def delete_reply(self, name: str, by: str) -> None:
+        """An admin deletes a saved reply (a configured one stays deleted until saved again)."""
+        if not await self.team.is_admin(by):
+            raise Refused("not_admin", by)
+        await self.saved.delete(name, by, self.clock())
+
+    async def fill_saved_reply(self, conversation_id: str, agent: str, name: str) -> str:
+        """The saved reply ``name`` as ``agent`` would send it in this chat (variables filled in)."""
+        saved = await self.saved.get(name)
+        if saved is None:
+            raise Refused("no_saved_reply", reason=f"There is no saved reply called \u201c{name}\u201d.")
+        conversation = await self.store.get(conversation_id)
+        customer = (conversation.name if conversation else "") or "there"
+        return fill(saved.text, customer, self.team.name(agent))
+
+    async def send_saved_reply(self, conversation_id: str, agent: str, name: str, platform_id: str = "",
+                               via: str = "") -> bool:
+        """Send the saved reply ``name`` as ``agent``: a ``reply``, with the same checks and refusals."""
+        await self._check("reply", agent)
+        text = await self.fill_saved_reply(conversation_id, agent, name)
+        return await self.reply(conversation_id, agent, text, platform_id=platform_id, via=via)
+
+    async def check_reply(self, conversation_id: str, agent: str) -> None:
+        """Refuse now what ``reply`` would refuse for this agent and chat (before a console opens a form)."""
+        await self._check("reply", agent)
+        conversation = await self.store.get(conversation_id)
+        if conversation is None:
+            raise Refused("unknown")
+        if conversation.state.value == "closed":
+            raise Refused("closed")
+        if conversation.state.value == "new":
+            raise Refused("not_accepted")
+        if conversation.assignee != agent:
+            raise Refused("not_assignee", conversation.assignee,
+                          _reason("not_assignee", conversation.assignee, self.team))
+        if conversation.state.value == "resolved":
+            raise Refused("resolved")
+
+
+def typical_wait(seconds: float) -> str:
+    """A wait in words: "under a minute", "about 4 minutes", "about 1 h 20 min"."""
+    minutes = int(round(seconds / 60))
+    if minutes < 1:
+        return "under a minute"
+    if minutes < 60:
+        return f"about {minutes} minute{'s' if minutes != 1 else ''}"
+    hours, rest = divmod(minutes, 60)
+    return f"about {hours} h {rest:02d} min" if rest else f"about {hours} h"
+    # --- end desk ---
 
 
 def _reason(code: str, detail: str, team: Team) -> str:

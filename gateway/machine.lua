@@ -492,6 +492,62 @@ if op == 'opt_out' then
   return reply({event = 'ok', was_out = was == '1'})
 end
 
+-- --- desk (issue 11): away message, queue position, who held a chat ---------------------------
+
+-- The waiting chats in queue order (first come, first served: by creation, then id), each with
+-- its 1-based position.
+local function queue_order()
+  local ids = redis.call('ZRANGE', key('inbox'), 0, -1)
+  local entries = {}
+  for _, qid in ipairs(ids) do
+    table.insert(entries, {id = qid, created = tonumber(field(qid, 'created_at')) or 0})
+  end
+  table.sort(entries, function(a, b)
+    if a.created ~= b.created then return a.created < b.created end
+    return tonumber(a.id) < tonumber(b.id)
+  end)
+  return entries
+end
+
+local function tell_position(qid, position, template)
+  local text = string.gsub(template, '{position}', tostring(position))
+  redis.call('HSET', conv_key(qid), 'queue_told', position)
+  to_customer(qid, text, append(qid, 'out', text, 'system'))
+end
+
+if op == 'welcome' then
+  -- A new chat's automatic messages: the away message (outside business hours) and the
+  -- customer's place in the queue. Runs once per conversation (``welcomed``).
+  local wid, away, template = A[1], A[2], A[3]
+  if redis.call('EXISTS', conv_key(wid)) == 0 then return refused('unknown') end
+  if redis.call('HSETNX', conv_key(wid), 'welcomed', now) == 0 then return refused('stale') end
+  if away ~= '' then to_customer(wid, away, append(wid, 'out', away, 'system')) end
+  local position = 0
+  if template ~= '' and field(wid, 'state') == 'new' then
+    for index, entry in ipairs(queue_order()) do
+      if entry.id == wid then position = index end
+    end
+    if position > 0 then tell_position(wid, position, template) end
+  end
+  return reply({event = 'welcomed', id = wid, position = position})
+end
+
+if op == 'queue_positions' then
+  -- After chats left the Inbox: each waiting customer who was told a place and has moved up
+  -- by at least ``step`` since hears their new place (once per step; never after Accept).
+  local step, template = tonumber(A[1]), A[2]
+  local told = {}
+  for index, entry in ipairs(queue_order()) do
+    local before = tonumber(field(entry.id, 'queue_told'))
+    if before and field(entry.id, 'accepted_at') == '' and before - index >= step then
+      tell_position(entry.id, index, template)
+      table.insert(told, {field(entry.id, 'channel'), field(entry.id, 'customer_id')})
+    end
+  end
+  if #told == 0 then return '{"event":"queue_positions","told":[]}' end
+  return reply({event = 'queue_positions', told = told})
+end
+-- --- end desk ---
 -- --- issue 11 routing: transfer, offer to everyone after the topic team's wait, SLA escalation ---
 if op == 'transfer' then
   -- The assignee hands an active chat to another agent, with a note (kept in the history).

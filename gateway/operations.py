@@ -87,6 +87,11 @@ REFUSALS = {
                       "a window after their last message (WhatsApp: 24 hours), and no approved template is "
                       "configured for it (twilio.whatsapp_template_sid), so your message was not sent. "
                       "It can be sent once the customer writes again.",
+    # --- desk (issue 11): saved replies ---
+    "no_saved_reply": "There is no saved reply by that name (an admin may have deleted it).",
+    "bad_saved_reply": "A saved reply needs a name, a text and only the variables {{customer_name}} and "
+                       "{{agent_name}}.",
+    # --- end desk ---
     # --- issue 11 routing ---
     "not_in_team": "This chat's topic ({topic}) is for its own team, and you are not on it; "
                    "it is offered to everyone if they do not take it in time.",

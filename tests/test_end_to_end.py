@@ -68,7 +68,7 @@ def test_telegram_customer_and_slack_agent_full_flow(running):
 
     # An agent accepts: the card shows the assignee and A-D (go back to chat, sound, leave, resolve).
     assert gateway.click("accept", conversation_id, "UAGENT1", card_ts)[0] == 200
-    slack.wait_for(lambda s: buttons(s, card_ts) == ["open_chat", "sound_off", "leave", "resolve", "transfer", "reassign"],
+    slack.wait_for(lambda s: buttons(s, card_ts) == ["open_chat", "sound_off", "leave", "resolve", "saved_reply", "transfer", "reassign"],
                    what="the accepted card")
     assert "<@UAGENT1>" in latest_card(slack, card_ts)
 

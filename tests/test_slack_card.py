@@ -101,7 +101,7 @@ class Chat:
         return self.slack.thread_texts(self.card_ts)
 
 
-ACTIVE_BUTTONS = ["open_chat", "sound_off", "leave", "resolve", "transfer", "reassign"]
+ACTIVE_BUTTONS = ["open_chat", "sound_off", "leave", "resolve", "saved_reply", "transfer", "reassign"]
 
 
 def new_chat(gateway, text: str = "") -> Chat:
@@ -281,7 +281,7 @@ def test_sound_on_mentions_the_assignee_in_each_customer_message_and_off_does_no
     assert [t for t in chat.thread() if "first, with sound" in t][0].startswith("<@UAGENT1> ")
 
     chat.click("sound_off", AGENT)
-    chat.wait_buttons(["open_chat", "sound_on", "leave", "resolve", "transfer", "reassign"])
+    chat.wait_buttons(["open_chat", "sound_on", "leave", "resolve", "saved_reply", "transfer", "reassign"])
     assert "Sound off for <@UAGENT1>" in chat.card()
     assert chat.redis.hget("{chatgate}:sound:" + chat.id, AGENT) == b"0"
     chat.customer_writes("second, silent")

@@ -28,6 +28,9 @@ _DELIVER_TO_CUSTOMER = "workers.jobs.deliver_to_customer"
 _CLOSE_RESOLVED = "workers.jobs.close_resolved"
 _OFFER_TO_EVERYONE = "workers.jobs.offer_to_everyone"
 _CONSOLE_TASK = "workers.jobs.console_task"
+_QUEUE_POSITIONS = "workers.jobs.tell_queue_positions"  # desk (issue 11)
+# Set while a queue-position pass is queued: later requests ride on it (desk, issue 11).
+QUEUE_POSITIONS_PENDING = "chatgate:queue-positions-pending"
 _OPEN_TO_ALL = "workers.jobs.open_to_all"  # issue 11 routing
 _ESCALATE = "workers.jobs.escalate"  # issue 11 routing
 
@@ -139,6 +142,18 @@ class RQDispatch:
             return
         await asyncio.to_thread(self.queue.enqueue_in, timedelta(seconds=delay), _CONSOLE_TASK, console, task,
                                 list(args), result_ttl=60, failure_ttl=3600)
+
+    # --- desk (issue 11) ---
+    async def queue_positions(self) -> None:
+        """One pass over the Inbox soon (``Conversations.tell_queue_positions``); requests made while one
+        is queued and not started yet are served by it."""
+
+        def enqueue() -> None:
+            if self.connection.set(QUEUE_POSITIONS_PENDING, "1", nx=True, ex=60):
+                self.queue.enqueue(_QUEUE_POSITIONS, result_ttl=60, failure_ttl=3600)
+
+        await asyncio.to_thread(enqueue)
+    # --- end desk ---
 
     async def cancel_auto_close(self, conversation_id: str) -> None:
         # The close token in the store already makes a stale job harmless; this

@@ -25,7 +25,7 @@ from .context import current
 from .outbox import drain
 
 __all__ = ["deliver_to_customer", "deliver_to_console", "close_resolved", "offer_to_everyone", "console_task",
-           "open_to_all", "escalate"]
+           "tell_queue_positions", "open_to_all", "escalate"]
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,21 @@ def offer_to_everyone(conversation_id: str) -> None:
         log.info("head start of chat %s over: %s", conversation_id, "offered to everyone" if offered else "not needed")
 
     _run(work)
+
+
+# --- desk (issue 11) ---
+def tell_queue_positions() -> None:
+    """Waiting customers who moved up in the queue hear their new place (one pass, coalesced)."""
+    from .dispatch import QUEUE_POSITIONS_PENDING
+
+    async def work(services: Services) -> None:
+        # Cleared first: a chat leaving the Inbox from now on asks for a pass of its own.
+        await services.store.redis.delete(QUEUE_POSITIONS_PENDING)
+        told = await services.conversations.tell_queue_positions()
+        log.info("queue positions: %d customers told", told)
+
+    _run(work)
+# --- end desk ---
 
 
 # --- issue 11 routing ---------------------------------------------------------------------

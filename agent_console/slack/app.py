@@ -21,6 +21,7 @@ from gateway.message import Attachment, Refused
 from .config import SlackConfig
 from .controls import register_controls, register_unknown_actions
 from .deliver import card_channels, conversation_for_thread
+from .desk import register_desk  # desk (issue 11)
 from .home_actions import register_home
 from .mrkdwn import to_chatgate, user_ids
 from .team import agent_id
@@ -107,6 +108,7 @@ def build(console: "SlackConsole", services: "Services") -> AsyncApp:
 
     register_home(app, console, services)  # before the controls: Home's Accept is answered in Home
     register_controls(app, console, services)
+    register_desk(app, console, services)  # desk (issue 11): saved replies modal, reaction shortcuts
 
     channels = card_channels(config, services.config.topics)  # issue 11 routing: topics' own channels
 

@@ -73,6 +73,7 @@ _BUTTONS = {
     "reject": ("Reject", "danger"),
     "resolve": ("Resolve", "primary"),
     "leave": ("Leave", None),
+    "saved_reply": (":speech_balloon: Saved reply", None),  # desk (issue 11): opens a modal
 }
 
 
@@ -182,6 +183,8 @@ def card(conversation: Conversation, now: float | None = None, sound: bool = Tru
                 buttons.append(_button(action, c.id, permalink))
             continue
         buttons.append(_button(action, c.id))
+    if c.state is State.ACTIVE:  # desk (issue 11): the assignee's saved replies (the server checks who)
+        buttons.append(_button("saved_reply", c.id))
     if c.state is State.ACTIVE:
         # issue 11 routing: the assignee hands the chat on (a note is asked for in a modal).
         buttons.append({

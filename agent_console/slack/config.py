@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from dataclasses import replace as _replace
 
 from gateway.config import ConfigReader, url_setting
 
@@ -29,6 +30,9 @@ class SlackConfig:
     # Tier 4 allows about 100 a minute).
     home_refresh_interval: float = 5.0
     home_publishes_per_second: int = 1
+    # --- desk (issue 11): a reaction on a chat card runs a control (emoji name -> operation) ---
+    reactions: tuple[tuple[str, str], ...] = (("eyes", "accept"), ("white_check_mark", "resolve"))
+    # --- end desk ---
 
 
 def load_config(sl: ConfigReader) -> SlackConfig:
@@ -48,6 +52,9 @@ def load_config(sl: ConfigReader) -> SlackConfig:
         home_publishes_per_second=sl.integer("home_publishes_per_second", SlackConfig.home_publishes_per_second,
                                              minimum=1),
     )
+    # --- desk (issue 11) ---
+    slack = _replace(slack, reactions=_reactions(sl))
+    # --- end desk ---
     for name in ("agent_group", "admin_group"):
         value = getattr(slack, name)
         if value and not re.match(r"^S[A-Z0-9]{2,}$", value):
@@ -70,5 +77,28 @@ def load_config(sl: ConfigReader) -> SlackConfig:
             sl.problem(moved, f"nothing here: this setting moved to {where}")
     sl.unknown_keys({"enabled", "bot_token", "signing_secret", "channel", "api_url",
                      "agent_group", "admin_group", "agents", "admins", "returning_head_start",
-                     "socket_mode", "app_token", "home_refresh_interval", "home_publishes_per_second"})
+                     "socket_mode", "app_token", "home_refresh_interval", "home_publishes_per_second",
+                     "reactions"})  # desk (issue 11)
     return slack
+
+
+# --- desk (issue 11): emoji shortcuts ---
+# What a reaction may do: the card's controls that need no more than the chat and the agent.
+REACTION_OPERATIONS = ("accept", "reject", "resolve", "leave")
+
+
+def _reactions(sl: ConfigReader) -> tuple[tuple[str, str], ...]:
+    """``reactions = {eyes = "accept", white_check_mark = "resolve"}``: emoji name (no colons) -> control."""
+    raw = sl.data.get("reactions")
+    sl.seen.add("reactions")
+    if raw is None:
+        return SlackConfig.reactions
+    expected = ('a table of emoji names to controls, like {eyes = "accept", white_check_mark = "resolve"} '
+                f"(controls: {', '.join(REACTION_OPERATIONS)})")
+    if not isinstance(raw, dict) or not all(
+            isinstance(v, str) and v in REACTION_OPERATIONS and re.match(r"^[a-z0-9_+'-]+$", k)
+            for k, v in raw.items()):
+        sl.problem("reactions", expected, raw)
+        return SlackConfig.reactions
+    return tuple(raw.items())
+# --- end desk ---

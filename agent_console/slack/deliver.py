@@ -373,7 +373,7 @@ class Delivery:
 
     async def deliver(self, event: AgentEvent) -> None:
         """Show one outbox event in Slack. Raises DeliveryError when Slack fails."""
-        store, config = self.store, self.config
+        store = self.store
         conversation = await store.get(event.conversation_id)
         if conversation is None:
             return

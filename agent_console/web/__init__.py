@@ -110,6 +110,11 @@ class WebConsole:
         app.router.add_post("/console/api/chats/{id}/{action}", guard.api(api.action, post=True))
         app.router.add_get("/console/api/admin", guard.api(api.admin))
         app.router.add_post("/console/api/admin", guard.api(api.admin_post, post=True))
+        # --- desk (issue 11): saved replies and reports ---
+        from .desk import mount as mount_desk
+
+        mount_desk(app, guard, services, lambda refused: self.refusal(refused, services))
+        # --- end desk ---
         app.on_shutdown.append(end_streams)
 
     # -- the worker side ---------------------------------------------------------

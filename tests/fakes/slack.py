@@ -210,19 +210,23 @@ class FakeSlack(FakeServer):
             if errors:
                 return web.json_response({"ok": False, "error": "invalid_blocks", "errors": errors})
             self.home_views[params["user_id"]] = view
+        # --- desk (issue 11): modals ---
         if method == "views.open":
-            # A modal, opened with a fresh trigger id (Slack's expire after 3 s; the fake does not check).
             view = params.get("view")
             view = json.loads(view) if isinstance(view, str) else view
             if not params.get("trigger_id"):
                 return web.json_response({"ok": False, "error": "invalid_trigger_id"})
-            if not isinstance(view, dict) or view.get("type") != "modal" or not view.get("title"):
+            if not isinstance(view, dict) or view.get("type") != "modal" or \
+                    len((view.get("title") or {}).get("text", "")) > 24 or len(view.get("blocks", [])) > 100:
                 return web.json_response({"ok": False, "error": "invalid_arguments"})
-            if len(view.get("blocks", [])) > 100:
-                return web.json_response({"ok": False, "error": "invalid_blocks"})
+            for block in view.get("blocks", []):
+                element = block.get("element") or {}
+                if element.get("type") == "static_select" and not 0 < len(element.get("options", [])) <= 100:
+                    return web.json_response({"ok": False, "error": "invalid_blocks"})
             view_id = f"V{next(self._ts):08d}"
-            self.views[view_id] = view
+            self.views[view_id] = dict(view, id=view_id)
             return web.json_response({"ok": True, "view": dict(view, id=view_id)})
+        # --- end desk ---
         if method in ("views.publish", "conversations.open"):
             return web.json_response({"ok": True, "channel": {"id": "D0001"}, "view": {"id": "V1"}})
         return web.json_response({"ok": False, "error": "unknown_method"})
@@ -381,3 +385,31 @@ def message_event(user: str, channel: str, text: str, ts: str, thread_ts: str | 
         "event_id": f"Ev{ts.replace('.', '')}", "event_time": int(time.time()), "event": event,
         "authorizations": [{"team_id": "T0001", "user_id": BOT_USER, "is_bot": True}],
     })
+
+
+# --- desk (issue 11): modals and reactions ---
+def select_submission(user: str, view: dict, values: dict) -> str:
+    """The form body of a ``view_submission`` of ``view`` (as views.open stored it) with ``values``
+    as Slack puts them in ``view.state.values`` (block id -> action id -> element state: selects too)."""
+    payload = {
+        "type": "view_submission",
+        "team": {"id": "T0001", "domain": "team"},
+        "user": {"id": user, "username": user.lower(), "team_id": "T0001"},
+        "api_app_id": "A0001",
+        "token": "legacy",
+        "trigger_id": "4.5.6",
+        "view": dict(view, state={"values": values}, hash="1", app_id="A0001", team_id="T0001"),
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def reaction_added(user: str, reaction: str, channel: str, ts: str) -> str:
+    """The JSON body of an Events API ``reaction_added`` event on the message ``ts``."""
+    event = {"type": "reaction_added", "user": user, "reaction": reaction, "item_user": BOT_USER,
+             "item": {"type": "message", "channel": channel, "ts": ts}, "event_ts": f"{time.time():.6f}"}
+    return json.dumps({
+        "token": "legacy", "team_id": "T0001", "api_app_id": "A0001", "type": "event_callback",
+        "event_id": f"EvReact{user}{reaction}{time.time_ns()}", "event_time": int(time.time()), "event": event,
+        "authorizations": [{"team_id": "T0001", "user_id": BOT_USER, "is_bot": True}],
+    })
+# --- end desk ---

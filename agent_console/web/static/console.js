@@ -392,6 +392,8 @@
     let data;
     try { data = await api("/console/api/admin"); } catch (e) { notice(e.message); return; }
     renderAdmin(data);
+    loadSavedAdmin();  // desk (issue 11)
+    loadReport();  // desk (issue 11)
   }
 
   function renderAdmin(data) {
@@ -466,6 +468,137 @@
     source.addEventListener("chat", (e) => onChatEvent(JSON.parse(e.data)));
   }
 
+  // -- desk (issue 11): saved replies in the reply box, admin panels, reports ----------
+  const saved = { items: [], index: 0, timer: 0 };
+  function savedOpen() { return !$("saved-list").hidden; }
+  function closeSaved() { $("saved-list").hidden = true; saved.items = []; }
+  function renderSaved() {
+    const list = $("saved-list");
+    list.replaceChildren(...saved.items.map((r, i) => {
+      const li = el("li", i === saved.index ? "current" : "", r.name);
+      li.setAttribute("role", "option");
+      li.dataset.name = r.name;
+      li.append(el("small", "", r.filled || r.text));
+      li.addEventListener("mousedown", (e) => { e.preventDefault(); pickSaved(i); });
+      return li;
+    }));
+    list.hidden = saved.items.length === 0;
+  }
+  function pickSaved(i) {
+    const r = saved.items[i];
+    if (!r) return;
+    $("reply-text").value = r.filled || r.text;
+    closeSaved();
+    $("reply-text").focus();
+  }
+  async function searchSaved() {
+    const value = $("reply-text").value;
+    if (!value.startsWith("/") || value.includes("\n")) { closeSaved(); return; }
+    const q = encodeURIComponent(value.slice(1));
+    const chat = encodeURIComponent(state.chatId || "");
+    try {
+      const data = await api(`/console/api/saved-replies?q=${q}&chat=${chat}`);
+      if (!$("reply-text").value.startsWith("/")) return;
+      saved.items = data.replies;
+      saved.index = 0;
+      renderSaved();
+    } catch (e) { closeSaved(); }
+  }
+  function wireDesk() {
+    const box = $("reply-text");
+    box.addEventListener("input", () => { clearTimeout(saved.timer); saved.timer = setTimeout(searchSaved, 120); });
+    // Registered before the reply box's own keys: while the list is open, Enter picks instead of sending.
+    box.addEventListener("keydown", (e) => {
+      if (!savedOpen()) return;
+      if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+        e.preventDefault();
+        saved.index = (saved.index + (e.key === "ArrowDown" ? 1 : -1) + saved.items.length) % saved.items.length;
+        renderSaved();
+      } else if (e.key === "Enter" || e.key === "Tab") {
+        e.preventDefault();
+        e.stopImmediatePropagation();
+        pickSaved(saved.index);
+      } else if (e.key === "Escape") {
+        closeSaved();
+      }
+    });
+    box.addEventListener("blur", () => setTimeout(closeSaved, 150));
+    $("saved-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try {
+        await api("/console/api/saved-replies", { method: "POST", body: {
+          name: $("saved-name").value, text: $("saved-text").value, previous: $("saved-previous").value } });
+        $("saved-name").value = ""; $("saved-text").value = ""; $("saved-previous").value = "";
+        notice("Saved reply stored.", "info");
+        loadSavedAdmin();
+      } catch (err) { notice(err.message); }
+    });
+    $("report-since").addEventListener("change", loadReport);
+  }
+  async function loadSavedAdmin() {
+    let data;
+    try { data = await api("/console/api/saved-replies"); } catch (e) { notice(e.message); return; }
+    $("saved-rows").replaceChildren(...data.replies.map((r) => {
+      const tr = el("tr");
+      const actions = el("td");
+      const edit = el("button", "", "Edit");
+      edit.type = "button";
+      edit.addEventListener("click", () => {
+        $("saved-name").value = r.name; $("saved-text").value = r.text; $("saved-previous").value = r.name;
+        $("saved-name").focus();
+      });
+      const del = el("button", "", "Delete");
+      del.type = "button";
+      del.addEventListener("click", async () => {
+        try {
+          await api("/console/api/saved-replies/delete", { method: "POST", body: { name: r.name } });
+          loadSavedAdmin();
+        } catch (err) { notice(err.message); }
+      });
+      actions.append(edit, del);
+      tr.append(el("td", "", r.name), el("td", "", r.text), el("td", "", r.source === "config" ? "config" : "admins"), actions);
+      return tr;
+    }));
+  }
+  function svg(tag, attrs, text) {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    if (text !== undefined) node.textContent = String(text);
+    return node;
+  }
+  function chart(days) {
+    const width = 600, height = 160, pad = 24;
+    const top = Math.max(1, ...days.map((d) => d.chats));
+    const step = (width - pad) / Math.max(1, days.length);
+    const root = svg("svg", { viewBox: `0 0 ${width} ${height + 30}`, width, height: height + 30, role: "img" });
+    root.append(svg("title", {}, "Chats per day"));
+    days.forEach((d, i) => {
+      const h = Math.round((d.chats / top) * (height - pad));
+      const x = pad + i * step;
+      const bar = svg("rect", { class: "bar", x: x + 2, y: height - h, width: Math.max(2, step - 4), height: h });
+      bar.append(svg("title", {}, `${d.day}: ${d.chats} chats, median first response ${duration(d.median_first_response)}`));
+      root.append(bar, svg("text", { x: x + step / 2, y: height - h - 3, "text-anchor": "middle" }, d.chats));
+      if (days.length <= 31) root.append(svg("text", { x: x + step / 2, y: height + 14, "text-anchor": "middle" }, d.day.slice(5)));
+    });
+    root.append(svg("line", { x1: pad, y1: height, x2: width, y2: height, stroke: "#999" }));
+    return root;
+  }
+  async function loadReport() {
+    const since = $("report-since").value;
+    $("report-csv").href = `/console/api/reports.csv?since=${encodeURIComponent(since)}`;
+    let data;
+    try { data = await api(`/console/api/reports?since=${encodeURIComponent(since)}`); } catch (e) { notice(e.message); return; }
+    $("report-summary").textContent = `${data.conversations} conversations from ${data.since} to ${data.until}.`;
+    $("report-chart").replaceChildren(chart(data.days));
+    $("report-agents").replaceChildren(...data.agents.map((a) => {
+      const tr = el("tr");
+      tr.append(el("td", "", a.name || a.agent), el("td", "", a.chats), el("td", "", duration(a.median_first_response_seconds)),
+        el("td", "", a.average_rating === null ? "–" : a.average_rating.toFixed(2)), el("td", "", `${a.messages_in} / ${a.messages_out}`));
+      return tr;
+    }));
+  }
+  // -- end desk --
+
   // -- wiring ------------------------------------------------------------------
   function wire() {
     $("filter-channel").addEventListener("change", (e) => { state.channel = e.target.value; state.offset = 0; loadLists(); });
@@ -526,6 +659,7 @@
     $("me-name").textContent = me.agent.name;
     $("admin-link").hidden = !me.agent.admin;
     document.body.dataset.ready = "1";
+    wireDesk();  // desk (issue 11): before wire(), see the reply box's keys
     wire();
     route();
     connectLive();
