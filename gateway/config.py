@@ -17,7 +17,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Protocol
+from typing import Any, ClassVar, Iterable, Iterator, Protocol
 
 from .team import Agent
 
@@ -309,19 +309,24 @@ def url_setting(reader: ConfigReader, name: str, default: str) -> str:
     return value
 
 
-def _load_topics(raw: Any, path: str, problems: list[str]) -> tuple[TopicRule, ...]:
+def _tables(raw: Any, path: str, problems: list[str], name: str, each: str,
+            expected: str) -> Iterator[ConfigReader]:
+    """A reader for each table of an array of tables ``[[name]]``; problems for what is not one."""
     if raw is None:
-        return ()
+        return
     if not isinstance(raw, list):
-        problems.append(f"{path}: topics: expected [[topics]] tables, got {raw!r}")
-        return ()
-    rules = []
+        problems.append(f"{path}: {name}: expected [[{name}]] tables{each}, got {raw!r}")
+        return
     for index, item in enumerate(raw):
-        section = f"topics[{index}]"
         if not isinstance(item, dict):
-            problems.append(f"{path}: {section}: expected a table with name and keywords or patterns")
+            problems.append(f"{path}: {name}[{index}]: expected a table {expected}")
             continue
-        reader = ConfigReader(item, path, problems, section)
+        yield ConfigReader(item, path, problems, f"{name}[{index}]")
+
+
+def _load_topics(raw: Any, path: str, problems: list[str]) -> tuple[TopicRule, ...]:
+    rules = []
+    for reader in _tables(raw, path, problems, "topics", "", "with name and keywords or patterns"):
         name = reader.string("name", "")
         if not name:
             reader.problem("name", "a non-empty topic name")
@@ -351,18 +356,9 @@ def _load_topics(raw: Any, path: str, problems: list[str]) -> tuple[TopicRule, .
 
 
 def _load_agents(raw: Any, path: str, problems: list[str]) -> tuple[Agent, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        problems.append(f"{path}: agents: expected [[agents]] tables with an id each, got {raw!r}")
-        return ()
     agents: list[Agent] = []
-    for index, item in enumerate(raw):
-        section = f"agents[{index}]"
-        if not isinstance(item, dict):
-            problems.append(f"{path}: {section}: expected a table with id, name, admin, slack, password_hash")
-            continue
-        reader = ConfigReader(item, path, problems, section)
+    for reader in _tables(raw, path, problems, "agents", " with an id each",
+                          "with id, name, admin, slack, password_hash"):
         agent_id = reader.string("id", "")
         if not re.match(r"^[A-Za-z0-9_.@-]{1,64}$", agent_id):
             reader.problem("id", "an agent id: 1-64 of A-Z a-z 0-9 _ . @ -", agent_id or None)
@@ -435,18 +431,8 @@ def _load_business_hours(b: ConfigReader, channel_names: set[str]) -> BusinessHo
 
 
 def _load_saved_replies(raw: Any, path: str, problems: list[str]) -> tuple[SavedReplyConfig, ...]:
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        problems.append(f"{path}: saved_replies: expected [[saved_replies]] tables with name and text, got {raw!r}")
-        return ()
     replies: list[SavedReplyConfig] = []
-    for index, item in enumerate(raw):
-        section = f"saved_replies[{index}]"
-        if not isinstance(item, dict):
-            problems.append(f"{path}: {section}: expected a table with name and text")
-            continue
-        reader = ConfigReader(item, path, problems, section)
+    for reader in _tables(raw, path, problems, "saved_replies", " with name and text", "with name and text"):
         name = reader.string("name", "").strip()
         text = reader.string("text", "")
         if not name or len(name) > 60:

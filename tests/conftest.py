@@ -84,16 +84,28 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def services(redis_url, make_config, clock):
-    """The core wired to the real Redis, the real RQ dispatcher and the in-process fake console,
-    on the test's clock."""
+async def make_services(redis_url, make_config, clock):
+    """Build the core from ``TOPICS`` plus extra TOML, wired to the real Redis, the real RQ dispatcher
+    and the in-process fake channel and console, on the test's clock; closed after the test."""
     from tests.fakes.ports import FakeChannel, FakeConsole
 
-    config = make_config(TOPICS + "\n[fakeconsole]\nenabled = true\n[fakechannel]\nenabled = true\n")
-    services = connect(config, redis_url, channels=[*channel_classes(), FakeChannel],
-                       consoles=[*console_classes(), FakeConsole], clock=clock)
-    yield services
-    await services.close()
+    built = []
+
+    def make(extra: str = ""):
+        config = make_config(TOPICS + extra + "\n[fakeconsole]\nenabled = true\n[fakechannel]\nenabled = true\n")
+        built.append(connect(config, redis_url, channels=[*channel_classes(), FakeChannel],
+                             consoles=[*console_classes(), FakeConsole], clock=clock))
+        return built[-1]
+
+    yield make
+    for services in built:
+        await services.close()
+
+
+@pytest.fixture
+async def services(make_services):
+    """The core with the shared topics (see ``make_services``)."""
+    return make_services()
 
 
 @pytest.fixture

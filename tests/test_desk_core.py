@@ -8,9 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis as redis_sync
 
-from chatgate.compose import channel_classes, connect, console_classes
 from gateway.message import Refused
-from tests.conftest import TOPICS
 from tests.test_machine import customer_outbox, inbound, queued_jobs
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -54,14 +52,8 @@ admin = true
 
 
 @pytest.fixture
-async def desk(redis_url, make_config, clock):
-    from tests.fakes.ports import FakeChannel, FakeConsole
-
-    config = make_config(TOPICS + DESK + "\n[fakeconsole]\nenabled = true\n[fakechannel]\nenabled = true\n")
-    services = connect(config, redis_url, channels=[*channel_classes(), FakeChannel],
-                       consoles=[*console_classes(), FakeConsole], clock=clock)
-    yield services
-    await services.close()
+async def desk(make_services):
+    return make_services(DESK)
 
 
 def at(clock, *args) -> None:
@@ -189,26 +181,18 @@ async def test_saved_replies_config_admin_edits_search_and_send(desk, clock):
     assert conversation.messages_out == 1 and conversation.first_response_at == clock.now
 
 
-async def test_the_sla_clock_counts_open_time_only(redis_url, make_config, clock):
+async def test_the_sla_clock_counts_open_time_only(make_services, clock):
     """``pause_sla`` (the default): a chat arriving at night is escalated ten open minutes after opening."""
-    from tests.fakes.ports import FakeChannel, FakeConsole
-
-    config = make_config(TOPICS + DESK.replace("[routing]\n", '[routing]\nsla_first_response = "10m"\n')
-                         + "\n[fakeconsole]\nenabled = true\n[fakechannel]\nenabled = true\n")
-    services = connect(config, redis_url, channels=[*channel_classes(), FakeChannel],
-                       consoles=[*console_classes(), FakeConsole], clock=clock)
+    services = make_services(DESK.replace("[routing]\n", '[routing]\nsla_first_response = "10m"\n'))
     scheduled = []
 
     async def escalate_later(conversation_id, delay, count=0):
         scheduled.append((conversation_id, delay, count))
 
     services.conversations.dispatch.escalate_later = escalate_later
-    try:
-        at(clock, 2026, 3, 6, 19, 0)  # Friday evening, closed
-        cid = (await services.conversations.receive(inbound("Hi", customer="s1"))).conversation_id
-        assert scheduled == [(cid, datetime(2026, 3, 9, 9, 10, tzinfo=PARIS).timestamp() - clock.now, 1)]
-        at(clock, 2026, 3, 9, 10, 0)  # open: wall time
-        cid = (await services.conversations.receive(inbound("Hi", customer="s2"))).conversation_id
-        assert scheduled[-1] == (cid, 600.0, 1)
-    finally:
-        await services.close()
+    at(clock, 2026, 3, 6, 19, 0)  # Friday evening, closed
+    cid = (await services.conversations.receive(inbound("Hi", customer="s1"))).conversation_id
+    assert scheduled == [(cid, datetime(2026, 3, 9, 9, 10, tzinfo=PARIS).timestamp() - clock.now, 1)]
+    at(clock, 2026, 3, 9, 10, 0)  # open: wall time
+    cid = (await services.conversations.receive(inbound("Hi", customer="s2"))).conversation_id
+    assert scheduled[-1] == (cid, 600.0, 1)

@@ -49,19 +49,10 @@ async def test_a_note_is_kept_but_never_queued_and_is_not_a_reply(services):
 
 
 @pytest.fixture
-async def team_services(redis_url, make_config, clock):
+async def team_services(make_services):
     """Services with a declared team: agents U1-U3 and the admin UADMIN."""
-    from chatgate.compose import channel_classes, connect, console_classes
-    from tests.conftest import TOPICS
-    from tests.fakes.ports import FakeChannel, FakeConsole
-
-    agents = "".join(f'[[agents]]\nid = "{a}"\n' for a in ("U1", "U2", "U3"))
-    config = make_config(TOPICS + "\n[fakeconsole]\nenabled = true\n[fakechannel]\nenabled = true\n"
-                         + agents + '[[agents]]\nid = "UADMIN"\nadmin = true\n')
-    services = connect(config, redis_url, channels=[*channel_classes(), FakeChannel],
-                       consoles=[*console_classes(), FakeConsole], clock=clock)
-    yield services
-    await services.close()
+    agents = "".join(f'\n[[agents]]\nid = "{a}"\n' for a in ("U1", "U2", "U3"))
+    return make_services(agents + '[[agents]]\nid = "UADMIN"\nadmin = true\n')
 
 
 async def test_reassign_moves_the_chat_between_assigned_lists_at_once(team_services):

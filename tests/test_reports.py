@@ -10,9 +10,8 @@ import sys
 
 import pytest
 
-from chatgate.compose import channel_classes, connect, console_classes
 from gateway import reports
-from tests.conftest import ROOT, TOPICS
+from tests.conftest import ROOT
 from tests.test_machine import inbound
 
 # 2026-01-01 00:00 UTC is the clock's start (tests/conftest.py Clock).
@@ -61,15 +60,9 @@ admin = true
 
 
 @pytest.fixture
-async def services(redis_url, make_config, clock):
+async def services(make_services):
     """The core with the report's team (an admin to reassign), on the test's clock."""
-    from tests.fakes.ports import FakeChannel, FakeConsole
-
-    config = make_config(TOPICS + CONFIG + "\n[fakeconsole]\nenabled = true\n[fakechannel]\nenabled = true\n")
-    services = connect(config, redis_url, channels=[*channel_classes(), FakeChannel],
-                       consoles=[*console_classes(), FakeConsole], clock=clock)
-    yield services
-    await services.close()
+    return make_services(CONFIG)
 
 
 def report(tmp_path, redis_url, *args) -> str:
