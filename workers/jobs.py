@@ -13,8 +13,7 @@ import logging
 
 from rq import get_current_job
 
-# Imported here, in the worker, rather than in each job: RQ forks a work horse
-# per job, which then starts with the channels and consoles (slow to import) loaded.
+# Imported once, when the worker loads the jobs, not in each job.
 from chatgate.compose import connect
 from gateway.events import AgentEvent
 from gateway.message import OutboundMessage

@@ -8,7 +8,7 @@ import time
 
 import redis.exceptions
 from redis import Redis
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
 
 from chatgate.compose import channel_classes, connect, console_classes
@@ -23,9 +23,14 @@ __all__ = ["ChatgateWorker", "run_worker"]
 log = logging.getLogger(__name__)
 
 
-class ChatgateWorker(Worker):
+class ChatgateWorker(SimpleWorker):
     """An RQ worker whose jobs can read the config through ``workers.context.current()``,
-    and whose periodic maintenance also restarts outboxes whose drainer died."""
+    and whose periodic maintenance also restarts outboxes whose drainer died.
+
+    Jobs run in the worker's own process (no work horse forked per job): a delivery job
+    is a few milliseconds of I/O, and a fork cost more than the job. A worker that dies
+    mid-job is covered as before: the outbox sweep and RQ's abandoned-job retry.
+    """
 
     def __init__(self, *args, context: WorkerContext, **kwargs):
         super().__init__(*args, **kwargs)
@@ -65,7 +70,7 @@ def run_worker(config: Config, redis_url: str, burst: bool = False) -> None:
     new one (with backoff) until Redis answers again, so a Redis restart needs
     no operator.
     """
-    # Loaded once here, so RQ's forked work horses start with them imported.
+    # The channels and consoles are slow to import: once, at start-up, not in the first jobs.
     channel_classes(), console_classes()
     connection = Redis.from_url(redis_url)
     interval = max(1, int(config.delivery.recovery_after / 2))
