@@ -343,17 +343,7 @@ def view_submission(view: dict, user: str, values: dict) -> str:
     """The form body of a ``view_submission`` (a modal's submit): ``values`` block id -> action id -> value."""
     state = {block: {action: {"type": "plain_text_input", "value": value} for action, value in actions.items()}
              for block, actions in values.items()}
-    payload = {
-        "type": "view_submission",
-        "team": {"id": "T0001", "domain": "team"},
-        "user": {"id": user, "username": user.lower(), "team_id": "T0001"},
-        "api_app_id": "A0001",
-        "token": "legacy",
-        "trigger_id": "4.5.6",
-        "view": dict(view, id=view.get("id", "V1"), state={"values": state}),
-        "response_urls": [],
-    }
-    return urlencode({"payload": json.dumps(payload)})
+    return select_submission(user, dict(view, id=view.get("id", "V1")), state)
 
 
 def sign(secret: str, body: str, timestamp: int | None = None) -> dict:

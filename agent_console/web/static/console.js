@@ -144,6 +144,17 @@
     select.value = current;
   }
 
+  // The agents a chat can be given to (transfer, reassign): everyone but its assignee; keeps the pick.
+  function agentChoices(select, c) {
+    const current = select.value;
+    select.replaceChildren(...c.agents.filter((a) => a.id !== c.assignee).map((a) => {
+      const option = el("option", "", a.name);
+      option.value = a.id;
+      return option;
+    }));
+    if (current) select.value = current;
+  }
+
   let listsSeq = 0;
   async function loadLists() {
     const seq = ++listsSeq;
@@ -286,31 +297,13 @@
     // issue 11 routing: Transfer (the assignee hands the chat on, with a note)
     const transfer = $("transfer-form");
     transfer.hidden = !ctl.transfer;
-    if (ctl.transfer) {
-      const select = $("transfer-to");
-      const current = select.value;
-      select.replaceChildren(...c.agents.filter((a) => a.id !== c.assignee).map((a) => {
-        const option = el("option", "", a.name);
-        option.value = a.id;
-        return option;
-      }));
-      if (current) select.value = current;
-    }
+    if (ctl.transfer) agentChoices($("transfer-to"), c);
     $("c-holders").textContent = (c.holders || []).map(
       (h) => `${h.name} ${clock(h.from)}–${h.to ? clock(h.to) : "now"}`).join(", ") || "–";
     $("c-escalations").textContent = String(c.escalations || 0);
     const reassign = $("reassign-form");
     reassign.hidden = !ctl.reassign;
-    if (ctl.reassign) {
-      const select = $("reassign-to");
-      const current = select.value;
-      select.replaceChildren(...c.agents.filter((a) => a.id !== c.assignee).map((a) => {
-        const option = el("option", "", a.name);
-        option.value = a.id;
-        return option;
-      }));
-      if (current) select.value = current;
-    }
+    if (ctl.reassign) agentChoices($("reassign-to"), c);
 
     const p = c.profile;
     $("p-name").textContent = p.name || "–";
