@@ -46,7 +46,6 @@ def _serve(config: Config, redis_url: str) -> None:
     from aiohttp import web
 
     from gateway.app import create_app
-    from workers.dispatch import QUEUE_NAME
 
     services = compose.connect(config, redis_url)
     on = sorted({type(p).section for p in [*services.channels.values(), *services.consoles.values()]})
@@ -54,7 +53,7 @@ def _serve(config: Config, redis_url: str) -> None:
     log.info("on: %s; off (not enabled in %s): %s", ", ".join(on) or "nothing", config.path, ", ".join(off) or "none")
     log.info("web server on http://%s:%s", config.server.host, config.server.port)
     web.run_app(
-        create_app(services, QUEUE_NAME), host=config.server.host, port=config.server.port,
+        create_app(services), host=config.server.host, port=config.server.port,
         print=None, access_log=None, shutdown_timeout=5,
     )
 

@@ -12,19 +12,18 @@ import importlib
 import os
 from typing import Any, Iterable, Sequence
 
-import redis
 import redis.asyncio as aioredis
 
 from gateway import config as config_module
 from gateway.config import Config
 from gateway.conversations import Conversations
+from gateway.jobs import JobSettings
 from gateway.media import Media, attach_sources
 from gateway.ports import Runtime
 from gateway.services import Services
 from gateway.store import Store
 from gateway.team import Agent, Team
 from gateway.topics import Topics
-from workers.dispatch import RQDispatch
 
 __all__ = ["CHANNELS", "CONSOLES", "plugin", "channel_classes", "console_classes", "load_config", "connect"]
 
@@ -69,12 +68,18 @@ def load_config(path: str | os.PathLike, extra: Iterable[Any] = ()) -> Config:
     return config_module.load(path, plugins=[*channel_classes(), *console_classes(), *extra])
 
 
+def job_settings(config: Config) -> JobSettings:
+    """The RQ jobs' retries and timeout, from ``[delivery]``."""
+    return JobSettings(retry_intervals=tuple(config.delivery.retry_intervals),
+                       timeout=int(config.delivery.timeout * 4 + 60))
+
+
 def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = None,
             consoles: Sequence[Any] | None = None, clock=None) -> Services:
     """The core wired to Redis, the RQ workers and the channels and consoles the config enables."""
     channels = channel_classes() if channels is None else channels
     consoles = console_classes() if consoles is None else consoles
-    store = Store(aioredis.from_url(redis_url, health_check_interval=30), config.redis.key_prefix)
+    store = Store(aioredis.from_url(redis_url, health_check_interval=30), config.redis.key_prefix, job_settings(config))
     media = Media(store)
     runtime = Runtime(config=config, store=store, media=media)
     built_channels = {}
@@ -89,7 +94,6 @@ def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = Non
     sources = [console for console in built_consoles.values() if hasattr(console, "role")]
     declares_members = bool(config.agents) or any(getattr(s, "declares_members", False) for s in sources)
     team = Team(config.agents or (FIRST_ADMIN,), sources, open_team=not declares_members)
-    dispatch = RQDispatch(redis.Redis.from_url(redis_url), config.delivery, consoles=tuple(built_consoles))
     extra = {"clock": clock} if clock is not None else {}
     attach_sources(media, [*built_consoles.items(), *built_channels.items()])
     checks = {name: channel.check_attachment for name, channel in built_channels.items()
@@ -99,7 +103,7 @@ def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = Non
         window = channel.reply_window(name) if hasattr(channel, "reply_window") else None
         if window is not None:
             windows[name] = window
-    conversations = Conversations(store, dispatch, config.conversation, Topics.compile(config.topics), team,
+    conversations = Conversations(store, config.conversation, Topics.compile(config.topics), team,
                                   consoles=tuple(built_consoles), routing=config.routing, windows=windows,
                                   attachment_checks=checks, topic_rules=config.topics,
                                   hours=config.business_hours, saved_replies=config.saved_replies,  # desk

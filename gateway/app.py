@@ -8,6 +8,7 @@ import redis.exceptions
 from aiohttp import web
 
 from . import metrics
+from .jobs import QUEUE
 from .metrics import Requests
 from .services import Services
 
@@ -65,7 +66,7 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "redis": "ok"})
 
 
-def create_app(services: Services, queue_name: str = "chatgate") -> web.Application:
+def create_app(services: Services, queue_name: str = QUEUE) -> web.Application:
     """The web application for ``services``: each enabled channel and console mounts its own routes."""
     requests = Requests()
     app = web.Application(client_max_size=services.config.server.max_body_bytes,

@@ -1,9 +1,10 @@
 """What agents, customers and timers do to a conversation.
 
-Each operation checks the acting agent's role (``Team``), runs one atomic step
-of the state machine (``machine.lua``) and then asks the dispatcher to deliver
-whatever the step put into an outbox. Every console and every worker calls
-these and nothing else to change a conversation. The operations and their
+Each operation checks the acting agent's role (``Team``) and runs one atomic step
+of the state machine (``machine.lua``), which queues the delivery of whatever the
+step put into an outbox and starts the timers it needs (``jobs.py``) in the same
+call. Every console and every worker calls these and nothing else to change a
+conversation. The operations and their
 refusals are declared in ``operations.py``; the states in ``docs/conversations.md``.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .config import ConversationConfig, RoutingConfig, SavedReplyConfig
 from .hours import BusinessHours  # desk (issue 11)
@@ -20,49 +21,15 @@ from .message import Attachment, InboundMessage, OutboundMessage, Refused, Reply
 from .operations import OPERATIONS, refusal_text
 from .replies import SavedReplies, SavedReply, fill, search  # desk (issue 11)
 from .routing import Routing
+from .jobs import Timer
 from .store import AutoClose, Store
 from .team import Role, Team
 from .topics import Topics
 
-__all__ = ["Conversations", "Dispatch", "Received"]
+__all__ = ["Conversations", "Received"]
 
 # Platform message ids are remembered this long for deduplication.
 SEEN_TTL = 7 * 24 * 3600
-
-
-class Dispatch(Protocol):
-    """Where the core hands work to the workers (``workers/dispatch.py``); also in ``gateway.ports``."""
-
-    async def enqueue(self, conversations: tuple[str, ...] = (), customers: tuple[tuple[str, str], ...] = (),
-                      cancel_auto_close: tuple[str, ...] = ()) -> None:
-        """Drain jobs for these conversations' console outboxes and customers' outboxes, in one round trip."""
-
-    async def to_customer(self, channel: str, customer_id: str) -> None: ...
-
-    async def to_consoles(self, conversation_id: str) -> None: ...
-
-    async def auto_close(self, conversation_id: str, token: str, delay: float) -> None: ...
-
-    async def auto_close_many(self, pending: tuple[tuple[str, str], ...], delay: float) -> None: ...
-
-    async def cancel_auto_close(self, conversation_id: str) -> None: ...
-
-    async def offer_later(self, conversation_id: str, delay: float) -> None:
-        """End a returning customer's head start after ``delay`` seconds."""
-
-    async def console_task(self, console: str, task: str, args: Sequence[str] = (), delay: float = 0.0) -> None:
-        """Run ``Console.run_task`` of ``console`` in a worker, after ``delay`` seconds."""
-
-    # --- desk (issue 11) ---
-    async def queue_positions(self) -> None:
-        """Soon, in a worker, ``Conversations.tell_queue_positions`` (calls in between coalesce)."""
-    # --- end desk ---
-    # issue 11 routing
-    async def open_to_all_later(self, conversation_id: str, delay: float) -> None:
-        """Offer a topic team's chat to everyone after ``delay`` seconds if still new."""
-
-    async def escalate_later(self, conversation_id: str, delay: float, count: int = 0) -> None:
-        """Escalate a chat still waiting for Accept after ``delay`` seconds (the first-response SLA)."""
 
 
 @dataclass(frozen=True)
@@ -77,14 +44,16 @@ class Received:
 class Conversations:
     """The operations of the conversation state machine."""
 
-    def __init__(self, store: Store, dispatch: Dispatch, config: ConversationConfig, topics: Topics,
+    # Timers the state machine runs itself (``fire``); the workers run the others (``workers/timers.py``).
+    MACHINE_TIMERS = frozenset({"auto_close", "offer", "open_to_all", "escalate"})
+
+    def __init__(self, store: Store, config: ConversationConfig, topics: Topics,
                  team: Team, consoles: Sequence[str] = (), routing: RoutingConfig = RoutingConfig(),
                  clock: Callable[[], float] = time.time, topic_rules: tuple = (),
                  windows: Mapping[str, ReplyWindow] | None = None,
                  attachment_checks: Mapping[str, Callable[[str, dict, str], str]] | None = None,
                  hours: BusinessHours = BusinessHours(), saved_replies: Sequence[SavedReplyConfig] = ()):
         self.store = store
-        self.dispatch = dispatch
         self.config = config
         self.routing = routing
         self.topics = topics
@@ -126,39 +95,26 @@ class Conversations:
         head_start = self.routing.returning_head_start > 0
         topic = self.topics.tag(message.text)
         team_only = self.routes.routed(topic)  # issue 11 routing
+        routing = self.routing
         reply = await self._run(
             "ingest", message.channel, message.customer_id, message.platform_id,
             message.text, message.name, message.phone, message.location, attachments,
             topic, self.config.rating_thanks, str(SEEN_TTL), "1" if head_start else "0",
             "1" if team_only else "0",
+            # The timers a new chat starts (issue 11 routing; the SLA counts open time, desk).
+            repr(float(routing.returning_head_start)), repr(float(routing.topic_fallback_after)),
+            repr(self.sla_delay(routing.sla_first_response)) if routing.sla_first_response > 0 else "0",
         )
         if reply["event"] == "duplicate":
-            # The platform retried, perhaps because our first answer never reached
-            # it after the message was stored: make sure its delivery is queued.
-            if reply["id"]:
-                await self.dispatch.to_consoles(reply["id"])
             return Received("duplicate", reply["id"])
         event, conversation_id = reply["event"], reply["id"]
-        welcomed = event == "created" and await self._welcome(conversation_id, message.channel)  # desk
-        await self.dispatch.enqueue(
-            conversations=(conversation_id,),
-            customers=((message.channel, message.customer_id),) if reply["thanked"] or welcomed else (),
-            cancel_auto_close=(conversation_id,) if event == "reopened" else (),
-        )
-        if reply.get("head_start_for"):
-            await self._start_head_start(conversation_id, reply["head_start_for"])
         if event == "created":
-            await self._start_routing_timers(conversation_id, team_only)  # issue 11 routing
+            await self._welcome(conversation_id, message.channel)  # desk
+        if reply.get("head_start_for") and not await self.team.is_agent(reply["head_start_for"]):
+            await self.offer(conversation_id)  # their previous agent left the team: everyone gets it at once
         return Received(event, conversation_id, int(reply["seq"]))
 
     # --- issue 11 routing: topic teams, capacity, transfer, SLA escalation ---------------------
-
-    async def _start_routing_timers(self, conversation_id: str, team_only: bool) -> None:
-        if team_only and self.routing.topic_fallback_after > 0:
-            await self.dispatch.open_to_all_later(conversation_id, self.routing.topic_fallback_after)
-        if self.routing.sla_first_response > 0:
-            await self.dispatch.escalate_later(conversation_id, self.sla_delay(self.routing.sla_first_response),
-                                               1)  # desk: open time with business_hours.pause_sla
 
     async def _may_take(self, conversation_id: str, agent: str) -> str:
         """'1' when ``agent`` may accept the chat as far as its topic's team goes."""
@@ -179,7 +135,6 @@ class Conversations:
             raise Refused("not_agent_target", to_agent, _reason("not_agent_target", to_agent, self.team))
         await self._run("transfer", conversation_id, agent, to_agent, note.strip(),
                         str(self.routes.capacity(to_agent)), via)
-        await self.dispatch.to_consoles(conversation_id)
 
     async def open_to_all(self, conversation_id: str) -> bool:
         """The topic team's wait is over: offer the chat to everyone if still new."""
@@ -187,45 +142,34 @@ class Conversations:
             await self._run("open_to_all", conversation_id)
         except Refused:
             return False
-        await self.dispatch.to_consoles(conversation_id)
         return True
 
     async def escalate(self, conversation_id: str) -> int:
         """First-response SLA: escalate a chat still waiting for Accept and schedule the next
         escalation; the chat's escalation count, 0 when it no longer waits."""
         try:
-            reply = await self._run("escalate", conversation_id)
+            reply = await self._run("escalate", conversation_id, "", self.next_escalation())
         except Refused:
             return 0
-        await self.dispatch.to_consoles(conversation_id)
-        count = int(reply["count"])
-        if self.routing.sla_repeat > 0:
-            await self.dispatch.escalate_later(conversation_id, self.sla_delay(self.routing.sla_repeat),
-                                               count + 1)  # desk: open time with business_hours.pause_sla
-        return count
+        return int(reply["count"])
+
+    def next_escalation(self) -> str:
+        """Seconds from now to the next SLA check ("0": none); open time with ``business_hours.pause_sla``."""
+        return repr(self.sla_delay(self.routing.sla_repeat)) if self.routing.sla_repeat > 0 else "0"
 
     # --- end issue 11 routing ---------------------------------------------------------------
-
-    async def _start_head_start(self, conversation_id: str, agent: str) -> None:
-        """Routing of a returning customer: their previous agent has the chat alone for a while."""
-        if not await self.team.is_agent(agent):
-            await self.offer(conversation_id)  # no longer on the team: everyone gets it at once
-            return
-        await self.dispatch.offer_later(conversation_id, self.routing.returning_head_start)
 
     async def accept(self, conversation_id: str, agent: str, via: str = "") -> None:
         """E Accept: the agent takes a new chat; exactly one agent wins a race."""
         await self._check("accept", agent)
         await self._run("accept", conversation_id, agent, via,
-                        await self._may_take(conversation_id, agent), str(self.routes.capacity(agent)))
-        await self.dispatch.to_consoles(conversation_id)
-        await self._inbox_shrank()  # desk (issue 11)
+                        await self._may_take(conversation_id, agent), str(self.routes.capacity(agent)),
+                        "1" if self.routing.queue_position else "0")  # desk: tell the others their place
 
     async def reject(self, conversation_id: str, agent: str, via: str = "") -> None:
         """F Reject: the agent declines a new chat; it stays in the Inbox for the others."""
         await self._check("reject", agent)
         await self._run("reject", conversation_id, agent, via)
-        await self.dispatch.to_consoles(conversation_id)
 
     async def reply(self, conversation_id: str, agent: str, text: str, platform_id: str = "", via: str = "",
                     attachments: Sequence[Attachment] = ()) -> bool:
@@ -252,39 +196,25 @@ class Conversations:
                                 repr(float(window.seconds)) if window else "",
                                 "1" if window and window.template else "0",
                                 json.dumps(files, ensure_ascii=False) if files else "[]")
-        if reply["event"] == "duplicate":
-            return False
-        conversation = await self.store.get(conversation_id)
-        await self.dispatch.enqueue(conversations=(conversation_id,),
-                                    customers=((conversation.channel, conversation.customer_id),))
-        return True
+        return reply["event"] != "duplicate"
 
     async def resolve(self, conversation_id: str, agent: str, via: str = "") -> None:
         """D Mark as resolved: the assignee marks the chat resolved; the customer is asked for a rating."""
         await self._check("resolve", agent)
-        reply = await self._run("resolve", conversation_id, agent, self.config.rating_question, via)
-        conversation = await self.store.get(conversation_id)
-        await self.dispatch.enqueue(conversations=(conversation_id,),
-                                    customers=((conversation.channel, conversation.customer_id),))
         setting = await self.auto_close_setting()
-        if setting.enabled:
-            await self.dispatch.auto_close(conversation_id, reply["token"], self._auto_close_delay(setting.after))
+        delay = repr(self._auto_close_delay(setting.after)) if setting.enabled else ""
+        await self._run("resolve", conversation_id, agent, self.config.rating_question, via, delay)
 
     async def leave(self, conversation_id: str, agent: str, via: str = "") -> str:
         """C Leave: active chats go back to the Inbox, resolved ones close. Returns the new state."""
         await self._check("leave", agent)
         reply = await self._run("leave", conversation_id, agent, via)
-        if reply["event"] == "closed":
-            await self.dispatch.enqueue(conversations=(conversation_id,), cancel_auto_close=(conversation_id,))
-            return "closed"
-        await self.dispatch.to_consoles(conversation_id)
-        return "new"
+        return "closed" if reply["event"] == "closed" else "new"
 
     async def set_sound(self, conversation_id: str, agent: str, on: bool, via: str = "") -> None:
         """B Speaker: the assignee turns the sound on each customer message in this chat on or off."""
         await self._check("sound", agent)
         await self._run("sound", conversation_id, agent, "1" if on else "0", via)
-        await self.dispatch.to_consoles(conversation_id)
 
     async def note(self, conversation_id: str, agent: str, text: str, platform_id: str = "", via: str = "") -> bool:
         """A private note of the assignee, kept in the history and never sent; False if seen before."""
@@ -292,10 +222,7 @@ class Conversations:
         if not text.strip():
             raise Refused("empty")
         reply = await self._run("note", conversation_id, agent, text, platform_id, str(SEEN_TTL), via)
-        if reply["event"] == "duplicate":
-            return False
-        await self.dispatch.to_consoles(conversation_id)
-        return True
+        return reply["event"] != "duplicate"
 
     async def reassign(self, conversation_id: str, admin: str, to_agent: str, via: str = "") -> str:
         """An admin gives an accepted chat to another agent; returns the previous assignee."""
@@ -306,7 +233,6 @@ class Conversations:
             raise Refused("not_agent_target", to_agent, _reason("not_agent_target", to_agent, self.team))
         reply = await self._run("reassign", conversation_id, admin, to_agent, via,
                                 str(self.routes.capacity(to_agent)))
-        await self.dispatch.to_consoles(conversation_id)
         return reply["previous"]
 
     async def offer(self, conversation_id: str) -> bool:
@@ -315,7 +241,6 @@ class Conversations:
             await self._run("offer", conversation_id)
         except Refused:
             return False
-        await self.dispatch.to_consoles(conversation_id)
         return True
 
     async def auto_close_setting(self) -> AutoClose:
@@ -333,13 +258,27 @@ class Conversations:
             raise Refused("not_admin", by)
         if after <= 0:
             raise Refused("bad_delay")
-        reply = await self._run("set_auto_close", "1" if enabled else "0", repr(float(after)))
-        pending = tuple((conversation_id, token) for conversation_id, token in reply["pending"])
-        if enabled:
-            await self.dispatch.auto_close_many(pending, self._auto_close_delay(after))
-        elif pending:
-            await self.dispatch.enqueue(cancel_auto_close=tuple(c for c, _ in pending))
-        return len(pending)
+        reply = await self._run("set_auto_close", "1" if enabled else "0", repr(float(after)),
+                                repr(self._auto_close_delay(after)))
+        return int(reply["count"])
+
+    async def fire(self, timers: Sequence[Timer]) -> int:
+        """Run due timers of the state machine (``MACHINE_TIMERS``) in one round trip; how many acted.
+
+        Each is taken off the timer set by the call that runs it, so two workers never run one twice.
+        """
+        if not timers:
+            return 0
+        now = self.clock()
+        replies = await self.store.run_many([
+            ("fire", now, self.consoles, (t.member, self.next_escalation() if t.kind == "escalate" else ""))
+            for t in timers])
+        return sum(1 for reply in replies if "refused" not in reply)
+
+    async def console_task_later(self, console: str, task: str, args: Sequence[str] = (), delay: float = 0.0) -> None:
+        """Run ``Console.run_task`` of ``console`` in a worker ``delay`` seconds from now (an earlier
+        request for the same task and arguments stands)."""
+        await self._run("schedule", "console_task", console, json.dumps([task, *args]), repr(float(delay)))
 
     async def auto_close(self, conversation_id: str, token: str) -> bool:
         """Close a resolved chat if it was not reopened since ``token`` was issued."""
@@ -347,13 +286,11 @@ class Conversations:
             await self._run("auto_close", conversation_id, token)
         except Refused:
             return False
-        await self.dispatch.to_consoles(conversation_id)
         return True
 
     async def notify_customer(self, channel: str, customer_id: str, text: str) -> None:
         """Queue an automatic message outside any conversation (the greeting)."""
         await self.store.queue_to_customer(OutboundMessage(channel, customer_id, text))
-        await self.dispatch.to_customer(channel, customer_id)
 
     async def set_opt_out(self, channel: str, customer_id: str, opted_out: bool) -> bool:
         """The customer opted out of (or back into) messages on ``channel``; whether they were out before.
@@ -367,17 +304,12 @@ class Conversations:
         """Retry a message to the customer that finally failed (the assignee's Retry button)."""
         await self._check("redeliver", agent)
         await self._run("redeliver", conversation_id, agent, str(seq), via)
-        conversation = await self.store.get(conversation_id)
-        await self.dispatch.enqueue(conversations=(conversation_id,),
-                                    customers=((conversation.channel, conversation.customer_id),))
 
     async def record_delivery(self, conversation_id: str, seq: int, status: str, detail: str = "") -> None:
         """Mark an outbound message sent or failed in the history (failures reach the agents)."""
         if not conversation_id or not seq:
             return
         await self._run("delivery", conversation_id, str(seq), status, detail)
-        if status == "failed":
-            await self.dispatch.to_consoles(conversation_id)
 
     # --- desk (issue 11): business hours, queue position, saved replies -------------------------
 
@@ -409,11 +341,6 @@ class Conversations:
             return self.routing.queue_position_message_no_wait
         return self.routing.queue_position_message.replace("{wait}", typical_wait(median))
 
-    async def _inbox_shrank(self) -> None:
-        """Chats left the Inbox (Accept; any transition that takes one out): a worker tells the others."""
-        if self.routing.queue_position:
-            await self.dispatch.queue_positions()
-
     async def tell_queue_positions(self) -> int:
         """Tell each waiting customer who moved up by ``routing.queue_position_step`` places their new
         place (one atomic pass over the Inbox); the number told."""
@@ -421,10 +348,7 @@ class Conversations:
             return 0
         reply = await self._run("queue_positions", str(self.routing.queue_position_step),
                                 await self._position_template(self.clock()))
-        customers = tuple((channel, customer) for channel, customer in reply["told"])
-        if customers:
-            await self.dispatch.enqueue(customers=customers)
-        return len(customers)
+        return len(reply["told"])
 
     async def saved_replies(self, query: str = "") -> list[SavedReply]:
         """The team's saved replies matching ``query`` (every word, in name or text), best first."""

@@ -6,7 +6,8 @@
 -- script touches starts with it, so all of them live in one Cluster slot.
 -- ARGV[1] is the operation, ARGV[2] the time (seconds, float), ARGV[3] the
 -- enabled consoles (comma-separated: each gets its own outbox per
--- conversation); the operation's own arguments follow (A[1], A[2], ...).
+-- conversation), ARGV[4] and ARGV[5] what jobs.lua (prepended) needs to write
+-- RQ jobs; the operation's own arguments follow (A[1], A[2], ...).
 -- Replies are JSON objects read by name: {"event": ..., ...} or
 -- {"refused": code, "detail": ...}.
 
@@ -16,7 +17,7 @@ local now = tonumber(ARGV[2])
 local consoles = {}
 for name in string.gmatch(ARGV[3], '[^,]+') do table.insert(consoles, name) end
 local A = {}
-for i = 4, #ARGV do A[i - 3] = ARGV[i] end
+for i = 6, #ARGV do A[i - 5] = ARGV[i] end
 
 local function reply(t) return cjson.encode(t) end
 
@@ -53,10 +54,12 @@ local function append(id, direction, text, by, attachments)
 end
 
 -- Every outbox push is also noted in the dirty set, so a sweep can restart the
--- drain of an outbox whose worker died (see workers/outbox.py).
-local function push_out(outbox, item)
+-- drain of an outbox whose worker died (see workers/outbox.py); an idle outbox
+-- gets its drain job in this same call (jobs.lua).
+local function push_out(outbox, item, job, args)
   redis.call('RPUSH', outbox, item)
-  redis.call('ZADD', key('dirty'), now, outbox)
+  redis.call('ZADD', key('dirty'), 'NX', now, outbox)  -- since when it has had items
+  wake_drain(outbox, job, args)
 end
 
 -- Events for the agents' consoles, one outbox per console, each delivered in order by the workers.
@@ -65,7 +68,9 @@ local function to_agents(id, event, seq, by, to, via)
     conversation_id = id, event = event, seq = seq or 0, by = by or '', to = to or '', at = now,
     console = via or '',
   })
-  for _, console in ipairs(consoles) do push_out(key('out', 'console', console, id), item) end
+  for _, console in ipairs(consoles) do
+    push_out(key('out', 'console', console, id), item, 'workers.jobs.deliver_to_console', {console, id})
+  end
 end
 
 local function to_customer(id, text, seq, template, attachments)
@@ -74,7 +79,7 @@ local function to_customer(id, text, seq, template, attachments)
   push_out(key('out', 'customer', channel, customer), cjson.encode({
     channel = channel, customer_id = customer, text = text, conversation_id = id, seq = seq or 0,
     template = template or false, attachments = attachments or '[]',
-  }))
+  }), 'workers.jobs.deliver_to_customer', {channel, customer})
 end
 
 -- A platform message id seen before (a platform's retry): true the second time.
@@ -160,6 +165,7 @@ local function close(id, via)
   redis.call('ZREM', key('inbox'), id)
   redis.call('ZADD', key('closed'), now, id)
   redis.call('ZREM', key('resolved'), id)
+  clear_timer('auto_close', id, field(id, 'close_token'))
   redis.call('HSET', conv_key(id), 'updated_at', now)
   release_holder(id)  -- issue 11 routing
   to_agents(id, 'closed', 0, assignee, '', via)
@@ -182,15 +188,17 @@ end
 
 if op == 'set_auto_close' then
   -- The admin's auto-close switch. Every resolved chat gets a new close token, so
-  -- any auto-close already scheduled is stale; the caller schedules new ones when on.
-  local enabled, after = A[1], A[2]
+  -- any auto-close already scheduled is stale. When on, each gets a new one A[3] seconds from now.
+  local enabled, after, delay = A[1], A[2], tonumber(A[3] or '')
   redis.call('HSET', key('settings'), 'auto_close', enabled, 'auto_close_after', after)
-  local pending = {}
+  local count = 0
   for _, resolved in ipairs(redis.call('ZRANGE', key('resolved'), 0, -1)) do
-    table.insert(pending, {resolved, tostring(redis.call('HINCRBY', conv_key(resolved), 'close_token', 1))})
+    clear_timer('auto_close', resolved, field(resolved, 'close_token'))
+    local token = tostring(redis.call('HINCRBY', conv_key(resolved), 'close_token', 1))
+    if enabled == '1' and delay then set_timer('auto_close', resolved, token, now + delay) end
+    count = count + 1
   end
-  if #pending == 0 then return '{"event":"auto_close_set","pending":[]}' end  -- cjson writes {} for an empty table
-  return reply({event = 'auto_close_set', pending = pending})
+  return reply({event = 'auto_close_set', count = count})
 end
 
 if op == 'ingest' then
@@ -199,6 +207,8 @@ if op == 'ingest' then
   local attachments, topic, rating_thanks, seen_ttl = A[8], A[9], A[10], tonumber(A[11])
   local head_start = A[12] == '1'
   local team_only = A[13] or ''  -- issue 11 routing: '1' while only the topic's team may accept
+  -- Timers a new chat starts (seconds from now, 0: none): head start, topic team's wait, first-response SLA.
+  local head_start_after, fallback_after, sla_after = tonumber(A[14]) or 0, tonumber(A[15]) or 0, tonumber(A[16]) or 0
 
   if seen_before(channel, platform_id, seen_ttl) then
     return reply({event = 'duplicate', id = redis.call('GET', key('open', channel, customer)) or ''})
@@ -225,8 +235,15 @@ if op == 'ingest' then
       'assignee', '', 'previous_agent', previous, 'last_agent', '',
       'messages_in', 0, 'messages_out', 0, 'seq', 0, 'close_token', 0)
     -- Routing: a returning customer's previous agent has the chat alone until it is offered.
-    if head_start and previous ~= '' then redis.call('HSET', conv_key(id), 'head_start_for', previous) end
-    if team_only == '1' then redis.call('HSET', conv_key(id), 'team_only', '1') end  -- issue 11 routing
+    if head_start and previous ~= '' then
+      redis.call('HSET', conv_key(id), 'head_start_for', previous)
+      set_timer('offer', id, '', now + head_start_after)
+    end
+    if team_only == '1' then  -- issue 11 routing
+      redis.call('HSET', conv_key(id), 'team_only', '1')
+      if fallback_after > 0 then set_timer('open_to_all', id, '', now + fallback_after) end
+    end
+    if sla_after > 0 then set_timer('escalate', id, '1', now + sla_after) end
     redis.call('SET', key('open', channel, customer), id)
     event = 'created'
   else
@@ -244,6 +261,7 @@ if op == 'ingest' then
         redis.call('HSET', conv_key(id), 'state', 'active')
         redis.call('HDEL', conv_key(id), 'resolved_at')
         redis.call('ZREM', key('resolved'), id)
+        clear_timer('auto_close', id, field(id, 'close_token'))
         redis.call('HINCRBY', conv_key(id), 'close_token', 1)
         event = 'reopened'
       end
@@ -266,6 +284,22 @@ if op == 'ingest' then
   end
   return reply({event = event, id = id, seq = seq, thanked = thanked == '1',
                 head_start_for = field(id, 'head_start_for')})
+end
+
+if op == 'fire' then
+  -- A due timer (gateway/jobs.py): taken off the set (once, whoever fires it), then run as the
+  -- operation it names with its subject and argument; A[2] is what that operation needs more.
+  if redis.call('ZREM', key('timers'), A[1]) == 0 then return refused('stale') end
+  local kind, subject, arg = string.match(A[1], '^([^|]*)|([^|]*)|(.*)$')
+  op, A = kind, {subject, arg, A[2] or ''}
+elseif op == 'schedule' then
+  -- A timer the workers run in Python (queue positions, console tasks): kind, subject, arg, delay.
+  set_timer(A[1], A[2], A[3], now + (tonumber(A[4]) or 0))
+  return reply({event = 'scheduled'})
+elseif op == 'queue_customer' then
+  -- A message outside any conversation (the greeting): channel, customer, the outbound item.
+  push_out(key('out', 'customer', A[1], A[2]), A[3], 'workers.jobs.deliver_to_customer', {A[1], A[2]})
+  return reply({event = 'queued'})
 end
 
 local id = A[1]
@@ -295,6 +329,8 @@ if op == 'accept' then
   redis.call('ZREM', key('inbox'), id)
   touch(id, 'active', agent)
   to_agents(id, 'accepted', 0, agent, '', A[3])
+  -- desk: the waiting customers behind it moved up (A[6] '1' when they are told their place).
+  if A[6] == '1' then set_timer('queue_positions', '', '', now) end
   return reply({event = 'accepted', id = id})
 
 elseif op == 'reject' then
@@ -325,6 +361,8 @@ elseif op == 'resolve' then
   touch(id, 'resolved', agent)
   to_customer(id, question, append(id, 'out', question, 'system'))
   to_agents(id, 'resolved', 0, agent, '', A[4])
+  -- The auto-close, A[5] seconds from now ('' when off).
+  if tonumber(A[5] or '') then set_timer('auto_close', id, tostring(token), now + tonumber(A[5])) end
   return reply({event = 'resolved', id = id, token = tostring(token)})
 
 elseif op == 'leave' then
@@ -585,6 +623,8 @@ if op == 'escalate' then
   redis.call('HSET', conv_key(id), 'escalated_at', now)
   redis.call('INCR', key('escalations_total'))
   to_agents(id, 'escalated', 0)
+  -- The next check, A[3] seconds from now (0: none).
+  if (tonumber(A[3]) or 0) > 0 then set_timer('escalate', id, tostring(count + 1), now + tonumber(A[3])) end
   return reply({event = 'escalated', id = id, count = count})
 end
 -- --- end issue 11 routing ---

@@ -11,6 +11,7 @@ from collections import Counter
 
 from aiohttp import web
 
+from .jobs import QUEUE, TIMERS_QUEUE
 from .store import Store
 
 __all__ = ["Requests", "render"]
@@ -30,7 +31,7 @@ def _line(name: str, value: float | None, labels: str = "") -> str:
     return f"{name}{{{labels}}} {value}" if labels else f"{name} {value}"
 
 
-async def render(store: Store, requests: Requests, queue_name: str) -> str:
+async def render(store: Store, requests: Requests, queue_name: str = QUEUE) -> str:
     """The metrics page: conversations by state, delivery backlog, team figures, requests."""
     async with store.redis.pipeline(transaction=False) as pipe:
         pipe.get(store.key("next_id"))
@@ -39,7 +40,9 @@ async def render(store: Store, requests: Requests, queue_name: str) -> str:
         pipe.zcard(store.key("closed"))
         pipe.llen(f"rq:queue:{queue_name}")
         pipe.zcard(f"rq:failed:{queue_name}")
-        total, new, resolved, closed, queued, failed = await pipe.execute()
+        pipe.llen(f"rq:queue:{TIMERS_QUEUE}")
+        pipe.zcard(store.key("timers"))
+        total, new, resolved, closed, queued, failed, firing, timers = await pipe.execute()
     total = int(total or 0)
     figures = await store.figures(time.time())
     lines = [
@@ -49,9 +52,15 @@ async def render(store: Store, requests: Requests, queue_name: str) -> str:
         _line("chatgate_conversations", max(0, total - new - resolved - closed), 'state="active"'),
         _line("chatgate_conversations", resolved, 'state="resolved"'),
         _line("chatgate_conversations", closed, 'state="closed"'),
-        "# HELP chatgate_delivery_jobs_queued Delivery and timer jobs waiting for a worker.",
+        "# HELP chatgate_delivery_jobs_queued Delivery jobs waiting for a worker (at most one per outbox).",
         "# TYPE chatgate_delivery_jobs_queued gauge",
         _line("chatgate_delivery_jobs_queued", queued),
+        "# HELP chatgate_timer_jobs_queued Timer firings waiting for a worker (taken before deliveries).",
+        "# TYPE chatgate_timer_jobs_queued gauge",
+        _line("chatgate_timer_jobs_queued", firing),
+        "# HELP chatgate_timers_pending Auto-closes, head starts, SLA checks and other timers not yet run.",
+        "# TYPE chatgate_timers_pending gauge",
+        _line("chatgate_timers_pending", timers),
         "# HELP chatgate_delivery_jobs_failed Jobs RQ gave up on (kept 7 days).",
         "# TYPE chatgate_delivery_jobs_failed gauge",
         _line("chatgate_delivery_jobs_failed", failed),
@@ -74,7 +83,7 @@ async def render(store: Store, requests: Requests, queue_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def handler(store: Store, requests: Requests, queue_name: str):
+def handler(store: Store, requests: Requests, queue_name: str = QUEUE):
     """The aiohttp handler for ``GET /metrics``."""
 
     async def handle(_request: web.Request) -> web.Response:

@@ -5,7 +5,7 @@ turns them into ``InboundMessage`` for ``Conversations.receive`` and sends
 ``OutboundMessage``. A **console** is where agents work (``agent_console/``):
 it mounts its routes, maps its identities to agent ids, calls the core's
 operations and shows each conversation's events, read from its own outbox.
-The **dispatch** hands outboxes and timers to the workers.
+The state machine itself hands outboxes and timers to the workers (``jobs.py``).
 
 The core calls these interfaces and imports no implementation of them; the
 composition root (``chatgate/compose.py``) builds the concrete ones from the config.
@@ -25,9 +25,7 @@ if TYPE_CHECKING:  # annotations only: the core never needs aiohttp's app to run
     from .services import Services
     from .store import Store
 
-from .conversations import Dispatch  # noqa: E402 - the workers' side of the core, declared with the operations
-
-__all__ = ["DeliveryError", "Runtime", "Channel", "Console", "Dispatch", "Plugin"]
+__all__ = ["DeliveryError", "Runtime", "Channel", "Console", "Plugin"]
 
 
 class DeliveryError(Exception):
@@ -102,7 +100,7 @@ class Console(Plugin, Protocol):
         """After a batch of events was shown (a place for summary views); must not raise."""
 
     async def run_task(self, task: str, args: Sequence[str], services: "Services") -> None:
-        """A job the console scheduled for itself through ``Dispatch.console_task``."""
+        """A job the console scheduled for itself through ``Conversations.console_task_later``."""
 
     def refusal(self, refused: "Refused", services: "Services") -> str:
         """A refusal of the core in the console's own words."""

@@ -10,17 +10,20 @@ import asyncio
 import json
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from importlib import resources
 from typing import Awaitable, Callable, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from .jobs import JobSettings, Timer
 from .message import Conversation, OutboundMessage, State
 
 __all__ = ["Store", "Page", "HistoryEntry", "Figures", "AutoClose"]
 
-_MACHINE = resources.files(__package__).joinpath("machine.lua").read_text()
+# jobs.lua first: the machine writes RQ jobs and timers with it.
+_MACHINE = "".join(resources.files(__package__).joinpath(name).read_text() for name in ("jobs.lua", "machine.lua"))
 
 
 # A page of a conversation list (KEYS[1]) filtered by channel and topic and without
@@ -122,9 +125,10 @@ def _float(value: str | None) -> float | None:
 class Store:
     """Async access to chatgate's data in Redis."""
 
-    def __init__(self, redis: aioredis.Redis, prefix: str = "chatgate"):
+    def __init__(self, redis: aioredis.Redis, prefix: str = "chatgate", jobs: JobSettings = JobSettings()):
         self.redis = redis
         self.tag = "{" + prefix + "}"
+        self._jobs = jobs.encoded()
         self._machine = redis.register_script(_MACHINE)
         self._filter = redis.register_script(_FILTER)
         self._loads = redis.register_script(_LOADS)  # issue 11 routing
@@ -156,8 +160,35 @@ class Store:
 
         ``consoles`` are the enabled consoles, comma-separated: each gets the events in an outbox of its own.
         """
-        reply = await self._machine(keys=[self.tag], args=[op, repr(now), consoles, *args])
+        reply = await self._machine(keys=[self.tag], args=self._args(op, now, consoles, args))
         return json.loads(reply)
+
+    async def run_many(self, calls: list[tuple[str, float, str, tuple]]) -> list[dict]:
+        """Several operations (op, now, consoles, args) in one round trip, each atomic on its own."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for op, now, consoles, args in calls:
+                await self._machine(keys=[self.tag], args=self._args(op, now, consoles, args), client=pipe)
+            replies = await pipe.execute()
+        return [json.loads(reply) for reply in replies]
+
+    def _args(self, op: str, now: float, consoles: str, args: tuple) -> list:
+        # RQ's own timestamp format, for the jobs the call may write.
+        iso = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return [op, repr(now), consoles, iso, self._jobs, *args]
+
+    async def due_timers(self, now: float, limit: int = 200) -> list[Timer]:
+        """Timers due at ``now``, earliest first (``gateway/jobs.py``)."""
+        members = await self.redis.zrangebyscore(self.key("timers"), "-inf", now, start=0, num=limit)
+        return [Timer.parse(member) for member in members]
+
+    async def take_timer(self, timer: Timer) -> bool:
+        """Take a due timer off the set; False if someone else took it first."""
+        return bool(await self.redis.zrem(self.key("timers"), timer.member))
+
+    async def timers(self) -> list[tuple[Timer, float]]:
+        """Every pending timer and when it is due (for tests and the admin)."""
+        return [(Timer.parse(member), score)
+                for member, score in await self.redis.zrange(self.key("timers"), 0, -1, withscores=True)]
 
     # -- reads ---------------------------------------------------------------
 
@@ -343,11 +374,8 @@ class Store:
 
     async def queue_to_customer(self, message: OutboundMessage) -> None:
         """Append a message outside any conversation (a greeting) to the customer's outbox."""
-        outbox = self.customer_outbox(message.channel, message.customer_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(outbox, json.dumps(asdict(message)))
-            pipe.zadd(self.key("dirty"), {outbox: time.time()})
-            await pipe.execute()
+        await self.run("queue_customer", time.time(), "", message.channel, message.customer_id,
+                       json.dumps(asdict(message)))
 
     # -- console state ---------------------------------------------------------
     # Small per-console mappings (a Slack card's ts for a conversation, etc.).

@@ -354,27 +354,31 @@ class Deployment:
 
     def busy(self, scheduled: bool = False, crashed: bool = False) -> str:
         """What is still to do ("" when nothing): a queued job, a started job, an outbox with items, or
-        a scheduled job due within a second (any scheduled job if ``scheduled``). After a worker was
+        a timer or scheduled job due within a second (any if ``scheduled``). After a worker was
         SIGKILLed (or Redis went away under a job) its job stays in the started registry until RQ's
         own cleanup: ``crashed`` does not count those."""
         from rq import Queue
 
-        from workers.dispatch import QUEUE_NAME
+        from gateway.jobs import QUEUE, TIMERS_QUEUE
 
         store = self.store()
-        queue = Queue(QUEUE_NAME, connection=store)
-        if queue.count:
-            return f"{queue.count} queued jobs"
-        if not crashed and queue.started_job_registry.count:
-            return f"started jobs {queue.started_job_registry.get_job_ids()}"
-        # Only the outboxes (lists): their locks and sent-markers share the prefix.
+        horizon = "+inf" if scheduled else time.time() + 1
+        for name in (TIMERS_QUEUE, QUEUE):
+            queue = Queue(name, connection=store)
+            if queue.count:
+                return f"{queue.count} queued jobs in {name}"
+            if not crashed and queue.started_job_registry.count:
+                return f"started jobs {queue.started_job_registry.get_job_ids()}"
+            due = store.zrangebyscore(queue.scheduled_job_registry.key, "-inf", horizon)
+            if due:
+                return f"scheduled jobs {due}"
+        # Only the outboxes (lists): their locks and marks share the prefix.
         pending = [key.decode() for key in store.scan_iter("{chatgate}:out:*")
                    if store.type(key) == b"list" and store.llen(key)]
         if pending:
             return f"outboxes with items {pending}"
-        horizon = "+inf" if scheduled else time.time() + 1
-        due = store.zrangebyscore(queue.scheduled_job_registry.key, "-inf", horizon)
-        return f"scheduled jobs {due}" if due else ""
+        timers = store.zrangebyscore("{chatgate}:timers", "-inf", horizon)
+        return f"timers {timers}" if timers else ""
 
     def wait_idle(self, scheduled: bool = False, timeout: float = 30.0, crashed: bool = False) -> None:
         """Poll until ``idle`` holds twice in a row (a job between the queue and the started
@@ -480,3 +484,27 @@ async def screenshot(page, name: str, **options) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         await page.screenshot(path=str(Path(SCREENSHOTS) / name), **options)
+
+
+def queued_jobs(redis_url: str) -> list[tuple[str, tuple]]:
+    """The jobs waiting for a worker, timers' first: (function name, arguments)."""
+    from rq import Queue
+
+    from gateway.jobs import QUEUE, SERIALIZER, TIMERS_QUEUE
+
+    connection = redis_sync.Redis.from_url(redis_url)
+    return [(job.func_name.rsplit(".", 1)[-1], tuple(job.args))
+            for name in (TIMERS_QUEUE, QUEUE)
+            for job in Queue(name, connection=connection, serializer=SERIALIZER).get_jobs()]
+
+
+def pending_timers(redis_url: str) -> dict[tuple[str, str], tuple[str, float]]:
+    """The timers not yet run: (kind, subject) -> (argument, when due)."""
+    from gateway.jobs import Timer
+
+    connection = redis_sync.Redis.from_url(redis_url)
+    found = {}
+    for member, due in connection.zrange("{chatgate}:timers", 0, -1, withscores=True):
+        timer = Timer.parse(member)
+        found[(timer.kind, timer.subject)] = (timer.arg, due)
+    return found

@@ -9,7 +9,8 @@ import pytest
 import redis as redis_sync
 
 from gateway.message import Refused
-from tests.test_machine import customer_outbox, inbound, queued_jobs
+from tests.conftest import pending_timers, queued_jobs
+from tests.test_machine import customer_outbox, inbound
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -98,12 +99,13 @@ async def test_queue_position_on_first_message_and_when_it_improves_by_the_step(
     await conversations.accept(ids[0], "alice")
     clock.advance(600)
     await conversations.reply(ids[0], "alice", "Hi!")
-    assert [name for name, _ in queued_jobs(desk.redis_url)].count("tell_queue_positions") == 1
+    assert ("queue_positions", "") in pending_timers(desk.redis_url)
+    assert queued_jobs(desk.redis_url).count(("fire_timers", ("now",))) == 1
     # One place up is less than the step (2): nobody is told.
     assert await conversations.tell_queue_positions() == 0
     await conversations.accept(ids[1], "bob")
     # Two accepts, one queued pass (requests coalesce while one is pending).
-    assert [name for name, _ in queued_jobs(desk.redis_url)].count("tell_queue_positions") == 1
+    assert queued_jobs(desk.redis_url).count(("fire_timers", ("now",))) == 1
     assert await conversations.tell_queue_positions() == 4  # c2..c5 each moved up two places
     assert (await customer_outbox(desk, customer="c5"))[-1] == \
         "You are number 4 in the queue. Typical wait today: about 10 minutes."
@@ -134,11 +136,7 @@ async def test_auto_close_clock_pauses_outside_hours(desk, clock, redis_url):
     # 15 open minutes: 5 on Friday, 10 on Monday from 09:00.
     assert desk.conversations._auto_close_delay(900) == \
         datetime(2026, 3, 9, 9, 10, tzinfo=PARIS).timestamp() - clock.now
-    from rq import Queue
-
-    from workers.dispatch import QUEUE_NAME
-    queue = Queue(QUEUE_NAME, connection=redis_sync.Redis.from_url(redis_url))
-    assert queue.scheduled_job_registry.get_job_ids() == [f"chatgate-auto-close-{cid}"]
+    assert pending_timers(redis_url)[("auto_close", cid)] == ("1", datetime(2026, 3, 9, 9, 10, tzinfo=PARIS).timestamp())
 
 
 async def test_saved_replies_config_admin_edits_search_and_send(desk, clock):
@@ -181,18 +179,12 @@ async def test_saved_replies_config_admin_edits_search_and_send(desk, clock):
     assert conversation.messages_out == 1 and conversation.first_response_at == clock.now
 
 
-async def test_the_sla_clock_counts_open_time_only(make_services, clock):
+async def test_the_sla_clock_counts_open_time_only(make_services, clock, redis_url):
     """``pause_sla`` (the default): a chat arriving at night is escalated ten open minutes after opening."""
     services = make_services(DESK.replace("[routing]\n", '[routing]\nsla_first_response = "10m"\n'))
-    scheduled = []
-
-    async def escalate_later(conversation_id, delay, count=0):
-        scheduled.append((conversation_id, delay, count))
-
-    services.conversations.dispatch.escalate_later = escalate_later
     at(clock, 2026, 3, 6, 19, 0)  # Friday evening, closed
     cid = (await services.conversations.receive(inbound("Hi", customer="s1"))).conversation_id
-    assert scheduled == [(cid, datetime(2026, 3, 9, 9, 10, tzinfo=PARIS).timestamp() - clock.now, 1)]
+    assert pending_timers(redis_url)[("escalate", cid)] == ("1", datetime(2026, 3, 9, 9, 10, tzinfo=PARIS).timestamp())
     at(clock, 2026, 3, 9, 10, 0)  # open: wall time
     cid = (await services.conversations.receive(inbound("Hi", customer="s2"))).conversation_id
-    assert scheduled[-1] == (cid, 600.0, 1)
+    assert pending_timers(redis_url)[("escalate", cid)] == ("1", clock.now + 600.0)

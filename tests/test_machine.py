@@ -6,11 +6,9 @@ import asyncio
 import itertools
 
 import pytest
-import redis as redis_sync
-from rq import Queue
 
 from gateway.message import InboundMessage, Refused, State
-from workers.dispatch import QUEUE_NAME
+from tests.conftest import pending_timers, queued_jobs
 
 _ids = itertools.count(1)
 
@@ -20,11 +18,6 @@ def inbound(text: str, customer: str = "42", channel: str = "telegram", platform
     return InboundMessage(channel=channel, customer_id=customer,
                           platform_id=platform_id or f"{customer}:{next(_ids)}", text=text,
                           name=extra.pop("name", "Ada Lovelace"), **extra)
-
-
-def queued_jobs(redis_url: str) -> list[tuple[str, tuple]]:
-    queue = Queue(QUEUE_NAME, connection=redis_sync.Redis.from_url(redis_url))
-    return [(job.func_name.rsplit(".", 1)[-1], job.args) for job in queue.get_jobs()]
 
 
 async def customer_outbox(services, channel="telegram", customer="42") -> list[str]:
@@ -189,8 +182,8 @@ async def test_resolve_asks_for_a_rating_and_schedules_the_auto_close(services, 
     conversation = await services.store.get(cid)
     assert conversation.state is State.RESOLVED and conversation.resolved_at
     assert await customer_outbox(services) == [services.config.conversation.rating_question]
-    queue = Queue(QUEUE_NAME, connection=redis_sync.Redis.from_url(redis_url))
-    assert f"chatgate-auto-close-{cid}" in queue.scheduled_job_registry.get_job_ids()
+    token, due = pending_timers(redis_url)[("auto_close", cid)]
+    assert token == "1" and due == pytest.approx(conversation.resolved_at + services.config.conversation.auto_close_after)
     with pytest.raises(Refused) as again:
         await services.conversations.resolve(cid, "U1")
     assert again.value.code == "already_resolved"
@@ -212,8 +205,7 @@ async def test_rating_is_stored_once_and_other_messages_reopen(services, redis_u
     assert reopened.event == "reopened"
     conversation = await services.store.get(cid)
     assert conversation.state is State.ACTIVE and conversation.assignee == "U1" and conversation.rating == 4
-    queue = Queue(QUEUE_NAME, connection=redis_sync.Redis.from_url(redis_url))
-    assert f"chatgate-auto-close-{cid}" not in queue.scheduled_job_registry.get_job_ids()
+    assert ("auto_close", cid) not in pending_timers(redis_url)
 
 
 async def test_non_rating_answer_to_the_question_reopens(services):
@@ -255,10 +247,7 @@ async def test_leave_a_resolved_chat_closes_it_and_the_next_message_starts_anew(
 
 
 def scheduled_close_token(redis_url: str, cid: str) -> str:
-    from rq.job import Job
-
-    job = Job.fetch(f"chatgate-auto-close-{cid}", connection=redis_sync.Redis.from_url(redis_url))
-    return job.args[1]
+    return pending_timers(redis_url)[("auto_close", cid)][0]
 
 
 async def test_auto_close_closes_only_a_still_resolved_chat(services, redis_url):
@@ -266,6 +255,7 @@ async def test_auto_close_closes_only_a_still_resolved_chat(services, redis_url)
     await services.conversations.resolve(cid, "U1")
     stale = scheduled_close_token(redis_url, cid)
     await services.conversations.receive(inbound("wait, no"))  # reopened: the old token is stale
+    assert ("auto_close", cid) not in pending_timers(redis_url)
     assert not await services.conversations.auto_close(cid, stale)
     assert (await services.store.get(cid)).state is State.ACTIVE
     await services.conversations.resolve(cid, "U1")

@@ -8,7 +8,8 @@ import pytest
 from chatgate.compose import channel_classes, connect, console_classes
 from gateway.events import AgentEvent, EventKind
 from gateway.message import Refused, State
-from tests.test_machine import inbound, queued_jobs
+from tests.conftest import pending_timers
+from tests.test_machine import inbound
 
 ROUTED = """
 [routing]
@@ -86,7 +87,7 @@ async def test_topic_team_alone_may_accept_and_sees_it_in_the_inbox(routed, redi
         page = await routed.store.inbox_for(agent, served=served)
         assert sorted(x.id for x in page.conversations) == sorted(expected), agent
     # The wait for the team is a scheduled job; when it runs nobody on the team had accepted.
-    assert ("open_to_all", (billing,)) not in queued_jobs(redis_url)  # scheduled, not queued
+    assert ("open_to_all", billing) in pending_timers(redis_url)  # a timer, not due yet
     assert await c.open_to_all(billing)
     assert not await c.open_to_all(billing)  # once
     assert EventKind.OPENED_TO_ALL in [e.kind for e in await events(routed, billing)]
@@ -162,22 +163,22 @@ async def test_transfer_with_a_note_keeps_who_held_the_chat_when(routed, clock):
 
 
 async def test_sla_escalates_until_accepted_and_counts(routed, redis_url):
-    from rq import Queue
-
-    from workers.dispatch import QUEUE_NAME
-
     c = routed.conversations
     cid = await chat(routed, "parcel again", "7")
-    scheduled = Queue(QUEUE_NAME, connection=__import__("redis").Redis.from_url(redis_url)).scheduled_job_registry
-    assert f"chatgate-sla-{cid}-1" in scheduled.get_job_ids()
+
+    def scheduled() -> set[str]:
+        return {member.decode() for member in
+                __import__("redis").Redis.from_url(redis_url).zrange("{chatgate}:timers", 0, -1)}
+
+    assert f"escalate|{cid}|1" in scheduled()
     assert await c.escalate(cid) == 1
-    assert f"chatgate-sla-{cid}-2" in scheduled.get_job_ids()
+    assert f"escalate|{cid}|2" in scheduled()
     assert await c.escalate(cid) == 2
     assert (await routed.store.get(cid)).escalations == 2
     assert [e.kind for e in await events(routed, cid)].count(EventKind.ESCALATED) == 2
     await c.accept(cid, "cat")
     assert await c.escalate(cid) == 0  # accepted: no more escalations, none scheduled
-    assert f"chatgate-sla-{cid}-4" not in scheduled.get_job_ids()
+    assert f"escalate|{cid}|4" not in scheduled()
     assert await routed.store.escalations_total() == 2
     # After Leave it waits again, but it was answered once: the first-response SLA is met.
     await c.leave(cid, "cat")

@@ -29,7 +29,7 @@ from tests.fakes import ports
 from tests.fakes.ports import FakeChannel, FakeConsole
 from tests.fakes.slack import block_action, message_event, sign
 from workers.context import WorkerContext, current_context
-from workers.dispatch import QUEUE_NAME
+from gateway.jobs import QUEUE, SERIALIZER, TIMERS_QUEUE
 
 SECRET = "seams-signing-secret"
 CHANNEL = "C0SEAMS"
@@ -80,23 +80,26 @@ slack = "{SLACK_USER}"
 
 def run_jobs(config, redis_url: str) -> int:
     """Run every queued job, oldest first, as a worker would (scheduled jobs are not due); how many ran."""
-    queue = Queue(QUEUE_NAME, connection=redis_sync.Redis.from_url(redis_url))
-    token = current_context.set(WorkerContext(config=config, redis_url=redis_url))
+    connection = redis_sync.Redis.from_url(redis_url)
+    queues = [Queue(name, connection=connection, serializer=SERIALIZER) for name in (TIMERS_QUEUE, QUEUE)]
+    context = WorkerContext(config=config, redis_url=redis_url)
+    token = current_context.set(context)
     ran = 0
     try:
-        while (job := queue.dequeue_any([queue], None, connection=queue.connection)) is not None:
+        while (job := Queue.dequeue_any(queues, None, connection=connection, serializer=SERIALIZER)) is not None:
             job, _ = job
             job.func(*job.args, **job.kwargs)
             ran += 1
     finally:
         current_context.reset(token)
+        context.close()
     return ran
 
 
 async def drain(config, redis_url: str) -> None:
     import asyncio
 
-    # The jobs run their own event loop (asyncio.run), so not on the test's; the context goes along.
+    # The jobs run on the worker context's own event loop, so not on the test's.
     await asyncio.to_thread(run_jobs, config, redis_url)
 
 

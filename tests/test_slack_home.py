@@ -18,7 +18,6 @@ import time
 import pytest
 import redis as redis_sync
 from aiohttp.test_utils import TestClient, TestServer
-from rq.registry import ScheduledJobRegistry
 
 from agent_console.slack.deliver import deliver_event
 from chatgate.compose import connect
@@ -28,7 +27,7 @@ from gateway.message import InboundMessage
 from tests import conftest
 from tests.fakes.slack import FakeSlack, block_action, home_action, home_opened, sign
 from tests.fakes.telegram import text_update
-from workers.dispatch import QUEUE_NAME
+from tests.conftest import pending_timers
 from workers.outbox import drain
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -128,8 +127,10 @@ class Console:
         """What the workers do with the agent outboxes: post and update the cards in Slack."""
         console = self.services.consoles["slack"]
         for key in await self.store.redis.keys(self.store.console_outbox("slack", "*")):
+            if await self.store.redis.type(key) != b"list":
+                continue  # an outbox's lock or job mark
             await drain(self.store, key.decode(),
-                        lambda item: deliver_event(console, AgentEvent.from_json(item), self.services))
+                        lambda item, _maybe_sent: deliver_event(console, AgentEvent.from_json(item), self.services))
 
 
 @pytest.fixture
@@ -413,8 +414,8 @@ def state(redis_url: str, conversation_id: str) -> str:
 
 
 def scheduled_auto_closes(redis_url: str) -> set[str]:
-    registry = ScheduledJobRegistry(QUEUE_NAME, connection=redis_sync.Redis.from_url(redis_url))
-    return {job_id for job_id in registry.get_job_ids() if job_id.startswith("chatgate-auto-close-")}
+    """The chats with an auto-close pending."""
+    return {subject for kind, subject in pending_timers(redis_url) if kind == "auto_close"}
 
 
 def wait_until(predicate, timeout: float = 15.0, what: str = "a condition"):
@@ -439,7 +440,7 @@ def test_auto_close_switch_both_ways_with_chats_pending(processes):
         remote.card_click("resolve", conversation_id, AGENT1)
         wait_until(lambda: state(redis_url, conversation_id) == "resolved", what="the resolve")
     # Bolt answers a click before its handler is done: the schedule follows the resolve.
-    wait_until(lambda: scheduled_auto_closes(redis_url) == {f"chatgate-auto-close-{i}" for i in ids},
+    wait_until(lambda: scheduled_auto_closes(redis_url) == set(ids),
                what="both auto-closes scheduled")
 
     # Off: the pending auto-closes are gone, and the chats stay resolved past the delay.

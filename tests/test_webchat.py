@@ -87,7 +87,7 @@ async def write(client: TestClient, text: str, client_id: str, **headers):
 async def deliver(core, chat: WebChat, customer_id: str) -> int:
     """What the worker does for the customer's outbox, with this channel's send."""
 
-    async def send(item: bytes) -> None:
+    async def send(item: bytes, _maybe_sent: bool) -> None:
         await chat.send(OutboundMessage.from_json(item))
 
     return await drain(core.store, core.store.customer_outbox("webchat", customer_id), send)

@@ -1,9 +1,9 @@
 """The web console in-process on the real core: ``chatgate.compose.connect`` and ``gateway.app.create_app``.
 
-The only stand-in is the worker: ``InlineDispatch`` drains each conversation's
-web-console outbox at once (with the workers' own ``drain``), so events reach
-the browsers' stream as soon as an operation returns. Customer outboxes are
-left queued (no channel sends in these tests).
+The only stand-in is the worker: ``show_at_once`` drains each conversation's
+web-console outbox after each operation (with the workers' own ``drain``), so
+events reach the browsers' stream as soon as an operation returns. Customer
+outboxes are left queued (no channel sends in these tests).
 """
 
 from __future__ import annotations
@@ -55,39 +55,23 @@ class DemoChannels(FakeChannel):
     labels = {"telegram": "Telegram", "sms": "SMS", "whatsapp": "WhatsApp"}
 
 
-class InlineDispatch:
-    """The core's Dispatch with the web console's delivery done at once, in this process."""
+def show_at_once(services: Any) -> None:
+    """After each operation, drain the conversation's web-console outbox in this process (as the
+    worker's job would), so its events are on the browsers' stream when the operation returns."""
+    console = services.consoles["web"]
+    conversations = services.conversations
+    run = conversations._run
 
-    def __init__(self, services: Any):
-        self.services = services
+    async def send(item: bytes, _maybe_sent: bool) -> None:
+        await console.deliver(AgentEvent.from_json(item), services)
 
-    async def to_consoles(self, conversation_id: str) -> None:
-        console = self.services.consoles["web"]
+    async def run_then_show(op: str, *args: str) -> dict:
+        reply = await run(op, *args)
+        if reply.get("id"):
+            await drain(services.store, services.store.console_outbox("web", reply["id"]), send)
+        return reply
 
-        async def send(item: bytes) -> None:
-            await console.deliver(AgentEvent.from_json(item), self.services)
-
-        await drain(self.services.store, self.services.store.console_outbox("web", conversation_id), send)
-
-    async def enqueue(self, conversations=(), customers=(), cancel_auto_close=()) -> None:
-        for conversation_id in conversations:
-            await self.to_consoles(conversation_id)
-
-    async def to_customer(self, channel, customer_id) -> None: ...
-
-    async def auto_close(self, conversation_id, token, delay) -> None: ...
-
-    async def auto_close_many(self, pending, delay) -> None: ...
-
-    async def cancel_auto_close(self, conversation_id) -> None: ...
-
-    async def offer_later(self, conversation_id, delay) -> None: ...
-
-    async def console_task(self, console, task, args=(), delay=0.0) -> None: ...
-
-    async def open_to_all_later(self, conversation_id, delay) -> None: ...  # issue 11 routing
-
-    async def escalate_later(self, conversation_id, delay, count=0) -> None: ...  # issue 11 routing
+    conversations._run = run_then_show
 
 
 @dataclass
@@ -116,6 +100,6 @@ def build(tmp_path: Path, redis_url: str, web_toml: str = "") -> WebHarness:
     path.write_text(TOPICS + AGENTS_TOML + "\n[demochannels]\nenabled = true\n\n[web]\n" + web_toml)
     config = load_config(path, extra=[WebConsole, DemoChannels])
     services = connect(config, redis_url, channels=[DemoChannels], consoles=[WebConsole])
-    services.conversations.dispatch = InlineDispatch(services)
+    show_at_once(services)
     app = create_app(services)
     return WebHarness(app, services.consoles["web"], services)

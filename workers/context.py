@@ -1,23 +1,53 @@
-"""The worker's configuration, made available to the jobs it runs.
+"""The worker's configuration and long-lived state, made available to the jobs it runs.
 
-RQ calls job functions with their arguments only; the worker puts the loaded
-config and its Redis URL here before each job (like Flask's ``current_app``).
+RQ calls job functions with their arguments only; the worker puts its context
+here before each job (like Flask's ``current_app``). The context keeps one event
+loop and one ``Services`` (platform clients, HTTP sessions, Redis connections)
+for the worker's lifetime: a job is a few milliseconds of I/O, and building
+those per job cost more than the job.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
 
 from gateway.config import Config
 
 __all__ = ["WorkerContext", "current", "current_context"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class WorkerContext:
     config: Config
     redis_url: str
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    services: Any = None
+
+    def run(self, work: Callable[[Any], Awaitable[Any]], connect: Callable[..., Any]) -> Any:
+        """Run ``work(services)`` on the worker's loop, building the services with ``connect`` once."""
+        if self.services is None:
+            self.services = connect(self.config, self.redis_url)
+        task = self.loop.create_task(work(self.services))
+        try:
+            return self.loop.run_until_complete(task)
+        except BaseException:
+            # RQ's job timeout interrupts the loop from a signal handler: leave no half-run job behind.
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                self.loop.run_until_complete(task)
+            raise
+
+    def close(self) -> None:
+        """Close the services and the loop (the worker is stopping)."""
+        if self.services is not None:
+            with contextlib.suppress(Exception):
+                self.loop.run_until_complete(self.services.close())
+            self.services = None
+        self.loop.close()
 
 
 current_context: ContextVar[WorkerContext] = ContextVar("chatgate_worker_context")

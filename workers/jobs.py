@@ -1,14 +1,14 @@
-"""The RQ jobs: deliver to customers, deliver to consoles, close resolved chats, console tasks.
+"""The RQ jobs: deliver to customers, deliver to consoles, fire due timers.
 
-Each delivery job drains one outbox in order (see ``outbox.py``). A failed send
-stays at the head of its outbox and the job raises, so RQ retries it with
-backoff; on the last attempt, or for an error no retry can fix, the message is
-marked failed in the history and the agents are told.
+The state machine queues them (``gateway/jobs.py``). Each delivery job drains
+one outbox in order (see ``outbox.py``). A failed send stays at the head of its
+outbox and the job raises, so RQ retries it with backoff; on the last attempt,
+or for an error no retry can fix, the message is marked failed in the history
+and the agents are told.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from rq import get_current_job
@@ -22,9 +22,9 @@ from gateway.services import Services
 
 from .context import current
 from .outbox import drain
+from .timers import fire_due
 
-__all__ = ["deliver_to_customer", "deliver_to_console", "close_resolved", "offer_to_everyone", "console_task",
-           "tell_queue_positions", "open_to_all", "escalate"]
+__all__ = ["deliver_to_customer", "deliver_to_console", "fire_timers"]
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +35,8 @@ def _last_attempt() -> bool:
 
 
 def _run(work) -> None:
-    context = current()
-
-    async def main() -> None:
-        services = connect(context.config, context.redis_url)
-        try:
-            await work(services)
-        finally:
-            await services.close()
-
-    asyncio.run(main())
+    # ``connect`` is looked up here, at run time: a test may swap in its own channels and consoles.
+    current().run(work, connect)
 
 
 def deliver_to_customer(channel: str, customer_id: str) -> None:
@@ -53,9 +45,13 @@ def deliver_to_customer(channel: str, customer_id: str) -> None:
     async def work(services: Services) -> None:
         connector = services.channels.get(channel)
 
-        async def send(item: bytes) -> None:
+        async def send(item: bytes, maybe_sent: bool) -> None:
             message = OutboundMessage.from_json(item)
             record = services.conversations.record_delivery
+            if maybe_sent and await _already_sent(connector, message):
+                log.info("message %s/%s is already with %s; not sending it again",
+                         message.conversation_id, message.seq, channel)
+                return
             try:
                 if connector is None:
                     raise DeliveryError(f"no enabled channel sends to {channel!r}", permanent=True)
@@ -71,12 +67,18 @@ def deliver_to_customer(channel: str, customer_id: str) -> None:
                         lambda: record(message.conversation_id, message.seq, "failed", reason))
                     return
                 raise
-            # The platform has it: record that even through a Redis outage, or a retry resends it.
+            # The platform has it: record that even through a Redis outage.
             await services.store.through_outage(lambda: record(message.conversation_id, message.seq, "sent", ref))
 
         await drain(services.store, services.store.customer_outbox(channel, customer_id), send)
 
     _run(work)
+
+
+async def _already_sent(connector, message: OutboundMessage) -> bool:
+    # Only a channel whose platform can be asked has ``already_sent``.
+    check = getattr(connector, "already_sent", None)
+    return bool(check and await check(message))
 
 
 def deliver_to_console(console_name: str, conversation_id: str) -> None:
@@ -86,9 +88,15 @@ def deliver_to_console(console_name: str, conversation_id: str) -> None:
         console = services.consoles.get(console_name)
         delivered: list[AgentEvent] = []
 
-        async def send(item: bytes) -> None:
+        async def send(item: bytes, maybe_sent: bool) -> None:
             event = AgentEvent.from_json(item)
             if console is not None:
+                check = getattr(console, "already_delivered", None)
+                if maybe_sent and check is not None and await check(event, services):
+                    log.info("%s already shows %s of chat %s; not posting it again",
+                             console_name, event.kind.value, conversation_id)
+                    delivered.append(event)
+                    return
                 try:
                     await console.deliver(event, services)
                 except DeliveryError as exc:
@@ -105,70 +113,17 @@ def deliver_to_console(console_name: str, conversation_id: str) -> None:
     _run(work)
 
 
-def console_task(console_name: str, task: str, args: list[str]) -> None:
-    """A console's own job (the Slack App Home refresh, say)."""
+def fire_timers(due: str) -> None:
+    """Run the timers due now (auto-close, head start, topic wait, SLA, queue positions, console tasks).
+
+    ``due`` is the second this wake-up was scheduled for, or "now"; every due timer runs, whichever.
+    """
 
     async def work(services: Services) -> None:
-        console = services.consoles.get(console_name)
-        if console is not None:
-            await console.run_task(task, args, services)
-
-    _run(work)
-
-
-def close_resolved(conversation_id: str, token: str) -> None:
-    """The auto-close: close the chat if it is still resolved since ``token``."""
-
-    async def work(services: Services) -> None:
-        closed = await services.conversations.auto_close(conversation_id, token)
-        log.info("auto-close of chat %s: %s", conversation_id, "closed" if closed else "not needed")
-
-    _run(work)
-
-
-def offer_to_everyone(conversation_id: str) -> None:
-    """The end of a returning customer's head start: the chat is offered to all agents if still new."""
-
-    async def work(services: Services) -> None:
-        offered = await services.conversations.offer(conversation_id)
-        log.info("head start of chat %s over: %s", conversation_id, "offered to everyone" if offered else "not needed")
-
-    _run(work)
-
-
-# --- desk (issue 11) ---
-def tell_queue_positions() -> None:
-    """Waiting customers who moved up in the queue hear their new place (one pass, coalesced)."""
-    from .dispatch import QUEUE_POSITIONS_PENDING
-
-    async def work(services: Services) -> None:
-        # Cleared first: a chat leaving the Inbox from now on asks for a pass of its own.
-        await services.store.redis.delete(QUEUE_POSITIONS_PENDING)
-        told = await services.conversations.tell_queue_positions()
-        log.info("queue positions: %d customers told", told)
-
-    _run(work)
-# --- end desk ---
-
-
-# --- issue 11 routing ---------------------------------------------------------------------
-
-def open_to_all(conversation_id: str) -> None:
-    """The topic team's wait is over: the chat is offered to everyone if still new."""
-
-    async def work(services: Services) -> None:
-        opened = await services.conversations.open_to_all(conversation_id)
-        log.info("topic team wait of chat %s over: %s", conversation_id,
-                 "offered to everyone" if opened else "not needed")
-
-    _run(work)
-
-
-def escalate(conversation_id: str) -> None:
-    """First-response SLA: escalate the chat if it still waits for Accept (the next one is scheduled)."""
-
-    async def work(services: Services) -> None:
-        count = await services.conversations.escalate(conversation_id)
-        log.info("SLA check of chat %s: %s", conversation_id, f"escalation {count}" if count else "not needed")
+        if due == "now":
+            # Cleared before reading: a timer due from now on queues a firing of its own.
+            await services.store.redis.delete(services.store.key("timers", "now"))
+        fired = await fire_due(services)
+        log.info("timers due at %s: %d acted", due, fired)
 
     _run(work)

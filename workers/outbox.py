@@ -1,23 +1,24 @@
 """Draining an outbox in order, by one worker at a time, surviving crashes.
 
-Every message to a customer, and every event for the agents' console, is
-appended by the state machine to an outbox list (and the outbox is noted in a
-"dirty" set). Any number of drain jobs may run for one outbox on any number of
-workers; a lock lets exactly one send at a time, from the head, so order holds.
-After unlocking, the drainer looks again: an item pushed while it held the lock
-(whose own job gave up on the lock) is never stranded.
+Every message to a customer, and every event for an agents' console, is
+appended by the state machine to an outbox list, which also notes the outbox in
+a "dirty" set and, when the outbox was idle, marks it (``<outbox>:job``) and
+queues its drain job (``gateway/jobs.py``). A lock lets exactly one drainer
+send at a time, from the head, so order holds. The drainer that empties the
+outbox clears the mark in the same step, so the next append queues a new job;
+appends while it drains need none, it picks them up.
 
-Crashes: the lock expires quickly unless its holder keeps renewing it, and a
-"sent" marker is written as soon as the platform accepted an item, so a drainer
-that takes over after a crash acknowledges that item instead of sending it
-again. ``sweep`` restarts the drain of outboxes whose worker died.
+Crashes: the lock expires quickly unless its holder keeps renewing it. A
+drainer that takes over a lock its holder never released (``<outbox>:held``
+is still there) is told its first item may already be on the platform, so a
+console or channel that can check does not send it twice. ``sweep`` restarts
+the drain of outboxes whose worker died.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
 import time
@@ -37,17 +38,29 @@ LOCK_TTL = 10.0
 MAX_INLINE_WAIT = 30.0
 INLINE_RETRIES = 3
 
-_UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
-# Pop the item if it is still the head, and forget its sent marker.
-_ACK = """
-if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then
-  redis.call('LPOP', KEYS[1])
-  redis.call('DEL', KEYS[2])
-  return 1
-end
-return 0
+# KEYS: outbox, lock, held, job mark, dirty set. Take the lock; reply {taken, holder died, head item}.
+_CLAIM = """
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, 0, false} end
+local died = redis.call('EXISTS', KEYS[3])
+redis.call('SET', KEYS[3], ARGV[1])
+local head = redis.call('LINDEX', KEYS[1], 0)
+if not head then redis.call('DEL', KEYS[4]) redis.call('ZREM', KEYS[5], KEYS[1]) end
+return {1, died, head}
 """
+# KEYS: outbox, job mark, dirty set. Pop the item if it is still the head; reply the next one.
+# An emptied outbox loses its mark (the next append queues a job) and leaves the dirty set.
+_ACK = """
+if redis.call('LINDEX', KEYS[1], 0) == ARGV[1] then redis.call('LPOP', KEYS[1]) end
+local head = redis.call('LINDEX', KEYS[1], 0)
+if not head then redis.call('DEL', KEYS[2]) redis.call('ZREM', KEYS[3], KEYS[1]) end
+return head
+"""
+# KEYS: lock, held, outbox. Unlock if still ours; reply what is left.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) end
+return redis.call('LLEN', KEYS[3])
+"""
+_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
 # For the sweep: an empty outbox leaves the dirty set; a locked one is being
 # drained; otherwise its drain must be restarted (and is not looked at again
 # for another period).
@@ -61,9 +74,8 @@ redis.call('ZADD', KEYS[3], ARGV[1], KEYS[1])
 return 'stuck'
 """
 
-
-def _marker(outbox: str, item: bytes) -> str:
-    return f"{outbox}:sent:{hashlib.sha1(item).hexdigest()}"
+# An item and whether it may already be on the platform (its drainer died after sending it).
+Send = Callable[[bytes, bool], Awaitable[None]]
 
 
 async def _keep_lock(store: Store, lock: str, token: str) -> None:
@@ -73,11 +85,11 @@ async def _keep_lock(store: Store, lock: str, token: str) -> None:
         await renew(keys=[lock], args=[token, int(LOCK_TTL * 1000)])
 
 
-async def _send_waiting_if_asked(send: Callable[[bytes], Awaitable[None]], item: bytes) -> None:
+async def _send_waiting_if_asked(send: Send, item: bytes, maybe_sent: bool) -> None:
     """Send; when the platform says "retry after N s" with a short N, wait and try again."""
     for attempt in range(INLINE_RETRIES + 1):
         try:
-            await send(item)
+            await send(item, maybe_sent)
             return
         except DeliveryError as exc:
             wait = exc.retry_after
@@ -87,36 +99,40 @@ async def _send_waiting_if_asked(send: Callable[[bytes], Awaitable[None]], item:
             await asyncio.sleep(wait)
 
 
-async def drain(store: Store, outbox: str, send: Callable[[bytes], Awaitable[None]]) -> int:
+async def drain(store: Store, outbox: str, send: Send) -> int:
     """Send the outbox's items in order with ``send``; the number sent.
 
     ``send`` raising leaves the item at the head, so a retry resumes there.
     """
-    unlock = store.redis.register_script(_UNLOCK)
+    claim = store.redis.register_script(_CLAIM)
     ack = store.redis.register_script(_ACK)
-    lock = outbox + ":lock"
+    release = store.redis.register_script(_RELEASE)
+    lock, held, mark, dirty = outbox + ":lock", outbox + ":held", outbox + ":job", store.key("dirty")
     sent = 0
     while True:
         token = secrets.token_hex(8)
-        if not await store.redis.set(lock, token, nx=True, px=int(LOCK_TTL * 1000)):
+        taken, died, item = await claim(keys=[outbox, lock, held, mark, dirty], args=[token, int(LOCK_TTL * 1000)])
+        if not taken:
             return sent  # another worker drains; it looks again after unlocking
-        keeper = asyncio.create_task(_keep_lock(store, lock, token))
+        keeper = asyncio.create_task(_keep_lock(store, lock, token)) if item is not None else None
         try:
-            while (item := await store.redis.lindex(outbox, 0)) is not None:
-                marker = _marker(outbox, item)
-                if not await store.redis.exists(marker):
-                    await _send_waiting_if_asked(send, item)
-                    await store.through_outage(lambda: store.redis.set(marker, "1", ex=7 * 24 * 3600))
-                    sent += 1
-                else:
-                    log.info("%s: head item was sent before a crash; not sending it again", outbox)
-                await ack(keys=[outbox, marker], args=[item])
+            maybe_sent = bool(died)
+            while item is not None:
+                if maybe_sent:
+                    log.info("%s: taking over from a worker that died; its last item may be sent", outbox)
+                await _send_waiting_if_asked(send, item, maybe_sent)
+                sent += 1
+                maybe_sent = False
+                # The platform has it: acknowledge even through a Redis outage, or a retry resends it.
+                item = await store.through_outage(
+                    lambda current=item: ack(keys=[outbox, mark, dirty], args=[current]))
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
-            await unlock(keys=[lock], args=[token])
-        if await store.redis.llen(outbox) == 0:
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+            left = await release(keys=[lock, held, outbox], args=[token])
+        if not left:
             return sent
 
 

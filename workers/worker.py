@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 import redis.exceptions
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue, Retry, SimpleWorker
 from rq.exceptions import StopRequested
 
-from chatgate.compose import channel_classes, connect, console_classes
+from chatgate.compose import channel_classes, console_classes, job_settings
 from gateway.config import Config
+from gateway.jobs import QUEUE, SERIALIZER, TIMERS_QUEUE
 
+from . import jobs
 from .context import WorkerContext, current_context
-from .dispatch import QUEUE_NAME
 from .outbox import sweep
+from .timers import fire_due
 
 __all__ = ["ChatgateWorker", "run_worker"]
 
@@ -24,8 +25,10 @@ log = logging.getLogger(__name__)
 
 
 class ChatgateWorker(SimpleWorker):
-    """An RQ worker whose jobs can read the config through ``workers.context.current()``,
-    and whose periodic maintenance also restarts outboxes whose drainer died.
+    """An RQ worker whose jobs share its context (``workers.context.current()``: the config,
+    one event loop and one set of platform clients for the worker's lifetime), and whose
+    periodic maintenance also restarts outboxes whose drainer died and fires timers whose
+    wake-up was missed.
 
     Jobs run in the worker's own process (no work horse forked per job): a delivery job
     is a few milliseconds of I/O, and a fork cost more than the job. A worker that dies
@@ -47,24 +50,36 @@ class ChatgateWorker(SimpleWorker):
         # RQ's own maintenance requeues abandoned jobs that have retries left.
         super().run_maintenance_tasks()
         try:
-            asyncio.run(self._restart_stuck_outboxes())
+            self.context.run(self._maintain, jobs.connect)
         except Exception:  # noqa: BLE001 - maintenance must never stop the worker
-            log.exception("outbox sweep failed")
+            log.exception("outbox sweep or timers failed")
 
-    async def _restart_stuck_outboxes(self) -> None:
-        services = connect(self.context.config, self.context.redis_url)
-        try:
-            consoles, customers = await sweep(services.store, self.context.config.delivery.recovery_after)
-            if consoles or customers:
-                log.warning("restarting delivery of %d outbox(es) left by a dead worker",
-                            len(consoles) + len(customers))
-                await services.conversations.dispatch.enqueue(outboxes=tuple(consoles), customers=tuple(customers))
-        finally:
-            await services.close()
+    async def _maintain(self, services) -> None:
+        consoles, customers = await sweep(services.store, self.context.config.delivery.recovery_after)
+        if consoles or customers:
+            log.warning("restarting delivery of %d outbox(es) left by a dead worker", len(consoles) + len(customers))
+            restart_drains(self.connection, self.context.config, consoles, customers)
+        # A timer whose wake-up was lost (Redis restarted between the two, say) runs now.
+        await fire_due(services)
+
+
+def restart_drains(connection: Redis, config: Config, consoles: list[tuple[str, str]],
+                   customers: list[tuple[str, str]]) -> None:
+    """Queue drain jobs again for outboxes a dead worker left (their ``:job`` mark is still set)."""
+    settings = job_settings(config)
+    queue = Queue(QUEUE, connection=connection, serializer=SERIALIZER)
+    options = dict(retry=Retry(max=len(settings.retry_intervals), interval=list(settings.retry_intervals)),
+                   job_timeout=settings.timeout, result_ttl=0, failure_ttl=7 * 24 * 3600)
+    with connection.pipeline() as pipe:
+        for console, conversation_id in consoles:
+            queue.enqueue("workers.jobs.deliver_to_console", console, conversation_id, pipeline=pipe, **options)
+        for channel, customer_id in customers:
+            queue.enqueue("workers.jobs.deliver_to_customer", channel, customer_id, pipeline=pipe, **options)
+        pipe.execute()
 
 
 def run_worker(config: Config, redis_url: str, burst: bool = False) -> None:
-    """Work on chatgate's queue until stopped; also runs the scheduler for auto-close.
+    """Work on chatgate's queues until stopped; also runs RQ's scheduler (retries, timer wake-ups).
 
     RQ's worker quits when Redis goes away in the middle of a job; this starts a
     new one (with backoff) until Redis answers again, so a Redis restart needs
@@ -74,12 +89,23 @@ def run_worker(config: Config, redis_url: str, burst: bool = False) -> None:
     channel_classes(), console_classes()
     connection = Redis.from_url(redis_url)
     interval = max(1, int(config.delivery.recovery_after / 2))
+    context = WorkerContext(config=config, redis_url=redis_url)
+    try:
+        _work(config, connection, context, interval, burst)
+    finally:
+        context.close()
+
+
+def _work(config: Config, connection: Redis, context: WorkerContext, interval: int, burst: bool) -> None:
+    """Run RQ workers until stopped, starting a new one after a Redis error."""
     backoff = 1.0
     while True:
         worker = ChatgateWorker(
-            [Queue(QUEUE_NAME, connection=connection)],
+            # Timers first: a worker takes its queues in order, so they never wait behind deliveries.
+            [Queue(name, connection=connection, serializer=SERIALIZER) for name in (TIMERS_QUEUE, QUEUE)],
             connection=connection,
-            context=WorkerContext(config=config, redis_url=redis_url),
+            serializer=SERIALIZER,
+            context=context,
             # Maintenance (abandoned jobs, stuck outboxes) runs this often; an idle
             # worker wakes up for it as often, since RQ waits for jobs worker_ttl - 15 s.
             maintenance_interval=interval,

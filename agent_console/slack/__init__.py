@@ -82,7 +82,7 @@ class SlackConsole:
             publisher = HomePublisher(self, services)
             delay = await publisher.changed(conversation_id, events)
             if delay is not None:
-                await services.conversations.dispatch.console_task(self.name, "refresh_homes", delay=delay)
+                await services.conversations.console_task_later(self.name, "refresh_homes", delay=delay)
         except Exception:  # noqa: BLE001 - the events are delivered; a Home refresh must not redo them
             log.exception("marking App Homes for chat %s failed", conversation_id)
 
@@ -93,7 +93,7 @@ class SlackConsole:
 
         delay = await HomePublisher(self, services).pump()
         if delay is not None:
-            await services.conversations.dispatch.console_task(self.name, "refresh_homes", delay=delay)
+            await services.conversations.console_task_later(self.name, "refresh_homes", delay=delay)
 
     async def open_file(self, attachment: dict) -> File:
         """A file an agent shared in Slack (its ``url_private``), downloaded with the bot token."""

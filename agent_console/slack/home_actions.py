@@ -106,7 +106,7 @@ def register_home(app: AsyncApp, console: "SlackConsole", services: "Services") 
         # The other admins' Homes show the switch too.
         delay = await publisher.mark(sorted(await publisher.viewers() - {user}))
         if delay is not None:
-            await conversations.dispatch.console_task(console.name, "refresh_homes", delay=delay)
+            await conversations.console_task_later(console.name, "refresh_homes", delay=delay)
         if not enabled:
             return f":white_check_mark: Auto-close is off; {affected} resolved chat(s) stay open until someone leaves them."
         return (f":white_check_mark: Auto-close is on: resolved chats close {format_seconds(after)} after "

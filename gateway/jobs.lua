@@ -1,0 +1,58 @@
+-- RQ jobs and timers, written in the same atomic call as the change that needs them
+-- (see gateway/jobs.py). Prepended to machine.lua: ARGV[4] is the time as RQ writes it
+-- (ISO, UTC), ARGV[5] the job settings (JobSettings.encoded()).
+
+local JOBS = cjson.decode(ARGV[5])
+local NOW_ISO = ARGV[4]
+
+-- One job in rq 3.0's hash format, JSON-serialized and uncompressed (RQ reads both).
+local function rq_job(func, args, queue, status, retry)
+  local id = 'chatgate-' .. redis.call('INCR', KEYS[1] .. ':job_seq')
+  local fields = {
+    'data', cjson.encode({func, cjson.null, args, cjson.decode('{}')}),
+    'created_at', NOW_ISO, 'origin', queue, 'status', status, 'timeout', JOBS.timeout,
+    'result_ttl', 0, 'failure_ttl', 7 * 24 * 3600, 'description', func .. '(' .. table.concat(args, ', ') .. ')',
+  }
+  if retry then
+    table.insert(fields, 'retries_left'); table.insert(fields, JOBS.retries)
+    table.insert(fields, 'retry_intervals'); table.insert(fields, JOBS.intervals)
+  end
+  if status == 'queued' then table.insert(fields, 'enqueued_at'); table.insert(fields, NOW_ISO) end
+  redis.call('HSET', 'rq:job:' .. id, unpack(fields))
+  return id
+end
+
+local function rq_enqueue(func, args, queue, retry)
+  local id = rq_job(func, args, queue, 'queued', retry)
+  redis.call('SADD', 'rq:queues', 'rq:queue:' .. queue)
+  redis.call('RPUSH', 'rq:queue:' .. queue, id)
+end
+
+-- Drain jobs: at most one pending per outbox (the mark is cleared by the drainer that empties it).
+local function wake_drain(outbox, func, args)
+  if redis.call('SET', outbox .. ':job', '1', 'NX') then rq_enqueue(func, args, JOBS.queue, true) end
+end
+
+-- A timer ``kind|subject|arg`` due at ``due`` (seconds); the earliest due wins for a repeated one.
+local function set_timer(kind, subject, arg, due)
+  redis.call('ZADD', KEYS[1] .. ':timers', 'LT', due, kind .. '|' .. subject .. '|' .. arg)
+  local now_s = tonumber(ARGV[2])
+  if due <= now_s then
+    -- Already due: one immediate firing, however many timers come due meanwhile.
+    if redis.call('SET', KEYS[1] .. ':timers:now', '1', 'NX', 'EX', 300) then
+      rq_enqueue('workers.jobs.fire_timers', {'now'}, JOBS.timers, false)
+    end
+    return
+  end
+  -- One scheduled wake-up per due second, shared by all timers due in that second.
+  local second = math.ceil(due)
+  if redis.call('SET', KEYS[1] .. ':timers:wake:' .. second, '1', 'NX', 'EX', math.ceil(second - now_s) + 3600) then
+    local id = rq_job('workers.jobs.fire_timers', {tostring(second)}, JOBS.timers, 'scheduled', false)
+    redis.call('SADD', 'rq:queues', 'rq:queue:' .. JOBS.timers)
+    redis.call('ZADD', 'rq:scheduled:' .. JOBS.timers, second, id)
+  end
+end
+
+local function clear_timer(kind, subject, arg)
+  redis.call('ZREM', KEYS[1] .. ':timers', kind .. '|' .. subject .. '|' .. arg)
+end
