@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp import web
 from telegram import Bot, Message, Update
 from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
+from telegram.request import HTTPXRequest
 
 from channels import render
 from gateway.config import ConfigReader, url_setting
@@ -189,7 +190,9 @@ def webhook_handler(config: TelegramConfig, conversations) -> "web.Handler":
 
 
 def _bot(config: TelegramConfig) -> Bot:
-    return Bot(config.token, base_url=config.api_url, base_file_url=_file_base(config))
+    # A worker sends to several chats at once (workers/ready.py): one connection each.
+    return Bot(config.token, base_url=config.api_url, base_file_url=_file_base(config),
+               request=HTTPXRequest(connection_pool_size=16))
 
 
 def _error(exc: TelegramError) -> DeliveryError:
@@ -203,21 +206,25 @@ def _error(exc: TelegramError) -> DeliveryError:
     return DeliveryError(f"Telegram is unreachable or failing: {exc.message}")
 
 
-async def _send(config: TelegramConfig, message: OutboundMessage, store=None, media=None) -> str:
+async def _send(config: TelegramConfig, message: OutboundMessage, store=None, media=None, bot: Bot | None = None) -> str:
     """Send chatgate text to the customer's chat as Telegram HTML; the Telegram message ids, comma-separated.
 
     A text over Telegram's 4,096 characters goes out as several messages, split at
     natural breaks, in order. The parts already sent are remembered (``telegram-sent``),
-    so a retry after a failure in the middle never sends one twice. Files the agent sent
+    so a retry after a failure in the middle never sends one twice (a single part needs no
+    such note: the outbox acknowledges it). ``bot``: a long-lived one (the worker's), else
+    one for this message. Files the agent sent
     follow the text: opened where they live (Slack, with its token) and uploaded with
     ``sendPhoto`` (images up to 10 MB) or ``sendDocument``.
     """
     entry = f"{message.conversation_id}:{message.seq}" if message.conversation_id and message.seq else ""
     parts: list = render.telegram_chunks(message.text) if message.text.strip() else []
     parts += list(message.attachments)
-    done = (await store.get_ref("telegram-sent", entry) or "") if entry and store is not None else ""
+    remember = bool(entry) and store is not None and len(parts) > 1
+    done = (await store.get_ref("telegram-sent", entry) or "") if remember else ""
     ids = [i for i in done.split(",") if i]
-    bot = _bot(config)
+    own = bot is None
+    bot = bot or _bot(config)
     try:
         for part in parts[len(ids):]:
             try:
@@ -228,11 +235,12 @@ async def _send(config: TelegramConfig, message: OutboundMessage, store=None, me
             except TelegramError as exc:
                 raise _error(exc) from None
             ids.append(str(sent.message_id))
-            if entry and store is not None:
+            if remember and len(ids) < len(parts):
                 # Telegram has this part: remember it even through a Redis outage, or a retry resends it.
                 await store.through_outage(lambda: store.set_ref("telegram-sent", entry, ",".join(ids)))
     finally:
-        await bot.shutdown()
+        if own:
+            await bot.shutdown()
     return ",".join(ids)
 
 
@@ -331,13 +339,23 @@ class Telegram:
     def __init__(self, config: TelegramConfig, runtime: Runtime):
         self.config = config
         self.runtime = runtime
+        # One Bot (one HTTP connection pool) for the process's lifetime, made on the first send.
+        self._bot: Bot | None = None
 
     def mount(self, app: web.Application, services: "Services") -> None:
         app.router.add_post("/webhooks/telegram", accepting(
             "application/json", webhook_handler(self.config, services.conversations)))
 
     async def send(self, message: OutboundMessage) -> str:
-        return await _send(self.config, message, self.runtime.store, self.runtime.media)
+        if self._bot is None:
+            self._bot = _bot(self.config)
+        return await _send(self.config, message, self.runtime.store, self.runtime.media, bot=self._bot)
+
+    async def aclose(self) -> None:
+        """Close the Bot's connections (the process is stopping)."""
+        if self._bot is not None:
+            await self._bot.shutdown()
+            self._bot = None
 
     async def fetch(self, attachment: dict) -> File:
         return await fetch(self.config, attachment, self.runtime.config.delivery.timeout)

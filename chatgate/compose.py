@@ -79,7 +79,9 @@ def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = Non
     """The core wired to Redis, the RQ workers and the channels and consoles the config enables."""
     channels = channel_classes() if channels is None else channels
     consoles = console_classes() if consoles is None else consoles
-    store = Store(aioredis.from_url(redis_url, health_check_interval=30), config.redis.key_prefix, job_settings(config))
+    # A burst of webhooks waits for a free connection rather than failing with "Too many connections".
+    pool = aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=64, timeout=30, health_check_interval=30)
+    store = Store(aioredis.Redis(connection_pool=pool), config.redis.key_prefix, job_settings(config))
     media = Media(store)
     runtime = Runtime(config=config, store=store, media=media)
     built_channels = {}

@@ -28,9 +28,15 @@ local function rq_enqueue(func, args, queue, retry)
   redis.call('RPUSH', 'rq:queue:' .. queue, id)
 end
 
--- Drain jobs: at most one pending per outbox (the mark is cleared by the drainer that empties it).
-local function wake_drain(outbox, func, args)
-  if redis.call('SET', outbox .. ':job', '1', 'NX') then rq_enqueue(func, args, JOBS.queue, true) end
+-- An outbox with new items is marked pending once (the drainer that empties it clears the mark)
+-- and joins the ready list; a drainer job is queued unless one is queued and not started yet.
+local function wake_drain(outbox)
+  if redis.call('SET', outbox .. ':job', '1', 'NX') then
+    redis.call('RPUSH', KEYS[1] .. ':ready', outbox)
+    if redis.call('SET', KEYS[1] .. ':drainer', '1', 'NX', 'EX', 60) then
+      rq_enqueue('workers.jobs.drain_ready', {'ready'}, JOBS.queue, false)
+    end
+  end
 end
 
 -- A timer ``kind|subject|arg`` due at ``due`` (seconds); the earliest due wins for a repeated one.

@@ -56,10 +56,10 @@ end
 -- Every outbox push is also noted in the dirty set, so a sweep can restart the
 -- drain of an outbox whose worker died (see workers/outbox.py); an idle outbox
 -- gets its drain job in this same call (jobs.lua).
-local function push_out(outbox, item, job, args)
+local function push_out(outbox, item)
   redis.call('RPUSH', outbox, item)
   redis.call('ZADD', key('dirty'), 'NX', now, outbox)  -- since when it has had items
-  wake_drain(outbox, job, args)
+  wake_drain(outbox)
 end
 
 -- Events for the agents' consoles, one outbox per console, each delivered in order by the workers.
@@ -69,7 +69,7 @@ local function to_agents(id, event, seq, by, to, via)
     console = via or '',
   })
   for _, console in ipairs(consoles) do
-    push_out(key('out', 'console', console, id), item, 'workers.jobs.deliver_to_console', {console, id})
+    push_out(key('out', 'console', console, id), item)
   end
 end
 
@@ -79,7 +79,7 @@ local function to_customer(id, text, seq, template, attachments)
   push_out(key('out', 'customer', channel, customer), cjson.encode({
     channel = channel, customer_id = customer, text = text, conversation_id = id, seq = seq or 0,
     template = template or false, attachments = attachments or '[]',
-  }), 'workers.jobs.deliver_to_customer', {channel, customer})
+  }))
 end
 
 -- A platform message id seen before (a platform's retry): true the second time.
@@ -298,7 +298,7 @@ elseif op == 'schedule' then
   return reply({event = 'scheduled'})
 elseif op == 'queue_customer' then
   -- A message outside any conversation (the greeting): channel, customer, the outbound item.
-  push_out(key('out', 'customer', A[1], A[2]), A[3], 'workers.jobs.deliver_to_customer', {A[1], A[2]})
+  push_out(key('out', 'customer', A[1], A[2]), A[3])
   return reply({event = 'queued'})
 end
 

@@ -372,6 +372,11 @@ class Store:
     def console_outbox(self, console: str, conversation_id: str) -> str:
         return self.key("out", "console", console, conversation_id)
 
+    def outbox_parts(self, outbox: str) -> tuple[str, str, str]:
+        """An outbox key read back: ("customer", channel, customer id) or ("console", console, conversation id)."""
+        parts = outbox[len(self.key("out")) + 1:].split(":", 2)
+        return (parts[0], parts[1], parts[2]) if len(parts) == 3 else ("", "", "")
+
     async def queue_to_customer(self, message: OutboundMessage) -> None:
         """Append a message outside any conversation (a greeting) to the customer's outbox."""
         await self.run("queue_customer", time.time(), "", message.channel, message.customer_id,

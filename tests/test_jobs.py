@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import redis as redis_sync
@@ -18,36 +19,66 @@ async def test_rq_reads_the_drain_job_the_state_machine_wrote(services, redis_ur
     received = await services.conversations.receive(inbound("Where is my parcel?", customer="r1"))
     connection = redis_sync.Redis.from_url(redis_url)
     queue = Queue(QUEUE, connection=connection, serializer=SERIALIZER)
-    jobs = [Job.fetch(job_id, connection=connection, serializer=SERIALIZER) for job_id in queue.get_job_ids()]
-    # One per enabled console, each for its own outbox.
-    assert sorted(tuple(job.args) for job in jobs) == [(console, received.conversation_id)
-                                                       for console in sorted(services.consoles)]
-    job = jobs[0]
-    assert job.func_name == "workers.jobs.deliver_to_console" and job.kwargs == {}
+    [job] = [Job.fetch(job_id, connection=connection, serializer=SERIALIZER) for job_id in queue.get_job_ids()]
+    assert job.func_name == "workers.jobs.drain_ready" and tuple(job.args) == ("ready",) and job.kwargs == {}
     assert job.get_status().value == "queued" and job.origin == QUEUE
-    delivery = services.config.delivery
-    assert job.retries_left == len(delivery.retry_intervals)
-    assert job.retry_intervals == list(delivery.retry_intervals)
-    assert job.timeout == int(delivery.timeout * 4 + 60) and job.result_ttl == 0
+    assert job.timeout == int(services.config.delivery.timeout * 4 + 60) and job.result_ttl == 0
+    assert job.retries_left is None  # a failed outbox gets a job of its own, with the retries
+    # Each enabled console's outbox is on the ready list, once.
+    assert await ready_list(services) == sorted(services.store.console_outbox(console, received.conversation_id)
+                                                for console in services.consoles)
 
 
-async def test_a_burst_to_one_chat_queues_one_drain_job_until_the_outbox_is_emptied(services, redis_url):
+async def ready_list(services) -> list[str]:
+    return sorted(raw.decode() for raw in await services.store.redis.lrange(services.store.key("ready"), 0, -1))
+
+
+async def test_a_burst_lists_each_outbox_once_until_it_is_emptied(services, redis_url):
     cid = (await services.conversations.receive(inbound("first", customer="r2"))).conversation_id
     for n in range(49):
         await services.conversations.receive(inbound(f"more {n}", customer="r2"))
-    assert queued_jobs(redis_url) == [("deliver_to_console", (console, cid)) for console in services.consoles]
     outbox = services.store.console_outbox("fake", cid)
+    assert await ready_list(services) == sorted(services.store.console_outbox(c, cid) for c in services.consoles)
+    assert queued_jobs(redis_url) == [("drain_ready", ("ready",))]  # one, however many messages
     shown = []
 
     async def show(item: bytes, _maybe_sent: bool) -> None:
         shown.append(item)
 
+    await services.store.redis.lrem(services.store.key("ready"), 0, outbox)  # as a drainer takes it
     assert await drain(services.store, outbox, show) == 50 and len(shown) == 50
-    # Emptied: the next message needs (and gets) a job of its own; a second chat gets its own too.
+    # Emptied: the next message lists it again; a second chat's outboxes are listed too.
     await services.conversations.receive(inbound("again", customer="r2"))
     other = (await services.conversations.receive(inbound("hello", customer="r3"))).conversation_id
-    assert [args for _, args in queued_jobs(redis_url) if args[0] == "fake"] == [
-        ("fake", cid), ("fake", cid), ("fake", other)]
+    listed = await ready_list(services)
+    assert outbox in listed and services.store.console_outbox("fake", other) in listed
+    assert queued_jobs(redis_url) == [("drain_ready", ("ready",))]  # still queued, not started: no second
+
+
+async def test_a_drainer_serves_many_outboxes_at_once_and_hands_a_failing_one_to_a_retry(services):
+    from workers import ready
+
+    for n in range(30):
+        await services.conversations.receive(inbound("hi", customer=f"d{n}"))
+    failing = services.store.console_outbox("fake", "7")
+    drained, retried, in_flight, most = [], [], 0, 0
+
+    async def drain_outbox(_services, outbox: str) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.01)  # a platform's answer: the other lanes go on meanwhile
+        in_flight -= 1
+        if outbox == failing:
+            raise RuntimeError("Slack is down")
+        drained.append(outbox)
+
+    async def retry_later(_services, outbox: str) -> None:
+        retried.append(outbox)
+
+    count = await ready.drain_ready(services, drain_outbox, retry_later, budget=60, lanes=8)
+    assert count == 30 * len(services.consoles) and retried == [failing] and failing not in drained
+    assert most == 8 and await ready_list(services) == []
 
 
 async def test_timers_get_one_wake_up_per_due_second_on_a_queue_of_their_own(make_services, clock, redis_url):

@@ -26,6 +26,16 @@ class WorkerContext:
     redis_url: str
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
     services: Any = None
+    _connection: Any = None
+
+    @property
+    def connection(self) -> Any:
+        """A synchronous Redis client (for RQ's own calls), made once."""
+        if self._connection is None:
+            from redis import Redis
+
+            self._connection = Redis.from_url(self.redis_url)
+        return self._connection
 
     def run(self, work: Callable[[Any], Awaitable[Any]], connect: Callable[..., Any]) -> Any:
         """Run ``work(services)`` on the worker's loop, building the services with ``connect`` once."""

@@ -152,9 +152,9 @@ async def sweep(store: Store, older_than: float) -> tuple[list[tuple[str, str]],
         status = (await settle(keys=[outbox, outbox + ":lock", dirty], args=[now])).decode()
         if status != "stuck":
             continue
-        parts = outbox[len(store.key("out")) + 1:].split(":", 2)
-        if parts[0] == "console" and len(parts) == 3:
-            consoles.append((parts[1], parts[2]))
-        elif parts[0] == "customer" and len(parts) == 3:
-            customers.append((parts[1], parts[2]))
+        kind, name, subject = store.outbox_parts(outbox)
+        if kind == "console":
+            consoles.append((name, subject))
+        elif kind == "customer":
+            customers.append((name, subject))
     return consoles, customers

@@ -7,10 +7,10 @@ import time
 
 import redis.exceptions
 from redis import Redis
-from rq import Queue, Retry, SimpleWorker
+from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
 
-from chatgate.compose import channel_classes, console_classes, job_settings
+from chatgate.compose import channel_classes, console_classes
 from gateway.config import Config
 from gateway.jobs import QUEUE, SERIALIZER, TIMERS_QUEUE
 
@@ -66,16 +66,10 @@ class ChatgateWorker(SimpleWorker):
 def restart_drains(connection: Redis, config: Config, consoles: list[tuple[str, str]],
                    customers: list[tuple[str, str]]) -> None:
     """Queue drain jobs again for outboxes a dead worker left (their ``:job`` mark is still set)."""
-    settings = job_settings(config)
-    queue = Queue(QUEUE, connection=connection, serializer=SERIALIZER)
-    options = dict(retry=Retry(max=len(settings.retry_intervals), interval=list(settings.retry_intervals)),
-                   job_timeout=settings.timeout, result_ttl=0, failure_ttl=7 * 24 * 3600)
-    with connection.pipeline() as pipe:
-        for console, conversation_id in consoles:
-            queue.enqueue("workers.jobs.deliver_to_console", console, conversation_id, pipeline=pipe, **options)
-        for channel, customer_id in customers:
-            queue.enqueue("workers.jobs.deliver_to_customer", channel, customer_id, pipeline=pipe, **options)
-        pipe.execute()
+    for console, conversation_id in consoles:
+        jobs.retry_job(connection, config, "workers.jobs.deliver_to_console", console, conversation_id, first=False)
+    for channel, customer_id in customers:
+        jobs.retry_job(connection, config, "workers.jobs.deliver_to_customer", channel, customer_id, first=False)
 
 
 def run_worker(config: Config, redis_url: str, burst: bool = False) -> None:
@@ -89,7 +83,7 @@ def run_worker(config: Config, redis_url: str, burst: bool = False) -> None:
     channel_classes(), console_classes()
     connection = Redis.from_url(redis_url)
     interval = max(1, int(config.delivery.recovery_after / 2))
-    context = WorkerContext(config=config, redis_url=redis_url)
+    context = WorkerContext(config=config, redis_url=redis_url, _connection=connection)
     try:
         _work(config, connection, context, interval, burst)
     finally:

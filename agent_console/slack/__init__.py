@@ -72,7 +72,18 @@ class SlackConsole:
             app.on_cleanup.append(close_socket)
 
     async def deliver(self, event: AgentEvent, services: "Services") -> None:
+        if self.web.session is None or self.web.session.closed:
+            # One connection pool for the process's lifetime (slack_sdk opens one per call otherwise).
+            import aiohttp
+
+            self.web.session = aiohttp.ClientSession()
         await deliver_event(self, event, services)
+
+    async def aclose(self) -> None:
+        """Close the Web API connections (the process is stopping)."""
+        if self.web.session is not None:
+            await self.web.session.close()
+            self.web.session = None
 
     async def delivered(self, conversation_id: str, events: Sequence[AgentEvent], services: "Services") -> None:
         """Mark the App Homes showing this chat for a (debounced, paced) refresh."""

@@ -1,0 +1,72 @@
+"""Draining the ready list: the outboxes with new items, each listed once (``gateway/jobs.py``).
+
+One ``drain_ready`` job serves many outboxes, several at once on the worker's
+event loop (a platform's pacing or slow answer holds up its own outbox only),
+for up to ``BUDGET`` seconds: a busy worker does not pay RQ's bookkeeping per
+message, and it comes back to its queues often enough that timers, taken first,
+never wait long. An outbox whose send fails is handed to a job of its own with
+RQ's retries and backoff; one taken off the list by a worker that died is
+restarted by the outbox sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+from gateway.services import Services
+
+__all__ = ["drain_ready", "BUDGET", "LANES"]
+
+log = logging.getLogger(__name__)
+
+# Seconds one job drains before it hands the rest to another (queued at once).
+BUDGET = 1.0
+# Outboxes drained at once by one worker.
+LANES = 16
+
+# Mark "a drainer is queued" and queue one, unless one is already queued (same as jobs.lua).
+_REQUEUE = """
+if redis.call('LLEN', KEYS[1] .. ':ready') == 0 then return 0 end
+return redis.call('SET', KEYS[1] .. ':drainer', '1', 'NX', 'EX', 60) and 1 or 0
+"""
+
+Drain = Callable[[Services, str], Awaitable[None]]
+
+
+async def drain_ready(services: Services, drain_outbox: Drain, retry_later: Drain,
+                      budget: float = BUDGET, lanes: int = LANES) -> int:
+    """Take outboxes off the ready list and drain them, ``lanes`` at a time, until the list is
+    empty or ``budget`` seconds passed; how many were drained. Queues the next drainer if needed."""
+    store = services.store
+    redis = store.redis
+    ready = store.key("ready")
+    # From now on a new outbox queues another drainer: this one may be busy for a while.
+    await redis.delete(store.key("drainer"))
+    deadline = time.monotonic() + budget
+    drained = 0
+
+    async def lane() -> None:
+        nonlocal drained
+        while time.monotonic() < deadline:
+            raw = await redis.lpop(ready)
+            if raw is None:
+                return
+            outbox = raw.decode()
+            try:
+                await drain_outbox(services, outbox)
+            except Exception as exc:  # noqa: BLE001 - one outbox's trouble must not stop the others
+                log.warning("%s: %s; retrying it in a job of its own", outbox, exc)
+                await retry_later(services, outbox)
+            drained += 1
+
+    await asyncio.gather(*(lane() for _ in range(lanes)))
+    if await redis.eval(_REQUEUE, 1, store.tag):
+        from .jobs import retry_job  # the next drainer, queued like any job
+        from .context import current
+
+        await asyncio.to_thread(retry_job, current().connection, current().config, "workers.jobs.drain_ready",
+                                "ready", first=False)
+    return drained
