@@ -32,10 +32,64 @@ local function field(id, name)
   return value
 end
 
+-- The Inbox's indexes, so that a page reads only what it shows (Store.inbox_for). Besides ``inbox``:
+-- one sorted set ("leaf") per channel, topic and who may take the chat ("open", or "team" while
+-- team-only), with the Inbox's scores; their names in the hash ``inbox:leaves`` (name -> [kind,
+-- channel, topic]); per agent the waiting chats they declined (``inbox:declined:<agent>``); and the
+-- waiting chats by creation (``inbox:queue``) for queue positions.
+local function inbox_leaf(id)
+  local found = redis.call('HMGET', conv_key(id), 'channel', 'topic', 'team_only')
+  local kind, channel, topic = found[3] == '1' and 'team' or 'open', found[1] or '', found[2] or ''
+  return key('inbox', kind, channel, topic), cjson.encode({kind, channel, topic})
+end
+
+local function enter_leaf(id, score)
+  local leaf, meta = inbox_leaf(id)
+  redis.call('ZADD', leaf, score, id)
+  redis.call('HSET', key('inbox', 'leaves'), leaf, meta)
+end
+
+-- ``declined:<id>`` says who declined the chat; their own lists hold it only while it waits.
+local function decliners_see(id, waiting)
+  for _, agent in ipairs(redis.call('SMEMBERS', key('declined', id))) do
+    redis.call(waiting and 'SADD' or 'SREM', key('inbox', 'declined', agent), id)
+  end
+end
+
+local function enter_inbox(id, score)
+  redis.call('ZADD', key('inbox'), score, id)
+  enter_leaf(id, score)
+  redis.call('ZADD', key('inbox', 'queue'), tonumber(field(id, 'created_at')) or 0, id)
+  decliners_see(id, true)
+end
+
+local function leave_inbox(id)
+  redis.call('ZREM', key('inbox'), id)
+  redis.call('ZREM', (inbox_leaf(id)), id)
+  redis.call('ZREM', key('inbox', 'queue'), id)
+  decliners_see(id, false)
+end
+
+-- The indexes of chats already waiting when a deployment got them (or after a repair): rebuilt from
+-- ``inbox`` once, then kept by every step. Blocks Redis for about a second per 100k waiting chats.
+local function rebuild_inbox_indexes()
+  local leaves = redis.call('HKEYS', key('inbox', 'leaves'))
+  for _, leaf in ipairs(leaves) do redis.call('DEL', leaf) end
+  redis.call('DEL', key('inbox', 'leaves'), key('inbox', 'queue'))
+  local entries = redis.call('ZRANGE', key('inbox'), 0, -1, 'WITHSCORES')
+  for i = 1, #entries, 2 do enter_inbox(entries[i], entries[i + 1]) end
+  redis.call('SET', key('inbox', 'indexed'), '1')
+  return #entries / 2
+end
+
+local function inbox_indexed()
+  if redis.call('EXISTS', key('inbox', 'indexed')) == 0 then rebuild_inbox_indexes() end
+end
+
 -- Keep the Inbox and Assigned lists ordered by last activity.
 local function touch(id, state, assignee)
   if state == 'new' then
-    redis.call('ZADD', key('inbox'), now, id)
+    enter_inbox(id, now)
   elseif (state == 'active' or state == 'resolved') and assignee ~= '' then
     redis.call('ZADD', key('assigned', assignee), now, id)
   end
@@ -157,7 +211,7 @@ local function close(id, via)
   end
   redis.call('SET', key('last', channel, customer), id)
   if assignee ~= '' then redis.call('ZREM', key('assigned', assignee), id) end
-  redis.call('ZREM', key('inbox'), id)
+  leave_inbox(id)
   redis.call('ZADD', key('closed'), now, id)
   redis.call('ZREM', key('resolved'), id)
   redis.call('HSET', conv_key(id), 'updated_at', now)
@@ -292,7 +346,7 @@ if op == 'accept' then
   -- end issue 11 routing
   redis.call('HSET', conv_key(id), 'state', 'active', 'assignee', agent, 'last_agent', agent,
     'accepted_at', now, 'head_start_for', '')
-  redis.call('ZREM', key('inbox'), id)
+  leave_inbox(id)
   touch(id, 'active', agent)
   to_agents(id, 'accepted', 0, agent, '', A[3])
   return reply({event = 'accepted', id = id})
@@ -306,6 +360,7 @@ elseif op == 'reject' then
     return refused('not_new', field(id, 'assignee'))
   end
   if redis.call('SADD', key('declined', id), agent) == 0 then return refused('already_declined') end
+  redis.call('SADD', key('inbox', 'declined', agent), id)
   to_agents(id, 'declined', 0, agent, '', A[3])
   if field(id, 'head_start_for') == agent then
     -- The previous agent passed on their head start: everyone gets the chat now.
@@ -495,18 +550,35 @@ end
 -- --- desk (issue 11): away message, queue position, who held a chat ---------------------------
 
 -- The waiting chats in queue order (first come, first served: by creation, then id), each with
--- its 1-based position.
+-- its 1-based position. ``inbox:queue`` is ordered by creation; equal times are put in id order
+-- (the set orders them by name, "10" before "9").
 local function queue_order()
-  local ids = redis.call('ZRANGE', key('inbox'), 0, -1)
-  local entries = {}
-  for _, qid in ipairs(ids) do
-    table.insert(entries, {id = qid, created = tonumber(field(qid, 'created_at')) or 0})
+  inbox_indexed()
+  local flat = redis.call('ZRANGE', key('inbox', 'queue'), 0, -1, 'WITHSCORES')
+  local entries, i = {}, 1
+  while i <= #flat do
+    local j = i
+    while flat[j + 3] == flat[i + 1] do j = j + 2 end
+    local run = {}
+    for k = i, j, 2 do table.insert(run, flat[k]) end
+    if #run > 1 then table.sort(run, function(a, b) return tonumber(a) < tonumber(b) end) end
+    for _, qid in ipairs(run) do table.insert(entries, {id = qid}) end
+    i = j + 2
   end
-  table.sort(entries, function(a, b)
-    if a.created ~= b.created then return a.created < b.created end
-    return tonumber(a.id) < tonumber(b.id)
-  end)
   return entries
+end
+
+-- One waiting chat's place in the queue (0: not waiting): a count, not a walk.
+local function queue_position(qid)
+  inbox_indexed()
+  local queue = key('inbox', 'queue')
+  local created = redis.call('ZSCORE', queue, qid)
+  if not created then return 0 end
+  local position = redis.call('ZCOUNT', queue, '-inf', '(' .. created) + 1
+  for _, other in ipairs(redis.call('ZRANGEBYSCORE', queue, created, created)) do
+    if tonumber(other) < tonumber(qid) then position = position + 1 end
+  end
+  return position
 end
 
 local function tell_position(qid, position, template)
@@ -524,9 +596,7 @@ if op == 'welcome' then
   if away ~= '' then to_customer(wid, away, append(wid, 'out', away, 'system')) end
   local position = 0
   if template ~= '' and field(wid, 'state') == 'new' then
-    for index, entry in ipairs(queue_order()) do
-      if entry.id == wid then position = index end
-    end
+    position = queue_position(wid)
     if position > 0 then tell_position(wid, position, template) end
   end
   return reply({event = 'welcomed', id = wid, position = position})
@@ -538,14 +608,23 @@ if op == 'queue_positions' then
   local step, template = tonumber(A[1]), A[2]
   local told = {}
   for index, entry in ipairs(queue_order()) do
-    local before = tonumber(field(entry.id, 'queue_told'))
-    if before and field(entry.id, 'accepted_at') == '' and before - index >= step then
+    local found = redis.call('HMGET', conv_key(entry.id), 'queue_told', 'accepted_at')
+    local before = tonumber(found[1])
+    if before and (found[2] or '') == '' and before - index >= step then
       tell_position(entry.id, index, template)
       table.insert(told, {field(entry.id, 'channel'), field(entry.id, 'customer_id')})
     end
   end
   if #told == 0 then return '{"event":"queue_positions","told":[]}' end
   return reply({event = 'queue_positions', told = told})
+end
+
+if op == 'rebuild_indexes' then
+  -- The Inbox's indexes from ``inbox`` (see rebuild_inbox_indexes): always with A[1] '1', else once.
+  if A[1] ~= '1' and redis.call('EXISTS', key('inbox', 'indexed')) == 1 then
+    return reply({event = 'indexes', rebuilt = false, waiting = 0})
+  end
+  return reply({event = 'indexes', rebuilt = true, waiting = rebuild_inbox_indexes()})
 end
 -- --- end desk ---
 -- --- issue 11 routing: transfer, offer to everyone after the topic team's wait, SLA escalation ---
@@ -572,7 +651,10 @@ if op == 'open_to_all' then
   -- Nobody on the topic's team accepted in time (or the team has no one): everyone may take it.
   if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
   if field(id, 'state') ~= 'new' or field(id, 'team_only') ~= '1' then return refused('stale') end
+  local score = redis.call('ZSCORE', key('inbox'), id)
+  if score then redis.call('ZREM', (inbox_leaf(id)), id) end  -- from the team's leaf...
   redis.call('HSET', conv_key(id), 'team_only', '', 'opened_to_all_at', now)
+  if score then enter_leaf(id, score) end  -- ...to the open one, same place in the Inbox
   to_agents(id, 'opened_to_all', 0)
   return reply({event = 'opened_to_all', id = id})
 end
