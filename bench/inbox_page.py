@@ -132,6 +132,17 @@ async def measure(store: Store, reads: int) -> list[tuple[str, int, tuple, tuple
     return rows
 
 
+async def timed_rebuild(store: Store) -> tuple[float, float]:
+    """What Store.rebuild_indexes(force=True) does, timed: the whole (s) and its longest step (ms)."""
+    started, longest, restart = time.perf_counter(), 0.0, "1"
+    while True:
+        step = time.perf_counter()
+        reply = await store.run("rebuild_indexes", time.time(), "", restart, "1000")
+        longest, restart = max(longest, (time.perf_counter() - step) * 1000), "0"
+        if reply["done"]:
+            return time.perf_counter() - started, longest
+
+
 async def run(url: str, sizes: list[int], reads: int) -> None:
     client = redis.Redis.from_url(url)
     for stale in client.scan_iter(match="{" + PREFIX + "}:*", count=10_000):
@@ -152,10 +163,9 @@ async def run(url: str, sizes: list[int], reads: int) -> None:
         for name, total, script, whole in await measure(store, reads):
             print(f"{size:>8}  {name:<16} {total:>7} | {script[0]:>10.2f} {script[1]:>6.2f} {script[2]:>6.2f} | "
                   f"{whole[0]:>9.2f} {whole[1]:>6.2f} {whole[2]:>6.2f}")
-        started = time.perf_counter()
-        await store.rebuild_indexes()
-        print(f"{'':>8}  (filled in {fill_seconds:.1f} s; the one-time rebuild of the indexes "
-              f"takes {time.perf_counter() - started:.2f} s)")
+        rebuild, longest = await timed_rebuild(store)
+        print(f"{'':>8}  (filled in {fill_seconds:.1f} s; the one-time rebuild of the indexes: {rebuild:.2f} s, "
+              f"its longest step of 1,000 chats {longest:.0f} ms)")
     await store.redis.aclose()
     for stale in client.scan_iter(match="{" + PREFIX + "}:*", count=10_000):
         client.delete(stale)

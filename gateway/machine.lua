@@ -70,20 +70,44 @@ local function leave_inbox(id)
   decliners_see(id, false)
 end
 
--- The indexes of chats already waiting when a deployment got them (or after a repair): rebuilt from
--- ``inbox`` once, then kept by every step. Blocks Redis for about a second per 100k waiting chats.
-local function rebuild_inbox_indexes()
-  local leaves = redis.call('HKEYS', key('inbox', 'leaves'))
-  for _, leaf in ipairs(leaves) do redis.call('DEL', leaf) end
-  redis.call('DEL', key('inbox', 'leaves'), key('inbox', 'queue'))
-  local entries = redis.call('ZRANGE', key('inbox'), 0, -1, 'WITHSCORES')
+-- The indexes of chats already waiting when a deployment got them: built from ``inbox`` by steps of
+-- ``count`` chats, oldest activity first, so Redis is never blocked long (1,000 chats: 20 to 100 ms).
+-- A chat that moves or leaves meanwhile is kept by touch/accept/close themselves; the cursor (in
+-- ``inbox:indexed``: "<score> <id>", "1" when done) only has to reach every chat that does not move.
+-- ``restart``: forget the leaves and the queue and start over (a repair). True when done.
+local function index_step(count, restart)
+  local cursor = redis.call('GET', key('inbox', 'indexed')) or ''
+  if restart then
+    for _, leaf in ipairs(redis.call('HKEYS', key('inbox', 'leaves'))) do redis.call('DEL', leaf) end
+    redis.call('DEL', key('inbox', 'leaves'), key('inbox', 'queue'))
+    cursor = ''
+  end
+  if cursor == '1' then return true, 0 end
+  local entries, low = {}, '-inf'
+  if cursor ~= '' then
+    local score, last = string.match(cursor, '^(%S+) (.*)$')
+    -- the rest of the chats with the cursor's score (ids compare as Redis orders them: digits)
+    local same = redis.call('ZRANGEBYSCORE', key('inbox'), score, score, 'WITHSCORES')
+    for i = 1, #same, 2 do
+      if same[i] > last then table.insert(entries, same[i]) table.insert(entries, same[i + 1]) end
+    end
+    low = '(' .. score
+  end
+  local later = redis.call('ZRANGEBYSCORE', key('inbox'), low, '+inf', 'WITHSCORES', 'LIMIT', 0, count)
+  for _, item in ipairs(later) do table.insert(entries, item) end
   for i = 1, #entries, 2 do enter_inbox(entries[i], entries[i + 1]) end
-  redis.call('SET', key('inbox', 'indexed'), '1')
-  return #entries / 2
+  local done = #later < 2 * count
+  if done then
+    redis.call('SET', key('inbox', 'indexed'), '1')
+  elseif #entries > 0 then
+    redis.call('SET', key('inbox', 'indexed'), entries[#entries] .. ' ' .. entries[#entries - 1])
+  end
+  return done, #entries / 2
 end
 
+-- Whether the Inbox's indexes are complete; else one more step (they are at once for a small Inbox).
 local function inbox_indexed()
-  if redis.call('EXISTS', key('inbox', 'indexed')) == 0 then rebuild_inbox_indexes() end
+  return redis.call('GET', key('inbox', 'indexed')) == '1' or (index_step(1000, false))
 end
 
 -- Keep the Inbox and Assigned lists ordered by last activity.
@@ -553,7 +577,7 @@ end
 -- its 1-based position. ``inbox:queue`` is ordered by creation; equal times are put in id order
 -- (the set orders them by name, "10" before "9").
 local function queue_order()
-  inbox_indexed()
+  if not inbox_indexed() then return {} end  -- an upgrade's first seconds: nobody told
   local flat = redis.call('ZRANGE', key('inbox', 'queue'), 0, -1, 'WITHSCORES')
   local entries, i = {}, 1
   while i <= #flat do
@@ -570,7 +594,7 @@ end
 
 -- One waiting chat's place in the queue (0: not waiting): a count, not a walk.
 local function queue_position(qid)
-  inbox_indexed()
+  if not inbox_indexed() then return 0 end  -- an upgrade's first seconds: not told
   local queue = key('inbox', 'queue')
   local created = redis.call('ZSCORE', queue, qid)
   if not created then return 0 end
@@ -620,11 +644,9 @@ if op == 'queue_positions' then
 end
 
 if op == 'rebuild_indexes' then
-  -- The Inbox's indexes from ``inbox`` (see rebuild_inbox_indexes): always with A[1] '1', else once.
-  if A[1] ~= '1' and redis.call('EXISTS', key('inbox', 'indexed')) == 1 then
-    return reply({event = 'indexes', rebuilt = false, waiting = 0})
-  end
-  return reply({event = 'indexes', rebuilt = true, waiting = rebuild_inbox_indexes()})
+  -- One step of building the Inbox's indexes (index_step): A[1] '1' to start over, A[2] chats per step.
+  local done, indexed = index_step(tonumber(A[2]) or 1000, A[1] == '1')
+  return reply({event = 'indexes', done = done, indexed = indexed})
 end
 -- --- end desk ---
 -- --- issue 11 routing: transfer, offer to everyone after the topic team's wait, SLA escalation ---

@@ -382,13 +382,17 @@ class Store:
             conversations.append(self._conversation(pairs, {agent.encode() for agent in declined}))
         return Page(tuple(conversations), int(reply[0]), offset, limit)
 
-    async def rebuild_indexes(self, force: bool = True) -> int:
-        """Build the Inbox's indexes (machine.lua's leaves, declined lists, queue) from the Inbox; the
-        number of waiting chats indexed. Without ``force`` only if never built: a deployment upgraded with
-        chats waiting gets them at its first Inbox page (or first queue position)."""
-        reply = await self.run("rebuild_indexes", time.time(), "", "1" if force else "0")
-        self._indexed = True
-        return int(reply["waiting"])
+    async def rebuild_indexes(self, force: bool = True, step: int = 1000) -> int:
+        """Build the Inbox's indexes (machine.lua's leaves, declined lists, queue) from the Inbox, ``step``
+        chats per call so Redis is never blocked long; the number of chats indexed. Without ``force`` only
+        what was never built: a deployment upgraded with chats waiting gets them at its first Inbox page."""
+        indexed, restart = 0, force
+        while True:
+            reply = await self.run("rebuild_indexes", time.time(), "", "1" if restart else "0", str(step))
+            indexed, restart = indexed + int(reply["indexed"]), False
+            if reply["done"]:
+                self._indexed = True
+                return indexed
 
     async def figures(self, now: float) -> Figures:
         """Team figures from the per-day keys machine.lua writes: two round trips, no scan."""

@@ -26,6 +26,7 @@ class World:
         self.store, self.plain, self.rng = store, plain, random.Random(seed)
         self.now = 1_767_225_600.0
         self.customers = 0
+        self.welcome = True  # new chats get their queue position (which completes a pending rebuild)
 
     async def run(self, op: str, *args: str) -> dict:
         self.now += self.rng.choice((0, 0, 1, 2.5))
@@ -64,7 +65,7 @@ class World:
             topic = rng.choice(TOPICS)
             reply = await self.run("ingest", *ingest_args(rng.choice(CHANNELS), f"c{self.customers}", topic,
                                                           topic in ROUTED and rng.random() < 0.7))
-            if rng.random() < 0.5:  # the queue position, as the welcome tells it
+            if self.welcome and rng.random() < 0.5:  # the queue position, as the welcome tells it
                 told = await self.run("welcome", reply["id"], "", "{position}")
                 assert told["position"] == self.queue().index(reply["id"]) + 1
         elif choice == "write":  # a customer writes again: a waiting chat moves up, a closed one starts anew
@@ -178,21 +179,42 @@ async def test_queue_positions_still_come_in_queue_order(world):
     assert [w.conv(i)["queue_told"] for i in ids[4:]] == [str(n) for n in range(1, 9)]
 
 
-async def test_chats_waiting_before_the_upgrade_get_their_indexes(world, redis_url):
-    w = world(5)
-    for _ in range(60):
-        await w.step()
-    # A deployment from before the indexes: only the Inbox and the chats' own declined sets.
+def forget_indexes(w: World) -> None:
+    """What a deployment from before the indexes holds: the Inbox and the chats' own declined sets."""
     index_keys = [*w.plain.hkeys(w.store.key("inbox", "leaves")), w.store.key("inbox", "leaves"),
                   w.store.key("inbox", "queue"), w.store.key("inbox", "indexed"),
                   *[w.store.key("inbox", "declined", agent) for agent in AGENTS]]
     w.plain.delete(*index_keys)
+
+
+async def test_chats_waiting_before_the_upgrade_get_their_indexes(world, redis_url):
+    w = world(5)
+    for _ in range(60):
+        await w.step()
+    forget_indexes(w)
     w.store = Store(aioredis.Redis.from_url(redis_url))  # a new process: its first page builds them
     await w.check_pages(10)
     w.check_indexes()
     assert await w.store.rebuild_indexes() == w.plain.zcard(w.store.key("inbox"))  # again, by hand
     w.check_indexes()
     await w.store.redis.aclose()
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+async def test_the_rebuild_goes_by_steps_while_chats_come_move_and_leave(world, seed):
+    w = world(seed)
+    for _ in range(100):
+        await w.step()
+    forget_indexes(w)
+    w.welcome = False  # a welcome would finish the rebuild in one step
+    steps = 0
+    while not (await w.store.run("rebuild_indexes", w.now, "", "1" if steps == 4 else "0", "3"))["done"]:
+        steps += 1
+        for _ in range(2):
+            await w.step()
+    assert steps > 8
+    w.check_indexes()
+    await w.check_pages(15)
 
 
 def test_the_benchmark_runs(redis_url):
