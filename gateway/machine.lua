@@ -33,10 +33,88 @@ local function field(id, name)
   return value
 end
 
+-- The Inbox's indexes, so that a page reads only what it shows (Store.inbox_for). Besides ``inbox``:
+-- one sorted set ("leaf") per channel, topic and who may take the chat ("open", or "team" while
+-- team-only), with the Inbox's scores; their names in the hash ``inbox:leaves`` (name -> [kind,
+-- channel, topic]); per agent the waiting chats they declined (``inbox:declined:<agent>``); and the
+-- waiting chats by creation (``inbox:queue``) for queue positions.
+local function inbox_leaf(id)
+  local found = redis.call('HMGET', conv_key(id), 'channel', 'topic', 'team_only')
+  local kind, channel, topic = found[3] == '1' and 'team' or 'open', found[1] or '', found[2] or ''
+  return key('inbox', kind, channel, topic), cjson.encode({kind, channel, topic})
+end
+
+local function enter_leaf(id, score)
+  local leaf, meta = inbox_leaf(id)
+  redis.call('ZADD', leaf, score, id)
+  redis.call('HSET', key('inbox', 'leaves'), leaf, meta)
+end
+
+-- ``declined:<id>`` says who declined the chat; their own lists hold it only while it waits.
+local function decliners_see(id, waiting)
+  for _, agent in ipairs(redis.call('SMEMBERS', key('declined', id))) do
+    redis.call(waiting and 'SADD' or 'SREM', key('inbox', 'declined', agent), id)
+  end
+end
+
+local function enter_inbox(id, score)
+  redis.call('ZADD', key('inbox'), score, id)
+  enter_leaf(id, score)
+  redis.call('ZADD', key('inbox', 'queue'), tonumber(field(id, 'created_at')) or 0, id)
+  decliners_see(id, true)
+end
+
+local function leave_inbox(id)
+  redis.call('ZREM', key('inbox'), id)
+  redis.call('ZREM', (inbox_leaf(id)), id)
+  redis.call('ZREM', key('inbox', 'queue'), id)
+  decliners_see(id, false)
+end
+
+-- The indexes of chats already waiting when a deployment got them: built from ``inbox`` by steps of
+-- ``count`` chats, oldest activity first, so Redis is never blocked long (1,000 chats: 20 to 100 ms).
+-- A chat that moves or leaves meanwhile is kept by touch/accept/close themselves; the cursor (in
+-- ``inbox:indexed``: "<score> <id>", "1" when done) only has to reach every chat that does not move.
+-- ``restart``: forget the leaves and the queue and start over (a repair). True when done.
+local function index_step(count, restart)
+  local cursor = redis.call('GET', key('inbox', 'indexed')) or ''
+  if restart then
+    for _, leaf in ipairs(redis.call('HKEYS', key('inbox', 'leaves'))) do redis.call('DEL', leaf) end
+    redis.call('DEL', key('inbox', 'leaves'), key('inbox', 'queue'))
+    cursor = ''
+  end
+  if cursor == '1' then return true, 0 end
+  local entries, low = {}, '-inf'
+  if cursor ~= '' then
+    local score, last = string.match(cursor, '^(%S+) (.*)$')
+    -- the rest of the chats with the cursor's score (ids compare as Redis orders them: digits)
+    local same = redis.call('ZRANGEBYSCORE', key('inbox'), score, score, 'WITHSCORES')
+    for i = 1, #same, 2 do
+      if same[i] > last then table.insert(entries, same[i]) table.insert(entries, same[i + 1]) end
+    end
+    low = '(' .. score
+  end
+  local later = redis.call('ZRANGEBYSCORE', key('inbox'), low, '+inf', 'WITHSCORES', 'LIMIT', 0, count)
+  for _, item in ipairs(later) do table.insert(entries, item) end
+  for i = 1, #entries, 2 do enter_inbox(entries[i], entries[i + 1]) end
+  local done = #later < 2 * count
+  if done then
+    redis.call('SET', key('inbox', 'indexed'), '1')
+  elseif #entries > 0 then
+    redis.call('SET', key('inbox', 'indexed'), entries[#entries] .. ' ' .. entries[#entries - 1])
+  end
+  return done, #entries / 2
+end
+
+-- Whether the Inbox's indexes are complete; else one more step (they are at once for a small Inbox).
+local function inbox_indexed()
+  return redis.call('GET', key('inbox', 'indexed')) == '1' or (index_step(1000, false))
+end
+
 -- Keep the Inbox and Assigned lists ordered by last activity.
 local function touch(id, state, assignee)
   if state == 'new' then
-    redis.call('ZADD', key('inbox'), now, id)
+    enter_inbox(id, now)
   elseif (state == 'active' or state == 'resolved') and assignee ~= '' then
     redis.call('ZADD', key('assigned', assignee), now, id)
   end
@@ -162,7 +240,7 @@ local function close(id, via)
   end
   redis.call('SET', key('last', channel, customer), id)
   if assignee ~= '' then redis.call('ZREM', key('assigned', assignee), id) end
-  redis.call('ZREM', key('inbox'), id)
+  leave_inbox(id)
   redis.call('ZADD', key('closed'), now, id)
   redis.call('ZREM', key('resolved'), id)
   clear_timer('auto_close', id, field(id, 'close_token'))
@@ -326,7 +404,7 @@ if op == 'accept' then
   -- end issue 11 routing
   redis.call('HSET', conv_key(id), 'state', 'active', 'assignee', agent, 'last_agent', agent,
     'accepted_at', now, 'head_start_for', '')
-  redis.call('ZREM', key('inbox'), id)
+  leave_inbox(id)
   touch(id, 'active', agent)
   to_agents(id, 'accepted', 0, agent, '', A[3])
   -- desk: the waiting customers behind it moved up (A[6] '1' when they are told their place).
@@ -342,6 +420,7 @@ elseif op == 'reject' then
     return refused('not_new', field(id, 'assignee'))
   end
   if redis.call('SADD', key('declined', id), agent) == 0 then return refused('already_declined') end
+  redis.call('SADD', key('inbox', 'declined', agent), id)
   to_agents(id, 'declined', 0, agent, '', A[3])
   if field(id, 'head_start_for') == agent then
     -- The previous agent passed on their head start: everyone gets the chat now.
@@ -533,18 +612,35 @@ end
 -- --- desk (issue 11): away message, queue position, who held a chat ---------------------------
 
 -- The waiting chats in queue order (first come, first served: by creation, then id), each with
--- its 1-based position.
+-- its 1-based position. ``inbox:queue`` is ordered by creation; equal times are put in id order
+-- (the set orders them by name, "10" before "9").
 local function queue_order()
-  local ids = redis.call('ZRANGE', key('inbox'), 0, -1)
-  local entries = {}
-  for _, qid in ipairs(ids) do
-    table.insert(entries, {id = qid, created = tonumber(field(qid, 'created_at')) or 0})
+  if not inbox_indexed() then return {} end  -- an upgrade's first seconds: nobody told
+  local flat = redis.call('ZRANGE', key('inbox', 'queue'), 0, -1, 'WITHSCORES')
+  local entries, i = {}, 1
+  while i <= #flat do
+    local j = i
+    while flat[j + 3] == flat[i + 1] do j = j + 2 end
+    local run = {}
+    for k = i, j, 2 do table.insert(run, flat[k]) end
+    if #run > 1 then table.sort(run, function(a, b) return tonumber(a) < tonumber(b) end) end
+    for _, qid in ipairs(run) do table.insert(entries, {id = qid}) end
+    i = j + 2
   end
-  table.sort(entries, function(a, b)
-    if a.created ~= b.created then return a.created < b.created end
-    return tonumber(a.id) < tonumber(b.id)
-  end)
   return entries
+end
+
+-- One waiting chat's place in the queue (0: not waiting): a count, not a walk.
+local function queue_position(qid)
+  if not inbox_indexed() then return 0 end  -- an upgrade's first seconds: not told
+  local queue = key('inbox', 'queue')
+  local created = redis.call('ZSCORE', queue, qid)
+  if not created then return 0 end
+  local position = redis.call('ZCOUNT', queue, '-inf', '(' .. created) + 1
+  for _, other in ipairs(redis.call('ZRANGEBYSCORE', queue, created, created)) do
+    if tonumber(other) < tonumber(qid) then position = position + 1 end
+  end
+  return position
 end
 
 local function tell_position(qid, position, template)
@@ -562,9 +658,7 @@ if op == 'welcome' then
   if away ~= '' then to_customer(wid, away, append(wid, 'out', away, 'system')) end
   local position = 0
   if template ~= '' and field(wid, 'state') == 'new' then
-    for index, entry in ipairs(queue_order()) do
-      if entry.id == wid then position = index end
-    end
+    position = queue_position(wid)
     if position > 0 then tell_position(wid, position, template) end
   end
   return reply({event = 'welcomed', id = wid, position = position})
@@ -576,14 +670,21 @@ if op == 'queue_positions' then
   local step, template = tonumber(A[1]), A[2]
   local told = {}
   for index, entry in ipairs(queue_order()) do
-    local before = tonumber(field(entry.id, 'queue_told'))
-    if before and field(entry.id, 'accepted_at') == '' and before - index >= step then
+    local found = redis.call('HMGET', conv_key(entry.id), 'queue_told', 'accepted_at')
+    local before = tonumber(found[1])
+    if before and (found[2] or '') == '' and before - index >= step then
       tell_position(entry.id, index, template)
       table.insert(told, {field(entry.id, 'channel'), field(entry.id, 'customer_id')})
     end
   end
   if #told == 0 then return '{"event":"queue_positions","told":[]}' end
   return reply({event = 'queue_positions', told = told})
+end
+
+if op == 'rebuild_indexes' then
+  -- One step of building the Inbox's indexes (index_step): A[1] '1' to start over, A[2] chats per step.
+  local done, indexed = index_step(tonumber(A[2]) or 1000, A[1] == '1')
+  return reply({event = 'indexes', done = done, indexed = indexed})
 end
 -- --- end desk ---
 -- --- issue 11 routing: transfer, offer to everyone after the topic team's wait, SLA escalation ---
@@ -610,7 +711,10 @@ if op == 'open_to_all' then
   -- Nobody on the topic's team accepted in time (or the team has no one): everyone may take it.
   if redis.call('EXISTS', conv_key(id)) == 0 then return refused('unknown') end
   if field(id, 'state') ~= 'new' or field(id, 'team_only') ~= '1' then return refused('stale') end
+  local score = redis.call('ZSCORE', key('inbox'), id)
+  if score then redis.call('ZREM', (inbox_leaf(id)), id) end  -- from the team's leaf...
   redis.call('HSET', conv_key(id), 'team_only', '', 'opened_to_all_at', now)
+  if score then enter_leaf(id, score) end  -- ...to the open one, same place in the Inbox
   to_agents(id, 'opened_to_all', 0)
   return reply({event = 'opened_to_all', id = id})
 end
