@@ -1,4 +1,4 @@
-"""The ``chatgate`` command: run, web, worker, check-config, report, telegram set-webhook."""
+"""The ``chatgate`` command: run, web, worker, check-config, report, retention, telegram set-webhook."""
 
 from __future__ import annotations
 
@@ -247,6 +247,39 @@ def cmd_report(args) -> int:
 # --- end desk ---
 
 
+def cmd_retention(args) -> int:
+    """One retention pass: closed conversations past ``[retention] closed_after`` to files, out of Redis."""
+    import dataclasses
+
+    from gateway import retention
+    from gateway.reports import iso
+
+    config = _load(args.config)
+    if args.closed_after is not None:
+        after = config_module.parse_duration(args.closed_after)
+        if after is None:
+            print(f"chatgate retention: --closed-after {args.closed_after!r}: expected a duration (30d, 12h, 900)",
+                  file=sys.stderr)
+            return 2
+        config = dataclasses.replace(config, retention=dataclasses.replace(config.retention, closed_after=after))
+
+    async def run(url: str) -> retention.Pass:
+        services = compose.connect(config, url)
+        try:
+            return await retention.run(services)
+        finally:
+            await services.close()
+
+    with _redis(config, args.redis_url) as url:
+        done = asyncio.run(run(url))
+    if done.cutoff is None:
+        print(f"{config.path}: retention.closed_after is 0: closed conversations are kept; nothing removed")
+        return 0
+    print(f"{done.removed} conversation(s) closed before {iso(done.cutoff)} exported to "
+          f"{os.path.abspath(done.directory)} and removed from Redis")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chatgate", description="Contact-center gateway: customers on "
                                 "WhatsApp, SMS and Telegram, agents in Slack.")
@@ -278,6 +311,10 @@ def parser() -> argparse.ArgumentParser:
                    help="CSV: both tables (an empty line between them), or one")
     r.set_defaults(func=cmd_report)
     # --- end desk ---
+    k = with_config(sub.add_parser("retention", help="export closed conversations past [retention] closed_after "
+                                   "to files and remove them from Redis (one pass)"))
+    k.add_argument("--closed-after", help="override [retention] closed_after for this pass (30d, 12h, 900)")
+    k.set_defaults(func=cmd_retention)
     t = sub.add_parser("telegram", help="Telegram set-up")
     tsub = t.add_subparsers(dest="telegram_command", required=True)
     with_config(tsub.add_parser("set-webhook", help="register the webhook and its secret with Telegram")).set_defaults(func=cmd_telegram_set_webhook)

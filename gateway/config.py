@@ -34,6 +34,7 @@ __all__ = [
     "ConversationConfig",
     "RoutingConfig",
     "DeliveryConfig",
+    "RetentionConfig",
     "TopicRule",
     "Section",
     "load",
@@ -115,6 +116,15 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    # Closed conversations older than this are exported to export_dir and removed from
+    # Redis (gateway/retention.py); 0 keeps them forever.
+    closed_after: float = 30 * 86400.0
+    # One JSON Lines file per UTC day; "" is <redis.data_dir>/exports.
+    export_dir: str = ""
+
+
+@dataclass(frozen=True)
 class TopicRule:
     name: str
     keywords: tuple[str, ...] = ()
@@ -146,6 +156,7 @@ class Config:
     conversation: ConversationConfig = field(default_factory=ConversationConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     topics: tuple[TopicRule, ...] = ()
     agents: tuple[Agent, ...] = ()
     # --- desk (issue 11) ---
@@ -322,6 +333,16 @@ def _tables(raw: Any, path: str, problems: list[str], name: str, each: str,
             problems.append(f"{path}: {name}[{index}]: expected a table {expected}")
             continue
         yield ConfigReader(item, path, problems, f"{name}[{index}]")
+
+
+def _load_retention(t: ConfigReader, redis: RedisConfig) -> RetentionConfig:
+    """The ``[retention]`` table; the export folder defaults to ``exports`` under ``redis.data_dir``."""
+    closed_after = t.duration("closed_after", RetentionConfig.closed_after)
+    export_dir = t.string("export_dir", "") or os.path.join(redis.data_dir, "exports")
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        t.problem("export_dir", "a folder (this path is a file)", export_dir)
+    t.unknown_keys({"closed_after", "export_dir"})
+    return RetentionConfig(closed_after=closed_after, export_dir=export_dir)
 
 
 def _load_topics(raw: Any, path: str, problems: list[str]) -> tuple[TopicRule, ...]:
@@ -517,6 +538,8 @@ def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ())
     )
     d.unknown_keys({"retry_intervals", "timeout", "recovery_after"})
 
+    retention = _load_retention(top.table("retention"), redis)
+
     ro = top.table("routing")
     routing = RoutingConfig(
         returning_head_start=ro.duration("returning_head_start", RoutingConfig.returning_head_start),
@@ -563,7 +586,7 @@ def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ())
     business_hours = _load_business_hours(top.table("business_hours"), channel_names)
     saved_replies = _load_saved_replies(top._raw("saved_replies"), path, problems)
     # --- end desk ---
-    top.unknown_keys({"server", "redis", "conversation", "routing", "delivery", "topics", "agents",
+    top.unknown_keys({"server", "redis", "conversation", "routing", "delivery", "retention", "topics", "agents",
                       "business_hours", "saved_replies",  # desk (issue 11)
                       *(plugin.section for plugin in plugins)})
 
@@ -576,6 +599,7 @@ def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ())
         conversation=conversation,
         routing=routing,
         delivery=delivery,
+        retention=retention,
         topics=topics,
         agents=agents,
         business_hours=business_hours,  # desk (issue 11)

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import AsyncIterator, Iterable, TextIO
 
-__all__ = ["ConversationRow", "AgentTotals", "Report", "conversation_rows", "build", "write_csv", "write_json",
-           "CONVERSATION_FIELDS", "AGENT_FIELDS"]
+__all__ = ["ConversationRow", "AgentTotals", "Report", "conversation_rows", "row_of", "build", "write_csv",
+           "write_json", "CONVERSATION_FIELDS", "AGENT_FIELDS"]
 
 BATCH = 500
 
@@ -133,6 +133,13 @@ def _row(conversation_id: str, values: list, now: float) -> ConversationRow | No
         agent=d["assignee"] or d["last_agent"] or (agents[-1] if agents else ""),
         created_at=created,
     )
+
+
+def row_of(conversation_id: str, fields: dict, now: float) -> ConversationRow | None:
+    """The report row of one conversation from its ``conv:<id>`` hash (str or bytes keys and values);
+    None without ``created_at``. ``now`` ends the duration of a chat still open."""
+    text = {_text(k): v for k, v in fields.items()}
+    return _row(conversation_id, [text.get(name) for name in _FIELDS], now)
 
 
 async def _created(store, ids: list[int]) -> list[float | None]:
