@@ -49,13 +49,15 @@ class Filler:
     def __init__(self, client: redis.Redis, tag: str):
         self.client, self.tag = client, tag
         self.machine = client.register_script(_MACHINE)
+        # The script's arguments as the store passes them (time, consoles, job settings first).
+        self.store_args = Store(aioredis.Redis())._args
         self.now = 1_767_225_600.0
         self.count = 0
         self.rng = random.Random(11)
 
     def run(self, pipe, op: str, *args: str) -> None:
         self.now += 0.001  # distinct activity times, like real traffic
-        self.machine(keys=[self.tag], args=[op, repr(self.now), "", *args], client=pipe)
+        self.machine(keys=[self.tag], args=self.store_args(op, self.now, "", args), client=pipe)
 
     def fill(self, size: int, batch: int = 2000) -> None:
         while self.count < size:

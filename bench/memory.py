@@ -35,7 +35,7 @@ from gateway import conversations as conversations_module
 from gateway.message import InboundMessage
 from gateway.redis_server import EmbeddedRedis
 from gateway.retention import export_and_remove
-from workers.dispatch import QUEUE_NAME
+from gateway.jobs import QUEUE, SERIALIZER
 from workers.outbox import drain, sweep
 
 AGENT = "bench-agent"
@@ -75,7 +75,7 @@ class Bench:
         self.services = connect(self.config, url)
         self.store = self.services.store
         self.sync = redis_sync.Redis.from_url(url)
-        self.queue = Queue(QUEUE_NAME, connection=self.sync)
+        self.queue = Queue(QUEUE, connection=self.sync, serializer=SERIALIZER)
         self.exports = data_dir / "exports"
         self.consoles = tuple(self.services.consoles)
 
@@ -101,11 +101,13 @@ class Bench:
 
     async def deliver(self, sweep_after: bool = True) -> None:
         """Drain every outbox (a no-op send), delete RQ's jobs, and sweep the dirty set, as the workers do."""
-        async def send(item: bytes) -> None:
+        async def send(item: bytes, _maybe_sent: bool) -> None:
             return None
 
         for raw in await self.store.redis.zrange(self.store.key("dirty"), 0, -1):
             await drain(self.store, raw.decode(), send)
+        # What a drainer takes off the ready list, and the queued drainer itself.
+        await self.store.redis.delete(self.store.key("ready"), self.store.key("drainer"))
         self.queue.empty()
         scheduled = self.queue.scheduled_job_registry
         for job_id in scheduled.get_job_ids():

@@ -53,8 +53,10 @@ async def test_first_message_creates_a_new_tagged_conversation_in_the_inbox(serv
     assert [c.id for c in inbox.conversations] == [received.conversation_id]
     history = await services.store.history(received.conversation_id)
     assert [(h.direction, h.text) for h in history] == [("in", "Hi, ORDER #1234 never arrived")]
-    # The agents' console is told through a delivery job.
-    assert ("deliver_to_console", ("fake", received.conversation_id)) in queued_jobs(redis_url)
+    # The agents' console is told through its outbox, listed as ready for a drain job.
+    ready = await services.store.redis.lrange(services.store.key("ready"), 0, -1)
+    assert services.store.console_outbox("fake", received.conversation_id).encode() in ready
+    assert ("drain_ready", ("ready",)) in queued_jobs(redis_url)
 
 
 async def test_unmatched_message_gets_topic_general(services):
@@ -166,7 +168,8 @@ async def test_reply_is_queued_for_the_customer_and_sets_first_response(services
     conversation = await services.store.get(cid)
     assert conversation.messages_out == 2
     assert conversation.first_response is not None and conversation.first_response >= 0
-    assert ("deliver_to_customer", ("telegram", "42")) in queued_jobs(redis_url)
+    ready = await services.store.redis.lrange(services.store.key("ready"), 0, -1)
+    assert services.store.customer_outbox("telegram", "42").encode() in ready
 
 
 async def test_customer_message_to_active_chat_is_relayed(services):

@@ -29,7 +29,7 @@ async def services(make_services, exports):
 
 async def delivered(services) -> None:
     """Every outbox drained (a no-op send), as the workers would."""
-    async def send(item: bytes) -> None:
+    async def send(item: bytes, _maybe_sent: bool) -> None:
         return None
 
     for raw in await services.store.redis.zrange(services.store.key("dirty"), 0, -1):

@@ -11,6 +11,7 @@ from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
 
 from chatgate.compose import channel_classes, console_classes
+from gateway import retention
 from gateway.config import Config
 from gateway.jobs import QUEUE, SERIALIZER, TIMERS_QUEUE
 
@@ -22,6 +23,9 @@ from .timers import fire_due
 __all__ = ["ChatgateWorker", "run_worker"]
 
 log = logging.getLogger(__name__)
+
+# Closed conversations exported and removed per maintenance run at most (keeps a run short).
+RETENTION_BATCH = 5000
 
 
 class ChatgateWorker(SimpleWorker):
@@ -61,6 +65,18 @@ class ChatgateWorker(SimpleWorker):
             restart_drains(self.connection, self.context.config, consoles, customers)
         # A timer whose wake-up was lost (Redis restarted between the two, say) runs now.
         await fire_due(services)
+        await self._retention(services)
+
+    async def _retention(self, services) -> None:
+        # About once an hour, on any one worker; a backlog is worked off a batch per maintenance run.
+        due = services.store.key("retention", "due")
+        if await services.store.redis.set(due, "1", nx=True, ex=3600):
+            done = await retention.run(services, limit=RETENTION_BATCH)
+            if done.removed >= RETENTION_BATCH:
+                await services.store.redis.delete(due)
+            if done.removed:
+                log.info("retention: %d closed conversations exported to %s and removed", done.removed,
+                         done.directory)
 
 
 def restart_drains(connection: Redis, config: Config, consoles: list[tuple[str, str]],
