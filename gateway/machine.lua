@@ -124,10 +124,11 @@ end
 -- Append a message to the conversation's history; its seq is its 1-based index.
 local function append(id, direction, text, by, attachments)
   local seq = redis.call('HINCRBY', conv_key(id), 'seq', 1)
-  redis.call('RPUSH', key('msgs', id), cjson.encode({
-    seq = seq, dir = direction, text = text, by = by, at = now,
-    attachments = attachments or '[]', status = (direction == 'out' and 'queued' or ''),
-  }))
+  -- Empty fields are left out: a history holds every message of every open chat.
+  local entry = {seq = seq, dir = direction, text = text, by = by, at = now}
+  if attachments and attachments ~= '[]' then entry.attachments = attachments end
+  if direction == 'out' then entry.status = 'queued' end
+  redis.call('RPUSH', key('msgs', id), cjson.encode(entry))
   return seq
 end
 
@@ -142,10 +143,13 @@ end
 
 -- Events for the agents' consoles, one outbox per console, each delivered in order by the workers.
 local function to_agents(id, event, seq, by, to, via)
-  local item = cjson.encode({
-    conversation_id = id, event = event, seq = seq or 0, by = by or '', to = to or '', at = now,
-    console = via or '',
-  })
+  -- Empty fields are left out (gateway/events.py reads them as empty).
+  local fields = {conversation_id = id, event = event, at = now}
+  if seq and seq ~= 0 then fields.seq = seq end
+  if by and by ~= '' then fields.by = by end
+  if to and to ~= '' then fields.to = to end
+  if via and via ~= '' then fields.console = via end
+  local item = cjson.encode(fields)
   for _, console in ipairs(consoles) do
     push_out(key('out', 'console', console, id), item)
   end

@@ -163,6 +163,7 @@ def _text(value) -> str:
 
 def _entry(raw: bytes) -> dict:
     entry = json.loads(raw)
+    entry.setdefault("attachments", [])  # the store leaves empty fields out
     if isinstance(entry.get("attachments"), str):  # stored as JSON text inside the entry
         try:
             entry["attachments"] = json.loads(entry["attachments"] or "[]")
