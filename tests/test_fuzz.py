@@ -407,3 +407,32 @@ def test_the_consistency_check_notices_a_half_written_conversation(redis_url):
     assert any("seq 2 but 1" in p for p in problems)
     assert any("conv:2 lacks" in p for p in problems)
     assert any("msgs:3: a history without its conversation" in p for p in problems)
+
+
+_names = st.one_of(st.none(), st.text(max_size=12))
+
+
+@FUZZ
+@given(text=st.text(max_size=40), first=_names, last=_names, username=_names, title=_names,
+       chat_id=st.integers(-2 ** 40, 2 ** 40), with_user=st.booleans(), date=st.integers(0, 2 ** 32))
+def test_the_plain_text_fast_path_reads_updates_as_python_telegram_bot_does(text, first, last, username, title,
+                                                                             chat_id, with_user, date):
+    """Plain text messages skip python-telegram-bot's objects; what they give must be the same."""
+    from telegram import Update
+
+    def named(holder: dict) -> dict:
+        for key, value in (("first_name", first), ("last_name", last), ("username", username)):
+            if value is not None:
+                holder[key] = value
+        return holder
+
+    chat = named({"id": chat_id, "type": "private"})
+    if title is not None:
+        chat["title"] = title
+    message = {"message_id": 7, "date": date, "chat": chat, "text": text}
+    if with_user:
+        message["from"] = named({"id": chat_id, "is_bot": False, "first_name": first or "F"})
+    update = {"update_id": 1, "message": message}
+    fast = telegram._plain_text(update)
+    full = telegram._normalize(Update.de_json(json.loads(json.dumps(update)), None))
+    assert fast == full
