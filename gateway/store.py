@@ -213,6 +213,9 @@ class Store:
         self.tag = "{" + prefix + "}"
         self._jobs = jobs.encoded()
         self._machine = redis.register_script(_MACHINE)
+        # Operations waiting for this turn of the event loop's round trip (``run``), and those sent.
+        self._queued: list = []
+        self._sending: set = set()
         self._inbox_page = redis.register_script(_INBOX_PAGE)
         self._assigned_page = redis.register_script(_ASSIGNED_PAGE)
         self._indexed = False  # whether this process made sure the Inbox's indexes exist
@@ -244,16 +247,62 @@ class Store:
         """Run one state-machine operation atomically (see machine.lua); its reply, by name.
 
         ``consoles`` are the enabled consoles, comma-separated: each gets the events in an outbox of its own.
+        Operations asked for in the same turn of the event loop (concurrent webhooks, say) share one round
+        trip: each is still its own atomic call.
         """
-        reply = await self._machine(keys=[self.tag], args=self._args(op, now, consoles, args))
-        return json.loads(reply)
+        loop = asyncio.get_running_loop()
+        reply = loop.create_future()
+        self._queued.append((self._args(op, now, consoles, args), reply))
+        if len(self._queued) == 1:
+            # After the other handlers of this turn of the loop have queued theirs.
+            loop.call_soon(self._send_queued)
+        return json.loads(await reply)
+
+    def _send_queued(self) -> None:
+        batch, self._queued = self._queued, []
+        task = asyncio.ensure_future(self._send(batch))
+        self._sending.add(task)  # a reference, so the task is not collected while it runs
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list) -> None:
+        try:
+            replies = await self._evalsha([args for args, _ in batch])
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller waiting in the batch
+            replies = [exc] * len(batch)
+        for (_, waiting), reply in zip(batch, replies):
+            if waiting.done():
+                continue  # its caller was cancelled
+            if isinstance(reply, BaseException):
+                waiting.set_exception(reply)
+            else:
+                waiting.set_result(reply)
+
+    async def _evalsha(self, calls: list[list]) -> list:
+        """The machine on each argument list, pipelined in one round trip; replies or exceptions, in order."""
+        sha = self._machine.sha
+        for attempt in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for args in calls:
+                    pipe.evalsha(sha, 1, self.tag, *args)
+                replies = await pipe.execute(raise_on_error=False)
+            if attempt or not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+                return replies
+            # A restarted Redis has forgotten the script: load it and send the batch again (a NOSCRIPT
+            # reply means that call did nothing).
+            missing = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
+            await self.redis.script_load(self._machine.script)
+            again = await self._evalsha([calls[i] for i in missing])
+            for i, reply in zip(missing, again):
+                replies[i] = reply
+            return replies
+        return replies
 
     async def run_many(self, calls: list[tuple[str, float, str, tuple]]) -> list[dict]:
         """Several operations (op, now, consoles, args) in one round trip, each atomic on its own."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for op, now, consoles, args in calls:
-                await self._machine(keys=[self.tag], args=self._args(op, now, consoles, args), client=pipe)
-            replies = await pipe.execute()
+        replies = await self._evalsha([self._args(op, now, consoles, args) for op, now, consoles, args in calls])
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
         return [json.loads(reply) for reply in replies]
 
     def _args(self, op: str, now: float, consoles: str, args: tuple) -> list:
