@@ -11,6 +11,7 @@ from gateway.events import AgentEvent
 from gateway.message import File, Refused
 from gateway.ports import DeliveryError
 from gateway.operations import refusal_text
+from gateway.pacing import Pacer
 from gateway.ports import Runtime
 from gateway.team import Role
 
@@ -38,6 +39,8 @@ class SlackConsole:
         self.runtime = runtime
         self.web = client(config)
         self.groups = SlackGroups(config, self.web)
+        # Posts per channel are paced in Redis, shared with every other process (slack.post_rate).
+        self.pacer = Pacer.for_store(runtime.store)
 
     # Slack user groups vouch for their members (see gateway.team.RoleSource).
     @property

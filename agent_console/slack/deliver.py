@@ -119,7 +119,14 @@ class Delivery:
         self.team: Team = services.team
         self.labels = services.channel_labels
         self.services = services
+        self.pacer = console.pacer
         self._cards: dict[str, str] = {}  # conversation id -> its card's ts, once posted and caught up
+
+    async def post(self, **message) -> dict:
+        """``chat.postMessage``, paced per channel with every other process (``slack.post_rate``, before
+        Slack answers 429)."""
+        await self.pacer.wait(f"slack-post:{message['channel']}", self.config.post_rate, self.config.post_burst)
+        return await _call(self.web.chat_postMessage(**message))
 
     def who(self, agent: str) -> str:
         return mention(self.team, agent)
@@ -181,10 +188,10 @@ class Delivery:
                 return ts  # a repeated job must not post a second card
         else:
             channel = await self.channel(conversation)
-            reply = await _call(self.web.chat_postMessage(
+            reply = await self.post(
                 channel=channel, text=card_text(conversation, self.labels),
                 blocks=await self._card_blocks(conversation, None),
-            ))
+            )
             ts = reply["ts"]
             # Posted: remember it even through a Redis outage, or a retry would post a second card.
             await store.through_outage(lambda: store.set_ref("slack-card", conversation.id, ts))
@@ -217,7 +224,7 @@ class Delivery:
         parts = split_for_slack(text, SECTION_LIMIT) or ["(empty message)"]
         done = int(await self.store.get_ref("slack-posted", progress) or 0) if progress else 0
         for index in range(done, len(parts)):
-            await _call(self.web.chat_postMessage(channel=channel, thread_ts=thread_ts, text=parts[index]))
+            await self.post(channel=channel, thread_ts=thread_ts, text=parts[index])
             if progress:
                 await self.store.through_outage(
                     lambda: self.store.set_ref("slack-posted", progress, str(index + 1)))
@@ -248,10 +255,10 @@ class Delivery:
             what = clip(str(attachment.get("name") or kind), 200)
             size = int(attachment.get("size") or 0)
             size_text = f", {size / (1024 * 1024):.1f} MB" if size else ""
-            await _call(self.web.chat_postMessage(
+            await self.post(
                 channel=channel, thread_ts=thread_ts,
                 text=f":warning: The customer sent a {clip(kind, 30)} ({what}{size_text}) that could not be "
-                     f"brought here: {clip(str(exc), 500)}. Ask them to send it another way."))
+                     f"brought here: {clip(str(exc), 500)}. Ask them to send it another way.")
             await self.store.through_outage(lambda: self.store.set_ref("slack-file", progress, "refused"))
             return
         reply = await _call(self.web.files_upload_v2(
@@ -274,7 +281,7 @@ class Delivery:
         if blocks is None and len(text) > SECTION_LIMIT:
             await self.post_parts(channel, ts, text, progress)
             return
-        await _call(self.web.chat_postMessage(channel=channel, thread_ts=ts, text=text, blocks=blocks))
+        await self.post(channel=channel, thread_ts=ts, text=text, blocks=blocks)
 
     async def update_dm(self, conversation: Conversation, status: str) -> None:
         dm = await _dm(self.store, conversation.id)
@@ -296,10 +303,10 @@ class Delivery:
             return True  # a web-only agent: their console shows it; the card waits for the offer
         if await _dm(self.store, conversation.id) is None:  # a repeated job must not DM twice
             try:
-                reply = await _call(self.web.chat_postMessage(
+                reply = await self.post(
                     channel=user, text=f":wave: Your previous customer {customer_name(conversation)} "
                     f"is back: “{clip(conversation.query, 300)}”", blocks=head_start_dm(conversation, self.labels),
-                ))
+                )
             except DeliveryError as exc:
                 if not exc.permanent:
                     raise  # retried by the job
@@ -328,9 +335,9 @@ class Delivery:
                 link = await store.get_ref("slack-permalink", conversation.id)
                 where = f"<{link}|open the thread>" if link else f"the card is in <#{await self.channel(conversation)}>"
                 try:
-                    await _call(self.web.chat_postMessage(
+                    await self.post(
                         channel=receiver, text=f":arrow_right: {self.who(event.by)} transferred the chat with "
-                        f"*{conversation.name or conversation.customer_id}* to you ({where}).{said}"))
+                        f"*{conversation.name or conversation.customer_id}* to you ({where}).{said}")
                 except DeliveryError as exc:
                     if not exc.permanent:
                         raise
@@ -387,11 +394,11 @@ class Delivery:
             if previous:
                 # The returning customer's previous agent hears of it first, in a DM.
                 try:
-                    await _call(self.web.chat_postMessage(
+                    await self.post(
                         channel=previous,
                         text=f":wave: Your previous customer *{name}* is back: “{clip(conversation.query, 300)}”. "
                         f"The chat card is in <#{await self.channel(conversation)}>.",
-                    ))
+                    )
                 except DeliveryError as exc:
                     if not exc.permanent:
                         raise
@@ -520,3 +527,4 @@ async def _dm(store: Store, conversation_id: str) -> tuple[str, str] | None:
 async def deliver_event(console: "SlackConsole", event: AgentEvent, services: "Services") -> None:
     """Show one outbox event in Slack. Raises DeliveryError when Slack fails."""
     await Delivery(console, services).deliver(event)
+
