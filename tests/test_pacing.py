@@ -15,6 +15,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 import redis.asyncio as aioredis
@@ -23,9 +24,10 @@ import redis.exceptions
 from channels.telegram import Telegram, TelegramConfig
 from channels.twilio import Twilio, TwilioConfig
 from gateway.config import Config, ConfigError
-from gateway.message import OutboundMessage
+from gateway.events import AgentEvent, EventKind
+from gateway.message import InboundMessage, OutboundMessage
 from gateway.pacing import Pacer
-from gateway.ports import Runtime
+from gateway.ports import DeliveryError, Runtime
 from gateway.store import Store
 from tests.conftest import CHANNEL, ROOT
 from tests.fakes.server import TOLERANCE, Call
@@ -231,3 +233,69 @@ def test_a_burst_of_customer_messages_reaches_one_slack_channel_in_order_without
     gaps = [b.at - a.at for a, b in zip(posts[burst:], posts[burst + 1:])]
     assert statistics.median(gaps) <= 2 / rate, gaps
 
+
+# -- Slack: what a crashed worker already posted is not posted again -----------------------------------------
+
+SLACK_TABLE = """
+[slack]
+enabled = true
+bot_token = "xoxb-test"
+signing_secret = "secret"
+channel = "{channel}"
+api_url = "{api_url}"
+"""
+
+
+async def test_already_delivered_finds_the_event_s_post_in_slack(make_services, slack, clock):
+    clock.now = time.time()  # the fake Slack stamps messages with the real time
+    services = make_services(SLACK_TABLE.format(channel=CHANNEL, api_url=slack.api_url))
+    console, store = services.consoles["slack"], services.store
+
+    async def write(text: str, platform_id: str) -> AgentEvent:
+        received = await services.conversations.receive(InboundMessage(
+            channel="fake", customer_id="c-1", platform_id=platform_id, text=text, name="Ada"))
+        outbox = store.console_outbox("slack", received.conversation_id)
+        event = AgentEvent.from_json((await store.redis.lrange(outbox, -1, -1))[0])
+        return event
+
+    created = await write("Where is my parcel?", "p1")
+    assert created.kind is EventKind.CREATED
+    assert not await console.already_delivered(created, services)
+    await console.deliver(created, services)
+    card_ts = await store.get_ref("slack-card", created.conversation_id)
+    assert slack.messages[card_ts]["metadata"]["event_type"] == "chatgate_event"
+    assert await console.already_delivered(created, services)
+
+    clock.advance(1)
+    message = await write("It was due on Monday", "p2")
+    assert message.kind is EventKind.MESSAGE
+    assert not await console.already_delivered(message, services)  # not posted yet
+    await console.deliver(message, services)
+    assert await console.already_delivered(message, services)  # in the card's thread now
+    replies = slack.calls_to("conversations.replies")
+    assert replies and replies[-1].params["include_all_metadata"] in ("1", "true")
+    # Another event of the same chat (same kind, another time) was never posted.
+    other = AgentEvent(created.conversation_id, EventKind.MESSAGE, seq=message.seq, at=message.at + 5)
+    assert not await console.already_delivered(other, services)
+
+    # A worker died after Slack took the card but before chatgate recorded it: the card is found in the
+    # channel, recorded, and the next event goes to its thread instead of a second card.
+    await store.redis.hdel(store.key("ref", "slack-card"), created.conversation_id)
+    await store.redis.hdel(store.key("ref", "slack-caught-up"), created.conversation_id)
+    assert await store.get_ref("slack-card", created.conversation_id) is None
+    assert await console.already_delivered(created, services)
+    assert await store.get_ref("slack-card", created.conversation_id) == card_ts
+    clock.advance(1)
+    await console.deliver(await write("Still waiting", "p3"), services)
+    cards = [c for c in slack.calls_to("chat.postMessage") if "thread_ts" not in c.params]
+    assert len(cards) == 1
+    assert slack.thread_texts(card_ts)[-1].endswith("Still waiting")
+
+    # Slack failing for now is for the drainer to retry; Slack refusing for good (a missing scope) means
+    # there is nothing to find.
+    slack.failures.append((500, {"ok": False, "error": "fatal_error"}, {}))
+    with pytest.raises(DeliveryError) as failed:
+        await console.already_delivered(message, services)
+    assert not failed.value.permanent
+    slack.failures.append((200, {"ok": False, "error": "missing_scope"}, {}))
+    assert not await console.already_delivered(message, services)

@@ -16,7 +16,7 @@ from gateway.ports import Runtime
 from gateway.team import Role
 
 from .config import SlackConfig, load_config
-from .deliver import client, deliver_event
+from .deliver import already_delivered, client, deliver_event
 from .team import SlackGroups, mention
 
 if TYPE_CHECKING:
@@ -76,6 +76,12 @@ class SlackConsole:
 
     async def deliver(self, event: AgentEvent, services: "Services") -> None:
         await deliver_event(self, event, services)
+
+    async def already_delivered(self, event: AgentEvent, services: "Services") -> bool:
+        """Whether Slack already shows a message posted for ``event`` (its message metadata id): asked by a
+        drainer that took over an outbox whose previous drainer died mid-send, so True means acknowledge the
+        event without showing it again. A Slack error raises ``DeliveryError`` (the drainer retries)."""
+        return await already_delivered(self, event, services)
 
     async def delivered(self, conversation_id: str, events: Sequence[AgentEvent], services: "Services") -> None:
         """Mark the App Homes showing this chat for a (debounced, paced) refresh."""

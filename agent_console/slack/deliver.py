@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
     from . import SlackConsole
 
-__all__ = ["client", "deliver_event", "conversation_for_thread", "card_channel", "card_channels"]
+__all__ = ["client", "deliver_event", "already_delivered", "event_id", "conversation_for_thread", "card_channel",
+           "card_channels", "METADATA_TYPE"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,30 @@ _PERMANENT = {
     "token_revoked", "missing_scope", "msg_too_long", "invalid_blocks", "no_text", "message_not_found",
     "cant_update_message", "user_not_found",
 }
+
+
+# Every message posted for an outbox event carries Slack message metadata of this type with the event's id,
+# so a drainer taking over after a crash can see in Slack what was already posted (``already_delivered``).
+METADATA_TYPE = "chatgate_event"
+# How far before an event's time its card is looked for in the channel (clocks of hosts differ a little).
+CLOCK_SKEW = 60.0
+
+
+def event_id(event: AgentEvent) -> str:
+    """A stable id of one outbox event: the same however often the item is read again."""
+    return f"{event.conversation_id}:{event.kind.value}:{event.seq}:{event.at!r}:{event.by}"
+
+
+def _metadata(event: AgentEvent) -> dict:
+    return {"event_type": METADATA_TYPE, "event_payload": {"id": event_id(event)}}
+
+
+def _posted_for(message: dict) -> str:
+    """The event id a Slack message was posted for ("" when it has none of chatgate's metadata)."""
+    metadata = message.get("metadata") or {}
+    if metadata.get("event_type") != METADATA_TYPE:
+        return ""
+    return str((metadata.get("event_payload") or {}).get("id", ""))
 
 
 def client(config: SlackConfig) -> AsyncWebClient:
@@ -121,11 +146,14 @@ class Delivery:
         self.services = services
         self.pacer = console.pacer
         self._cards: dict[str, str] = {}  # conversation id -> its card's ts, once posted and caught up
+        self.event: AgentEvent | None = None  # the event being shown: its id goes with every post
 
     async def post(self, **message) -> dict:
         """``chat.postMessage``, paced per channel with every other process (``slack.post_rate``, before
-        Slack answers 429)."""
+        Slack answers 429) and tagged with the event's id (message metadata)."""
         await self.pacer.wait(f"slack-post:{message['channel']}", self.config.post_rate, self.config.post_burst)
+        if self.event is not None:
+            message["metadata"] = _metadata(self.event)
         return await _call(self.web.chat_postMessage(**message))
 
     def who(self, agent: str) -> str:
@@ -378,9 +406,55 @@ class Delivery:
 
     # --- end issue 11 routing ---
 
+    async def already_posted(self, event: AgentEvent) -> bool:
+        """Whether Slack already has a message posted for ``event`` (by its metadata id): in the chat's card
+        thread, in the head start DM's thread, or (no card known yet) among the channel's messages since the
+        event. A card found that way is recorded as posted, so the next event does not post another."""
+        store, wanted = self.store, event_id(event)
+        conversation = await store.get(event.conversation_id)
+        if conversation is None:
+            return False
+        channel = await self.channel(conversation)
+        card = await store.get_ref("slack-card", conversation.id)
+        places = [(self.web.conversations_replies, {"channel": channel, "ts": card})] if card else [
+            (self.web.conversations_history, {"channel": channel, "oldest": f"{event.at - CLOCK_SKEW:.6f}"})]
+        dm = await _dm(store, conversation.id)
+        if dm is not None:
+            places.append((self.web.conversations_replies, {"channel": dm[0], "ts": dm[1]}))
+        for method, where in places:
+            cursor = ""
+            while True:
+                try:
+                    page = await _call(method(**where, include_all_metadata=True, limit=200, cursor=cursor or None))
+                except DeliveryError as exc:
+                    if not exc.permanent:
+                        raise  # asked again by the drainer's retry
+                    # Slack will never show this place (no im:history for the DM, say): nothing found there.
+                    log.warning("cannot look for event %s in %s: %s", wanted, where["channel"], exc)
+                    break
+                for message in page.get("messages") or []:
+                    if _posted_for(message) != wanted:
+                        continue
+                    if not card and where["channel"] == channel and not message.get("thread_ts"):
+                        await self._found_card(conversation, channel, message["ts"])
+                    return True
+                cursor = (page.get("response_metadata") or {}).get("next_cursor") or ""
+                if not cursor:
+                    break
+        return False
+
+    async def _found_card(self, conversation: Conversation, channel: str, ts: str) -> None:
+        """Record a card Slack has but the store missed (its worker died before recording it), as post_card does."""
+        store = self.store
+        await store.through_outage(lambda: store.set_ref("slack-card", conversation.id, ts))
+        await store.through_outage(lambda: store.set_ref("slack-thread", f"{channel}:{ts}", conversation.id))
+        if channel != self.config.channel:
+            await store.through_outage(lambda: store.set_ref("slack-channel", conversation.id, channel))
+
     async def deliver(self, event: AgentEvent) -> None:
         """Show one outbox event in Slack. Raises DeliveryError when Slack fails."""
         store = self.store
+        self.event = event
         conversation = await store.get(event.conversation_id)
         if conversation is None:
             return
@@ -528,3 +602,7 @@ async def deliver_event(console: "SlackConsole", event: AgentEvent, services: "S
     """Show one outbox event in Slack. Raises DeliveryError when Slack fails."""
     await Delivery(console, services).deliver(event)
 
+
+async def already_delivered(console: "SlackConsole", event: AgentEvent, services: "Services") -> bool:
+    """Whether Slack already shows a message posted for ``event`` (see ``Delivery.already_posted``)."""
+    return await Delivery(console, services).already_posted(event)
