@@ -18,6 +18,7 @@ from telegram.request import HTTPXRequest
 from channels import render
 from gateway.config import ConfigReader, url_setting
 from gateway.message import Attachment, File, InboundMessage, OutboundMessage
+from gateway.pacing import Pacer, rate_setting
 from gateway.ports import DeliveryError, Runtime
 
 from gateway.http import accepting
@@ -40,6 +41,12 @@ class TelegramConfig:
     secret_token: str = ""
     api_url: str = "https://api.telegram.org/bot"
     greeting: str = "Hello! Write your question and one of our agents will answer shortly."
+    # Sends paced in Redis, shared by every worker (0: no pacing). Telegram's Bots FAQ: no more than
+    # about one message a second in one chat (short bursts allowed), about 30 a second in all.
+    rate_per_chat: float = 1.0
+    burst_per_chat: int = 3
+    rate_per_bot: float = 30.0
+    burst_per_bot: int = 30
 
 
 def load_config(t: ConfigReader) -> TelegramConfig:
@@ -51,13 +58,18 @@ def load_config(t: ConfigReader) -> TelegramConfig:
         secret_token=t.string("secret_token", ""),
         api_url=url_setting(t, "api_url", TelegramConfig.api_url),
         greeting=t.string("greeting", TelegramConfig.greeting),
+        rate_per_chat=rate_setting(t, "rate_per_chat", TelegramConfig.rate_per_chat),
+        burst_per_chat=t.integer("burst_per_chat", TelegramConfig.burst_per_chat, minimum=1),
+        rate_per_bot=rate_setting(t, "rate_per_bot", TelegramConfig.rate_per_bot),
+        burst_per_bot=t.integer("burst_per_bot", TelegramConfig.burst_per_bot, minimum=1),
     )
     if telegram.enabled:
         if not telegram.token:
             t.problem("token", "the bot token from @BotFather (or \"env:TELEGRAM_TOKEN\")")
         if not re.match(r"^[A-Za-z0-9_-]{1,256}$", telegram.secret_token):
             t.problem("secret_token", "1-256 characters A-Z a-z 0-9 _ - (Telegram's rule for the webhook secret)")
-    t.unknown_keys({"enabled", "token", "secret_token", "api_url", "greeting"})
+    t.unknown_keys({"enabled", "token", "secret_token", "api_url", "greeting", "rate_per_chat", "burst_per_chat",
+                    "rate_per_bot", "burst_per_bot"})
     return telegram
 
 
@@ -244,7 +256,17 @@ def _error(exc: TelegramError) -> DeliveryError:
     return DeliveryError(f"Telegram is unreachable or failing: {exc.message}")
 
 
-async def _send(config: TelegramConfig, message: OutboundMessage, store=None, media=None, bot: Bot | None = None) -> str:
+async def _pace(config: TelegramConfig, pacer: Pacer | None, chat_id: str) -> None:
+    """Wait for a token of the customer's chat, then of the bot (keyed by the bot's public id, never its token)."""
+    if pacer is None:
+        return
+    bot_id = config.token.partition(":")[0]
+    await pacer.wait(f"telegram-chat:{bot_id}:{chat_id}", config.rate_per_chat, config.burst_per_chat)
+    await pacer.wait(f"telegram-bot:{bot_id}", config.rate_per_bot, config.burst_per_bot)
+
+
+async def _send(config: TelegramConfig, message: OutboundMessage, store=None, media=None,
+                pacer: Pacer | None = None, bot: Bot | None = None) -> str:
     """Send chatgate text to the customer's chat as Telegram HTML; the Telegram message ids, comma-separated.
 
     A text over Telegram's 4,096 characters goes out as several messages, split at
@@ -253,7 +275,8 @@ async def _send(config: TelegramConfig, message: OutboundMessage, store=None, me
     such note: the outbox acknowledges it). ``bot``: a long-lived one (the worker's), else
     one for this message. Files the agent sent
     follow the text: opened where they live (Slack, with its token) and uploaded with
-    ``sendPhoto`` (images up to 10 MB) or ``sendDocument``.
+    ``sendPhoto`` (images up to 10 MB) or ``sendDocument``. Each part waits for the ``pacer``
+    (per chat and per bot) first.
     """
     entry = f"{message.conversation_id}:{message.seq}" if message.conversation_id and message.seq else ""
     parts: list = render.telegram_chunks(message.text) if message.text.strip() else []
@@ -265,6 +288,7 @@ async def _send(config: TelegramConfig, message: OutboundMessage, store=None, me
     bot = bot or _bot(config)
     try:
         for part in parts[len(ids):]:
+            await _pace(config, pacer, message.customer_id)
             try:
                 if isinstance(part, dict):
                     sent = await _send_file(bot, message.customer_id, part, media)
@@ -377,6 +401,7 @@ class Telegram:
     def __init__(self, config: TelegramConfig, runtime: Runtime):
         self.config = config
         self.runtime = runtime
+        self.pacer = Pacer.for_store(runtime.store)
         # One Bot (one HTTP connection pool) for the process's lifetime, made on the first send.
         self._bot: Bot | None = None
 
@@ -387,7 +412,7 @@ class Telegram:
     async def send(self, message: OutboundMessage) -> str:
         if self._bot is None:
             self._bot = _bot(self.config)
-        return await _send(self.config, message, self.runtime.store, self.runtime.media, bot=self._bot)
+        return await _send(self.config, message, self.runtime.store, self.runtime.media, self.pacer, bot=self._bot)
 
     async def aclose(self) -> None:
         """Close the Bot's connections (the process is stopping)."""

@@ -33,6 +33,7 @@ from gateway.config import ConfigReader, url_setting
 from gateway.http import accepting
 from gateway.message import Attachment, File, InboundMessage, OutboundMessage, ReplyWindow
 from gateway.media import LINK_TTL
+from gateway.pacing import Pacer, rate_setting
 from gateway.ports import DeliveryError, Runtime
 
 if TYPE_CHECKING:
@@ -102,6 +103,15 @@ class TwilioConfig:
     whatsapp_window: float = 24 * 3600
     whatsapp_template_sid: str = ""
     whatsapp_template_variables: tuple[tuple[str, str], ...] = ()
+    # Sends paced per sender in Redis, shared by every worker (0: no pacing). Twilio queues what a sender
+    # cannot send yet rather than refusing it, but a message queued for hours fails (21611, 30001), so
+    # chatgate keeps to the sender's documented throughput: a US long code sends
+    # 1 segment a second (also Twilio's per-number MMS cap), the safe default for SMS senders and
+    # Messaging Services; a WhatsApp sender 10 text messages a second by default (up to 50 on request).
+    rate_per_sender: float = 1.0
+    burst_per_sender: int = 3
+    whatsapp_rate_per_sender: float = 10.0
+    whatsapp_burst_per_sender: int = 10
 
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -124,6 +134,11 @@ def load_config(tw: ConfigReader) -> TwilioConfig:
         whatsapp_window=tw.duration("whatsapp_window", TwilioConfig.whatsapp_window),
         whatsapp_template_sid=tw.string("whatsapp_template_sid", ""),
         whatsapp_template_variables=_variables(tw),
+        rate_per_sender=rate_setting(tw, "rate_per_sender", TwilioConfig.rate_per_sender),
+        burst_per_sender=tw.integer("burst_per_sender", TwilioConfig.burst_per_sender, minimum=1),
+        whatsapp_rate_per_sender=rate_setting(tw, "whatsapp_rate_per_sender", TwilioConfig.whatsapp_rate_per_sender),
+        whatsapp_burst_per_sender=tw.integer("whatsapp_burst_per_sender", TwilioConfig.whatsapp_burst_per_sender,
+                                             minimum=1),
     )
     if twilio.whatsapp_template_sid and not re.match(r"^HX[0-9a-fA-F]{32}$", twilio.whatsapp_template_sid):
         tw.problem("whatsapp_template_sid", "a Content template SID: HX followed by 32 hex digits",
@@ -146,7 +161,8 @@ def load_config(tw: ConfigReader) -> TwilioConfig:
             tw.problem("sms_from", "at least one sender: sms_from, whatsapp_from or messaging_service_sid")
     tw.unknown_keys({"enabled", "account_sid", "auth_token", "api_url", "sms_from", "whatsapp_from",
                      "messaging_service_sid", "validate_signatures", "whatsapp_window", "whatsapp_template_sid",
-                     "whatsapp_template_variables"})
+                     "whatsapp_template_variables", "rate_per_sender", "burst_per_sender", "whatsapp_rate_per_sender",
+                     "whatsapp_burst_per_sender"})
     return twilio
 
 
@@ -409,6 +425,17 @@ def _sender(config: TwilioConfig, channel: str) -> dict:
                         "twilio.messaging_service_sid", permanent=True)
 
 
+async def _pace(config: TwilioConfig, pacer: Pacer | None, sender: dict) -> None:
+    """Wait for a token of the sender (its number, WhatsApp address or Messaging Service)."""
+    if pacer is None:
+        return
+    name = sender.get("from_") or sender.get("messaging_service_sid") or ""
+    whatsapp = name.startswith("whatsapp:")
+    await pacer.wait(f"twilio-sender:{name}",
+                     config.whatsapp_rate_per_sender if whatsapp else config.rate_per_sender,
+                     config.whatsapp_burst_per_sender if whatsapp else config.burst_per_sender)
+
+
 def delivery_error(exc: Exception, retry_after: float | None = None) -> DeliveryError:
     """What a failed Messages API call means for delivery: 4xx permanent; 429, 5xx and network retried."""
     status = getattr(exc, "status", 0) or 0
@@ -423,13 +450,13 @@ def delivery_error(exc: Exception, retry_after: float | None = None) -> Delivery
 
 
 async def _send(config: TwilioConfig, public_url: str, message: OutboundMessage, store,
-                timeout: float | None = None, media=None) -> str:
+                timeout: float | None = None, media=None, pacer: Pacer | None = None) -> str:
     """Send a text to the customer by SMS or WhatsApp; the Twilio message SIDs, comma-separated.
 
     A text over 1,600 characters goes out as several messages, in order. The
     parts already sent are remembered, so a retry after a failure in the
     middle does not send them twice. Every SID is mapped to the history entry
-    so ``/webhooks/twilio/status`` can record its delivery.
+    so ``/webhooks/twilio/status`` can record its delivery. Each part waits for the sender's ``pacer``.
     """
     if await store.opted_out(message.channel, message.customer_id):
         raise DeliveryError("customer opted out by texting STOP; not sent (they can text START to opt back in)",
@@ -438,7 +465,7 @@ async def _send(config: TwilioConfig, public_url: str, message: OutboundMessage,
     sender = _sender(config, message.channel)
     if message.template and message.channel == WHATSAPP and config.whatsapp_template_sid:
         # Outside WhatsApp's 24-hour window: the approved template (Content API) instead of the text.
-        return await _send_template(config, public_url, message, store, sender, timeout)
+        return await _send_template(config, public_url, message, store, sender, timeout, pacer)
     entry = f"{message.conversation_id}:{message.seq}" if message.conversation_id and message.seq else ""
     # chatgate text as the platform shows it: WhatsApp's own *bold*/_italic_, plain text for SMS;
     # split at natural breaks within Twilio's 1,600 characters.
@@ -460,13 +487,17 @@ async def _send(config: TwilioConfig, public_url: str, message: OutboundMessage,
     done = (await store.get_ref("twilio-sent", entry) or "") if entry else ""
     sids = [sid for sid in done.split(",") if sid]
     twilio = client(config, timeout)
+    # Looked up before pacing: the first lookup in a process imports Twilio's API modules, a delay that must
+    # not sit between taking a token and the request.
+    create = twilio.messages.create
     for part, media_url in parts[len(sids):]:
         content = {"body": part} if part else {}
         if media_url:
             content["media_url"] = [media_url]
+        await _pace(config, pacer, sender)
         try:
             created = await asyncio.to_thread(
-                twilio.messages.create, to=prefix + message.customer_id,
+                create, to=prefix + message.customer_id,
                 status_callback=f"{public_url}/webhooks/twilio/status", **content, **sender,
             )
         except (TwilioException, requests.RequestException) as exc:
@@ -480,15 +511,17 @@ async def _send(config: TwilioConfig, public_url: str, message: OutboundMessage,
 
 
 async def _send_template(config: TwilioConfig, public_url: str, message: OutboundMessage, store, sender: dict,
-                         timeout: float | None) -> str:
+                         timeout: float | None, pacer: Pacer | None = None) -> str:
     entry = f"{message.conversation_id}:{message.seq}" if message.conversation_id and message.seq else ""
     done = (await store.get_ref("twilio-sent", entry) or "") if entry else ""
     if done:
         return done
     twilio = client(config, timeout)
+    create = twilio.messages.create  # before pacing, as in _send
+    await _pace(config, pacer, sender)
     try:
         created = await asyncio.to_thread(
-            twilio.messages.create, to="whatsapp:" + message.customer_id,
+            create, to="whatsapp:" + message.customer_id,
             content_sid=config.whatsapp_template_sid,
             content_variables=json.dumps(dict(config.whatsapp_template_variables), ensure_ascii=False),
             status_callback=f"{public_url}/webhooks/twilio/status", **sender,
@@ -568,6 +601,7 @@ class Twilio:
     def __init__(self, config: TwilioConfig, runtime: Runtime):
         self.config = config
         self.runtime = runtime
+        self.pacer = Pacer.for_store(runtime.store)
 
     def mount(self, app: web.Application, services: "Services") -> None:
         message, status = webhook_handlers(self.config, services.config.server.public_url, services.conversations)
@@ -591,4 +625,4 @@ class Twilio:
     async def send(self, message: OutboundMessage) -> str:
         config = self.runtime.config
         return await _send(self.config, config.server.public_url, message, self.runtime.store,
-                           timeout=config.delivery.timeout, media=self.runtime.media)
+                           timeout=config.delivery.timeout, media=self.runtime.media, pacer=self.pacer)

@@ -266,15 +266,17 @@ class Deployment:
 
     def config_text(self, port: int | None = None) -> str:
         """The config; a web process's has its own port."""
+        # Pacing is off, as the fakes enforce no rate limit unless a test sets one: the tests and benchmarks
+        # measure chatgate, not the platforms' limits (tests/test_pacing.py turns both on).
         defaults = {
             "server": {} if port is None else {"port": port},
             "redis": {"url": self.redis_url},
             "telegram": {"enabled": True, "token": self.telegram.token, "secret_token": TELEGRAM_SECRET,
-                         "api_url": self.telegram.api_url},
+                         "api_url": self.telegram.api_url, "rate_per_chat": 0, "rate_per_bot": 0},
             "slack": {"enabled": True, "bot_token": "xoxb-test-token", "signing_secret": SIGNING_SECRET,
-                      "channel": CHANNEL, "api_url": self.slack.api_url},
+                      "channel": CHANNEL, "api_url": self.slack.api_url, "post_rate": 0},
             "twilio": {"enabled": False, "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN,
-                       "api_url": self.twilio.api_url},
+                       "api_url": self.twilio.api_url, "rate_per_sender": 0, "whatsapp_rate_per_sender": 0},
             "conversation": {"auto_close": False},
             "routing": {},
             "delivery": {"retry_intervals": [0.2, 0.5]},

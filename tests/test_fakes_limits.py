@@ -10,7 +10,7 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from telegram import Bot
-from telegram.error import BadRequest
+from telegram.error import BadRequest, RetryAfter
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
@@ -174,3 +174,68 @@ async def test_slack_files_upload_v2(slack):
     [shared] = slack.files
     assert shared["data"] == b"%PDF-1.4 invoice" and shared["channel_id"] == "C1"
     assert shared["thread_ts"] == "1.000001" and shared["initial_comment"] == "Your invoice"
+
+
+# --- Rate limits (off unless a test sets them), answered with each platform's own 429 ---------------------
+
+async def test_slack_answers_429_ratelimited_with_retry_after_per_channel(slack):
+    slack.post_limit = (0.1, 2)  # slow to refill: a slow test run cannot sneak a post in
+    client = slack_client(slack)
+    await client.chat_postMessage(channel="C1", text="one")
+    await client.chat_postMessage(channel="C1", text="two", thread_ts="1.000001")  # threads count for the channel
+    with pytest.raises(SlackApiError) as refused:
+        await client.chat_postMessage(channel="C1", text="three")
+    response = refused.value.response
+    assert response.status_code == 429 and response["error"] == "ratelimited" and response["ok"] is False
+    assert int(response.headers["Retry-After"]) >= 1
+    await client.chat_postMessage(channel="C2", text="another channel")  # its own limit
+    assert [c.params["text"] for c in slack.calls_to("chat.postMessage")] == ["one", "two", "another channel"]
+    assert [(c.method, c.params["text"], c.params["key"]) for c in slack.limited] == [
+        ("chat.postMessage", "three", "C1")]
+
+
+async def test_telegram_answers_429_retry_after_per_chat_and_per_bot(telegram):
+    telegram.chat_limit, telegram.bot_limit = (0.1, 1), (0.1, 2)
+    async with bot(telegram) as b:
+        await b.send_message(chat_id=1, text="first")
+        with pytest.raises(RetryAfter) as refused:
+            await b.send_message(chat_id=1, text="same chat, too soon")
+        assert "Flood control exceeded" in str(refused.value)  # python-telegram-bot's wording of the 429
+        await b.send_message(chat_id=2, text="other chat")
+        with pytest.raises(RetryAfter):  # the bot's own limit: two at once
+            await b.send_message(chat_id=3, text="third chat")
+    assert [(c.params["text"], c.params["limit"]) for c in telegram.limited] == [
+        ("same chat, too soon", "chat"), ("third chat", "bot")]
+
+
+async def test_telegram_429_body_is_the_bot_apis():
+    import aiohttp
+
+    fake = FakeTelegram().start()
+    fake.chat_limit = (0.1, 1)
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"{fake.api_url}{fake.token}/sendMessage"
+            async with session.post(url, json={"chat_id": 1, "text": "a"}) as first:
+                assert first.status == 200
+            async with session.post(url, json={"chat_id": 1, "text": "b"}) as second:
+                assert second.status == 429
+                body = await second.json()
+    finally:
+        fake.stop()
+    wait = body["parameters"]["retry_after"]
+    assert body == {"ok": False, "error_code": 429, "description": f"Too Many Requests: retry after {wait}",
+                    "parameters": {"retry_after": wait}} and wait >= 1
+
+
+def test_twilio_answers_429_with_20429_per_sender(twilio):
+    twilio.sender_limit = (0.1, 1)
+    client = twilio_client(twilio)
+    client.messages.create(to="+15551234567", from_="+15005550006", body="first")
+    with pytest.raises(TwilioRestException) as refused:
+        client.messages.create(to="+15551234568", from_="+15005550006", body="too soon")
+    assert refused.value.status == 429 and refused.value.code == 20429
+    assert int(client.http_client.retry_after) >= 1
+    client.messages.create(to="+15551234567", from_="+15005550007", body="another sender")
+    assert [m["Body"] for m in twilio.messages()] == ["first", "another sender"]
+    assert [c.params["Body"] for c in twilio.limited] == ["too soon"]

@@ -56,6 +56,8 @@ bot_token = "xoxb-test"
 signing_secret = "{SECRET}"
 channel = "{CHANNEL}"
 api_url = "{slack.api_url}"
+# The fake enforces no rate limit: no pacing either (tests/test_pacing.py covers it).
+post_rate = 0
 {extra}
 [telegram]
 enabled = true

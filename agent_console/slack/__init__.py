@@ -11,11 +11,12 @@ from gateway.events import AgentEvent
 from gateway.message import File, Refused
 from gateway.ports import DeliveryError
 from gateway.operations import refusal_text
+from gateway.pacing import Pacer
 from gateway.ports import Runtime
 from gateway.team import Role
 
 from .config import SlackConfig, load_config
-from .deliver import client, deliver_event
+from .deliver import already_delivered, client, deliver_event
 from .team import SlackGroups, mention
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ class SlackConsole:
         self.runtime = runtime
         self.web = client(config)
         self.groups = SlackGroups(config, self.web)
+        # Posts per channel are paced in Redis, shared with every other process (slack.post_rate).
+        self.pacer = Pacer.for_store(runtime.store)
 
     # Slack user groups vouch for their members (see gateway.team.RoleSource).
     @property
@@ -84,6 +87,12 @@ class SlackConsole:
         if self.web.session is not None:
             await self.web.session.close()
             self.web.session = None
+
+    async def already_delivered(self, event: AgentEvent, services: "Services") -> bool:
+        """Whether Slack already shows a message posted for ``event`` (its message metadata id): asked by a
+        drainer that took over an outbox whose previous drainer died mid-send, so True means acknowledge the
+        event without showing it again. A Slack error raises ``DeliveryError`` (the drainer retries)."""
+        return await already_delivered(self, event, services)
 
     async def delivered(self, conversation_id: str, events: Sequence[AgentEvent], services: "Services") -> None:
         """Mark the App Homes showing this chat for a (debounced, paced) refresh."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from dataclasses import replace as _replace
 
 from gateway.config import ConfigReader, url_setting
+from gateway.pacing import rate_setting
 
 __all__ = ["SlackConfig", "load_config"]
 
@@ -30,6 +31,10 @@ class SlackConfig:
     # Tier 4 allows about 100 a minute).
     home_refresh_interval: float = 5.0
     home_publishes_per_second: int = 1
+    # chat.postMessage per channel (cards, thread posts, DMs), shared by every process: Slack allows
+    # about one message a second per channel, with short bursts. 0: no pacing.
+    post_rate: float = 1.0
+    post_burst: int = 4
     # --- desk (issue 11): a reaction on a chat card runs a control (emoji name -> operation) ---
     reactions: tuple[tuple[str, str], ...] = (("eyes", "accept"), ("white_check_mark", "resolve"))
     # --- end desk ---
@@ -51,6 +56,8 @@ def load_config(sl: ConfigReader) -> SlackConfig:
         home_refresh_interval=sl.duration("home_refresh_interval", SlackConfig.home_refresh_interval),
         home_publishes_per_second=sl.integer("home_publishes_per_second", SlackConfig.home_publishes_per_second,
                                              minimum=1),
+        post_rate=rate_setting(sl, "post_rate", SlackConfig.post_rate),
+        post_burst=sl.integer("post_burst", SlackConfig.post_burst, minimum=1),
     )
     # --- desk (issue 11) ---
     slack = _replace(slack, reactions=_reactions(sl))
@@ -78,7 +85,7 @@ def load_config(sl: ConfigReader) -> SlackConfig:
     sl.unknown_keys({"enabled", "bot_token", "signing_secret", "channel", "api_url",
                      "agent_group", "admin_group", "agents", "admins", "returning_head_start",
                      "socket_mode", "app_token", "home_refresh_interval", "home_publishes_per_second",
-                     "reactions"})  # desk (issue 11)
+                     "post_rate", "post_burst", "reactions"})  # desk (issue 11)
     return slack
 
 

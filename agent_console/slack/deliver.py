@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
     from . import SlackConsole
 
-__all__ = ["client", "deliver_event", "conversation_for_thread", "card_channel", "card_channels"]
+__all__ = ["client", "deliver_event", "already_delivered", "event_id", "conversation_for_thread", "card_channel",
+           "card_channels", "METADATA_TYPE"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,30 @@ _PERMANENT = {
     "token_revoked", "missing_scope", "msg_too_long", "invalid_blocks", "no_text", "message_not_found",
     "cant_update_message", "user_not_found",
 }
+
+
+# Every message posted for an outbox event carries Slack message metadata of this type with the event's id,
+# so a drainer taking over after a crash can see in Slack what was already posted (``already_delivered``).
+METADATA_TYPE = "chatgate_event"
+# How far before an event's time its card is looked for in the channel (clocks of hosts differ a little).
+CLOCK_SKEW = 60.0
+
+
+def event_id(event: AgentEvent) -> str:
+    """A stable id of one outbox event: the same however often the item is read again."""
+    return f"{event.conversation_id}:{event.kind.value}:{event.seq}:{event.at!r}:{event.by}"
+
+
+def _metadata(event: AgentEvent) -> dict:
+    return {"event_type": METADATA_TYPE, "event_payload": {"id": event_id(event)}}
+
+
+def _posted_for(message: dict) -> str:
+    """The event id a Slack message was posted for ("" when it has none of chatgate's metadata)."""
+    metadata = message.get("metadata") or {}
+    if metadata.get("event_type") != METADATA_TYPE:
+        return ""
+    return str((metadata.get("event_payload") or {}).get("id", ""))
 
 
 def client(config: SlackConfig) -> AsyncWebClient:
@@ -119,7 +144,17 @@ class Delivery:
         self.team: Team = services.team
         self.labels = services.channel_labels
         self.services = services
+        self.pacer = console.pacer
         self._cards: dict[str, str] = {}  # conversation id -> its card's ts, once posted and caught up
+        self.event: AgentEvent | None = None  # the event being shown: its id goes with every post
+
+    async def post(self, **message) -> dict:
+        """``chat.postMessage``, paced per channel with every other process (``slack.post_rate``, before
+        Slack answers 429) and tagged with the event's id (message metadata)."""
+        await self.pacer.wait(f"slack-post:{message['channel']}", self.config.post_rate, self.config.post_burst)
+        if self.event is not None:
+            message["metadata"] = _metadata(self.event)
+        return await _call(self.web.chat_postMessage(**message))
 
     def who(self, agent: str) -> str:
         return mention(self.team, agent)
@@ -181,10 +216,10 @@ class Delivery:
                 return ts  # a repeated job must not post a second card
         else:
             channel = await self.channel(conversation)
-            reply = await _call(self.web.chat_postMessage(
+            reply = await self.post(
                 channel=channel, text=card_text(conversation, self.labels),
                 blocks=await self._card_blocks(conversation, None),
-            ))
+            )
             ts = reply["ts"]
             # Posted: remember it even through a Redis outage, or a retry would post a second card.
             await store.through_outage(lambda: store.set_ref("slack-card", conversation.id, ts))
@@ -217,7 +252,7 @@ class Delivery:
         parts = split_for_slack(text, SECTION_LIMIT) or ["(empty message)"]
         done = int(await self.store.get_ref("slack-posted", progress) or 0) if progress else 0
         for index in range(done, len(parts)):
-            await _call(self.web.chat_postMessage(channel=channel, thread_ts=thread_ts, text=parts[index]))
+            await self.post(channel=channel, thread_ts=thread_ts, text=parts[index])
             if progress:
                 await self.store.through_outage(
                     lambda: self.store.set_ref("slack-posted", progress, str(index + 1)))
@@ -248,10 +283,10 @@ class Delivery:
             what = clip(str(attachment.get("name") or kind), 200)
             size = int(attachment.get("size") or 0)
             size_text = f", {size / (1024 * 1024):.1f} MB" if size else ""
-            await _call(self.web.chat_postMessage(
+            await self.post(
                 channel=channel, thread_ts=thread_ts,
                 text=f":warning: The customer sent a {clip(kind, 30)} ({what}{size_text}) that could not be "
-                     f"brought here: {clip(str(exc), 500)}. Ask them to send it another way."))
+                     f"brought here: {clip(str(exc), 500)}. Ask them to send it another way.")
             await self.store.through_outage(lambda: self.store.set_ref("slack-file", progress, "refused"))
             return
         reply = await _call(self.web.files_upload_v2(
@@ -274,7 +309,7 @@ class Delivery:
         if blocks is None and len(text) > SECTION_LIMIT:
             await self.post_parts(channel, ts, text, progress)
             return
-        await _call(self.web.chat_postMessage(channel=channel, thread_ts=ts, text=text, blocks=blocks))
+        await self.post(channel=channel, thread_ts=ts, text=text, blocks=blocks)
 
     async def update_dm(self, conversation: Conversation, status: str) -> None:
         dm = await _dm(self.store, conversation.id)
@@ -296,10 +331,10 @@ class Delivery:
             return True  # a web-only agent: their console shows it; the card waits for the offer
         if await _dm(self.store, conversation.id) is None:  # a repeated job must not DM twice
             try:
-                reply = await _call(self.web.chat_postMessage(
+                reply = await self.post(
                     channel=user, text=f":wave: Your previous customer {customer_name(conversation)} "
                     f"is back: “{clip(conversation.query, 300)}”", blocks=head_start_dm(conversation, self.labels),
-                ))
+                )
             except DeliveryError as exc:
                 if not exc.permanent:
                     raise  # retried by the job
@@ -328,9 +363,9 @@ class Delivery:
                 link = await store.get_ref("slack-permalink", conversation.id)
                 where = f"<{link}|open the thread>" if link else f"the card is in <#{await self.channel(conversation)}>"
                 try:
-                    await _call(self.web.chat_postMessage(
+                    await self.post(
                         channel=receiver, text=f":arrow_right: {self.who(event.by)} transferred the chat with "
-                        f"*{conversation.name or conversation.customer_id}* to you ({where}).{said}"))
+                        f"*{conversation.name or conversation.customer_id}* to you ({where}).{said}")
                 except DeliveryError as exc:
                     if not exc.permanent:
                         raise
@@ -371,9 +406,55 @@ class Delivery:
 
     # --- end issue 11 routing ---
 
+    async def already_posted(self, event: AgentEvent) -> bool:
+        """Whether Slack already has a message posted for ``event`` (by its metadata id): in the chat's card
+        thread, in the head start DM's thread, or (no card known yet) among the channel's messages since the
+        event. A card found that way is recorded as posted, so the next event does not post another."""
+        store, wanted = self.store, event_id(event)
+        conversation = await store.get(event.conversation_id)
+        if conversation is None:
+            return False
+        channel = await self.channel(conversation)
+        card = await store.get_ref("slack-card", conversation.id)
+        places = [(self.web.conversations_replies, {"channel": channel, "ts": card})] if card else [
+            (self.web.conversations_history, {"channel": channel, "oldest": f"{event.at - CLOCK_SKEW:.6f}"})]
+        dm = await _dm(store, conversation.id)
+        if dm is not None:
+            places.append((self.web.conversations_replies, {"channel": dm[0], "ts": dm[1]}))
+        for method, where in places:
+            cursor = ""
+            while True:
+                try:
+                    page = await _call(method(**where, include_all_metadata=True, limit=200, cursor=cursor or None))
+                except DeliveryError as exc:
+                    if not exc.permanent:
+                        raise  # asked again by the drainer's retry
+                    # Slack will never show this place (no im:history for the DM, say): nothing found there.
+                    log.warning("cannot look for event %s in %s: %s", wanted, where["channel"], exc)
+                    break
+                for message in page.get("messages") or []:
+                    if _posted_for(message) != wanted:
+                        continue
+                    if not card and where["channel"] == channel and not message.get("thread_ts"):
+                        await self._found_card(conversation, channel, message["ts"])
+                    return True
+                cursor = (page.get("response_metadata") or {}).get("next_cursor") or ""
+                if not cursor:
+                    break
+        return False
+
+    async def _found_card(self, conversation: Conversation, channel: str, ts: str) -> None:
+        """Record a card Slack has but the store missed (its worker died before recording it), as post_card does."""
+        store = self.store
+        await store.through_outage(lambda: store.set_ref("slack-card", conversation.id, ts))
+        await store.through_outage(lambda: store.set_ref("slack-thread", f"{channel}:{ts}", conversation.id))
+        if channel != self.config.channel:
+            await store.through_outage(lambda: store.set_ref("slack-channel", conversation.id, channel))
+
     async def deliver(self, event: AgentEvent) -> None:
         """Show one outbox event in Slack. Raises DeliveryError when Slack fails."""
         store = self.store
+        self.event = event
         conversation = await store.get(event.conversation_id)
         if conversation is None:
             return
@@ -387,11 +468,11 @@ class Delivery:
             if previous:
                 # The returning customer's previous agent hears of it first, in a DM.
                 try:
-                    await _call(self.web.chat_postMessage(
+                    await self.post(
                         channel=previous,
                         text=f":wave: Your previous customer *{name}* is back: “{clip(conversation.query, 300)}”. "
                         f"The chat card is in <#{await self.channel(conversation)}>.",
-                    ))
+                    )
                 except DeliveryError as exc:
                     if not exc.permanent:
                         raise
@@ -520,3 +601,8 @@ async def _dm(store: Store, conversation_id: str) -> tuple[str, str] | None:
 async def deliver_event(console: "SlackConsole", event: AgentEvent, services: "Services") -> None:
     """Show one outbox event in Slack. Raises DeliveryError when Slack fails."""
     await Delivery(console, services).deliver(event)
+
+
+async def already_delivered(console: "SlackConsole", event: AgentEvent, services: "Services") -> bool:
+    """Whether Slack already shows a message posted for ``event`` (see ``Delivery.already_posted``)."""
+    return await Delivery(console, services).already_posted(event)

@@ -75,6 +75,9 @@ class FakeSlack(FakeServer):
         self.files: list[dict] = []  # files shared by files.completeUploadExternal
         self.private_files: dict[str, tuple[bytes, str]] = {}  # file id -> (data, mimetype): agents' shared files
         self.views: dict[str, dict] = {}  # view id -> modal opened by views.open
+        # chat.postMessage's limit per channel (Slack: about one a second, short bursts allowed) as
+        # (rate per second, burst); None: off. Over it: HTTP 429, Retry-After and "ratelimited".
+        self.post_limit: tuple[float, int] | None = None
 
     @property
     def api_url(self) -> str:
@@ -140,13 +143,18 @@ class FakeSlack(FakeServer):
             params = {**request.query, **await request.json()}
         else:
             params = {**request.query, **await request.post()}
-        for key in ("blocks", "attachments"):
+        for key in ("blocks", "attachments", "metadata"):
             if isinstance(params.get(key), str):
                 params[key] = json.loads(params[key])
         failure = self.take_failure()
         if failure:
             status, body, headers = failure
             return web.json_response(body, status=status, headers=headers)
+        if method == "chat.postMessage":
+            wait = self.over_limit("post", self.post_limit, str(params.get("channel", "")), method, params)
+            if wait is not None:
+                return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                         headers={"Retry-After": str(wait)})
         if method in ("chat.postMessage", "chat.update"):
             if len(params.get("text") or "") > MAX_TEXT:
                 return web.json_response({"ok": False, "error": "msg_too_long"})
@@ -185,6 +193,8 @@ class FakeSlack(FakeServer):
                 return web.json_response({"ok": False, "error": "message_not_found"})
             self.messages[ts] = dict(self.messages[ts], **params)
             return web.json_response({"ok": True, "channel": params.get("channel"), "ts": ts})
+        if method in ("conversations.replies", "conversations.history"):
+            return self._read(method, params)
         if method == "chat.postEphemeral":
             return web.json_response({"ok": True, "message_ts": f"{int(time.time())}.{next(self._ts):06d}"})
         if method == "apps.connections.open":
@@ -230,6 +240,39 @@ class FakeSlack(FakeServer):
         if method in ("views.publish", "conversations.open"):
             return web.json_response({"ok": True, "channel": {"id": "D0001"}, "view": {"id": "V1"}})
         return web.json_response({"ok": False, "error": "unknown_method"})
+
+    def _read(self, method: str, params: dict) -> web.Response:
+        """conversations.replies (a thread: its parent, then the replies) and conversations.history (a
+        channel's top-level messages, newest first, from ``oldest``), paginated with ``limit`` and
+        ``cursor``; each message's ``metadata`` only with ``include_all_metadata``, as Slack answers."""
+        channel = params.get("channel", "")
+        posted = [m for m in self.messages.values() if m.get("channel") == channel]
+        if method == "conversations.replies":
+            ts = params.get("ts", "")
+            parent = self.messages.get(ts)
+            if parent is None or parent.get("channel") != channel:
+                return web.json_response({"ok": False, "error": "thread_not_found"})
+            root = parent.get("thread_ts") or ts
+            found = [m for m in posted if m["ts"] == root] + [m for m in posted if m.get("thread_ts") == root]
+        else:
+            oldest = float(params.get("oldest") or 0)
+            found = [m for m in reversed(posted) if not m.get("thread_ts") and float(m["ts"]) > oldest]
+        start = int(params.get("cursor") or 0)
+        limit = int(params.get("limit") or 1000)
+        page = found[start:start + limit]
+        metadata = str(params.get("include_all_metadata", "")).lower() in ("1", "true")
+        messages = []
+        for message in page:
+            shown = {"type": "message", "ts": message["ts"], "text": message.get("text", ""), "bot_id": "B0001",
+                     "app_id": "A0001", "user": BOT_USER}
+            if message.get("thread_ts"):
+                shown.update(thread_ts=message["thread_ts"], parent_user_id=BOT_USER)
+            if metadata and message.get("metadata"):
+                shown["metadata"] = message["metadata"]
+            messages.append(shown)
+        more = start + limit < len(found)
+        return web.json_response({"ok": True, "messages": messages, "has_more": more,
+                                  "response_metadata": {"next_cursor": str(start + limit) if more else ""}})
 
     def _complete_upload(self, params: dict) -> web.Response:
         files = params.get("files")

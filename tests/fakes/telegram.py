@@ -23,6 +23,8 @@ MAX_UPLOAD = 50 * 1024 * 1024
 # Tags Telegram's HTML parse mode accepts.
 HTML_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a", "code", "pre",
              "blockquote", "tg-emoji"}
+# The methods that send a message (and count against the flood limits).
+SEND_METHODS = ("sendMessage", "sendPhoto", "sendDocument")
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[^<>]*)?)>")
 
 
@@ -78,6 +80,10 @@ class FakeTelegram(FakeServer):
         # Failures answered to the n-th sendMessage (1-based), e.g. to fail a long reply's second part.
         self.fail_send: dict[int, tuple[int, dict, dict]] = {}
         self._sends = 0
+        # The Bot API's flood limits as (rate per second, burst), None: off. Per chat (the Bots FAQ: about
+        # one message a second) and per bot (about 30 a second). Over them: 429 with parameters.retry_after.
+        self.chat_limit: tuple[float, int] | None = None
+        self.bot_limit: tuple[float, int] | None = None
 
     def add_file(self, file_id: str, data: bytes, file_path: str) -> None:
         """A file ``getFile`` knows and ``/file/bot<token>/<file_path>`` serves."""
@@ -154,6 +160,10 @@ class FakeTelegram(FakeServer):
         if failure:
             status, body, headers = failure
             return web.json_response(body, status=status, headers=headers)
+        if method in SEND_METHODS:
+            refused = self._flood_control(method, params)
+            if refused is not None:
+                return refused
         if self.delay and method == "sendMessage":
             self.in_flight += 1
             try:
@@ -195,6 +205,17 @@ class FakeTelegram(FakeServer):
             return web.json_response({"ok": True, "result": True, "description": "Webhook was set"})
         return web.json_response({"ok": False, "error_code": 404, "description": "Not Found: method not found"},
                                  status=404)
+
+    def _flood_control(self, method: str, params: dict) -> web.Response | None:
+        """The Bot API's 429 when a send exceeds the chat's or the bot's limit, else None."""
+        recorded = {k: v for k, v in params.items() if not hasattr(v, "file")}  # not the uploads' streams
+        wait = self.over_limit("chat", self.chat_limit, str(params.get("chat_id", "")), method, recorded)
+        if wait is None:
+            wait = self.over_limit("bot", self.bot_limit, self.token, method, recorded)
+        if wait is None:
+            return None
+        return web.json_response({"ok": False, "error_code": 429, "description": f"Too Many Requests: retry after "
+                                  f"{wait}", "parameters": {"retry_after": wait}}, status=429)
 
     def _check_text(self, params: dict) -> web.Response | None:
         """sendMessage's refusals: empty text, HTML Telegram cannot parse, text over 4096 after parsing."""

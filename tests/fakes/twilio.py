@@ -41,6 +41,11 @@ class FakeTwilio(FakeServer):
         # Failures answered to the n-th create request (1-based), e.g. to fail a long text's second part.
         self.fail_request: dict[int, tuple[int, dict, dict]] = {}
         self.media: dict[str, tuple[bytes, str]] = {}  # URL path -> (data, content type), see add_media
+        # A rate limit per sender (From, or MessagingServiceSid) as (rate per second, burst), None: off.
+        # Real Twilio queues what a sender cannot send yet (a US long code: 1 segment a second) and refuses
+        # with 429 / 20429 only past the account's API concurrency; the fake refuses at once, so a test
+        # sees any message that was not paced.
+        self.sender_limit: tuple[float, int] | None = None
 
     def add_media(self, url_path: str, data: bytes, content_type: str) -> str:
         """Serve ``data`` at ``url_path`` (HTTP basic auth required, as Twilio can require it); its URL."""
@@ -113,6 +118,11 @@ class FakeTwilio(FakeServer):
             status, body, headers = failure
             self.record("failure", dict(params, status=status))
             return web.json_response(body, status=status, headers=headers)
+        sender = params.get("From") or params.get("MessagingServiceSid") or ""
+        wait = self.over_limit("sender", self.sender_limit, sender, "Messages.create", params)
+        if wait is not None:
+            return web.json_response(error(20429, "Too Many Requests", status=429)[1], status=429,
+                                     headers={"Retry-After": str(wait)})
         if "To" not in params or not (params.get("From") or params.get("MessagingServiceSid")):
             return web.json_response({"code": 21604 if "To" not in params else 21603,
                                       "message": "A 'To' and a 'From' or 'MessagingServiceSid' are required",

@@ -1,0 +1,95 @@
+"""Pacing: the platforms' rate limits, kept before the platform has to say 429.
+
+Every process and worker sending to Slack, Telegram or Twilio shares one token
+bucket per limit (a Slack channel, a Telegram chat, a Twilio sender) in Redis.
+Taking a token is one small Lua call, atomic, timed by the Redis server's clock,
+so processes on different hosts agree on when a token is free. A sender that
+finds the bucket empty sleeps exactly as long as the script says a token takes
+to come, then tries again.
+
+A 429 still counts: the channels keep honouring ``Retry-After`` (the platforms'
+limits are fuzzy and shared with other apps); pacing only makes it rare.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from .config import ConfigReader
+
+__all__ = ["Pacer", "rate_setting"]
+
+# Take one token from the bucket KEYS[1] (rate ARGV[1] per second, at most ARGV[2] kept): '0' when
+# taken, else the seconds until one is free. Timed by Redis (TIME), not by the callers' clocks.
+# A full bucket is the same as none, so the key expires once it would have refilled.
+_TAKE = """
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local saved = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(saved[1]) or burst
+local at = tonumber(saved[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'at', string.format('%.6f', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+return string.format('%.6f', wait)
+"""
+
+
+class Pacer:
+    """Shared token buckets in Redis, one per ``bucket`` name (``slack-post:C0123``, say).
+
+    Built once per channel or console object: it holds no state of its own but
+    the registered script, so any number of pacers (processes, workers) share
+    a bucket by its name.
+    """
+
+    def __init__(self, redis: aioredis.Redis, prefix: str):
+        self.redis = redis
+        self.prefix = prefix
+        self._take = redis.register_script(_TAKE)
+
+    @classmethod
+    def for_store(cls, store: Any) -> "Pacer":
+        """The pacer of a ``gateway.store.Store``: its Redis, keys under its hash tag (``{chatgate}:pace:…``)."""
+        return cls(store.redis, store.key("pace"))
+
+    def key(self, bucket: str) -> str:
+        return f"{self.prefix}:{bucket}"
+
+    async def take(self, bucket: str, rate: float, burst: int) -> float:
+        """Take a token if there is one: 0.0; else the seconds until one is free (nothing taken)."""
+        reply = await self._take(keys=[self.key(bucket)], args=[repr(float(rate)), str(max(1, int(burst)))])
+        return float(reply)
+
+    async def wait(self, bucket: str, rate: float, burst: int) -> None:
+        """Return once a token of ``bucket`` is taken: at most ``burst`` at once, then ``rate`` per second.
+
+        ``rate`` <= 0 means no limit: returns at once, without asking Redis.
+        """
+        if rate <= 0:
+            return
+        while True:
+            wait = await self.take(bucket, rate, burst)
+            if wait <= 0:
+                return
+            # Several senders may wake for the same token; the others are told how long to wait next.
+            await asyncio.sleep(wait)
+
+
+def rate_setting(reader: ConfigReader, name: str, default: float) -> float:
+    """A rate in messages per second, >= 0 (0 turns that pacing off); a problem naming the key otherwise."""
+    value = reader.data.get(name)
+    reader.seen.add(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        reader.problem(name, "a number of messages per second, 0 or more (0 turns this pacing off)", value)
+        return default
+    return float(value)
