@@ -27,6 +27,8 @@ class WorkerContext:
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
     services: Any = None
     _connection: Any = None
+    # When this worker runs its next retention pass (time.monotonic()).
+    retention_at: float = 0.0
 
     @property
     def connection(self) -> Any:

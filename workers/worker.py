@@ -68,15 +68,14 @@ class ChatgateWorker(SimpleWorker):
         await self._retention(services)
 
     async def _retention(self, services) -> None:
-        # About once an hour, on any one worker; a backlog is worked off a batch per maintenance run.
-        due = services.store.key("retention", "due")
-        if await services.store.redis.set(due, "1", nx=True, ex=3600):
-            done = await retention.run(services, limit=RETENTION_BATCH)
-            if done.removed >= RETENTION_BATCH:
-                await services.store.redis.delete(due)
-            if done.removed:
-                log.info("retention: %d closed conversations exported to %s and removed", done.removed,
-                         done.directory)
+        # About once an hour per worker (a pass with nothing to do is one read); a backlog is worked
+        # off a batch per maintenance run. Passes never overlap (retention.run locks).
+        if time.monotonic() < self.context.retention_at:
+            return
+        done = await retention.run(services, limit=RETENTION_BATCH)
+        self.context.retention_at = time.monotonic() + (0 if done.removed >= RETENTION_BATCH else 3600)
+        if done.removed:
+            log.info("retention: %d closed conversations exported to %s and removed", done.removed, done.directory)
 
 
 def restart_drains(connection: Redis, config: Config, consoles: list[tuple[str, str]],
