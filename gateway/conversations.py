@@ -45,7 +45,7 @@ class Conversations:
     """The operations of the conversation state machine."""
 
     # Timers the state machine runs itself (``fire``); the workers run the others (``workers/timers.py``).
-    MACHINE_TIMERS = frozenset({"auto_close", "offer", "open_to_all", "escalate"})
+    MACHINE_TIMERS = frozenset({"auto_close", "offer", "open_to_all", "escalate", "ready"})
 
     def __init__(self, store: Store, config: ConversationConfig, topics: Topics,
                  team: Team, consoles: Sequence[str] = (), routing: RoutingConfig = RoutingConfig(),
@@ -274,6 +274,10 @@ class Conversations:
             ("fire", now, self.consoles, (t.member, self.next_escalation() if t.kind == "escalate" else ""))
             for t in timers])
         return sum(1 for reply in replies if "refused" not in reply)
+
+    async def ready_later(self, outbox: str, delay: float) -> None:
+        """Put an outbox back on the ready list in ``delay`` seconds (its platform's pacing asked to wait)."""
+        await self._run("schedule", "ready", outbox, "", repr(float(delay)))
 
     async def console_task_later(self, console: str, task: str, args: Sequence[str] = (), delay: float = 0.0) -> None:
         """Run ``Console.run_task`` of ``console`` in a worker ``delay`` seconds from now (an earlier

@@ -374,10 +374,20 @@ if op == 'fire' then
   if redis.call('ZREM', key('timers'), A[1]) == 0 then return refused('stale') end
   local kind, subject, arg = string.match(A[1], '^([^|]*)|([^|]*)|(.*)$')
   op, A = kind, {subject, arg, A[2] or ''}
-elseif op == 'schedule' then
+  if op == 'ready' then op = 'requeue' end
+end
+
+if op == 'schedule' then
   -- A timer the workers run in Python (queue positions, console tasks): kind, subject, arg, delay.
   set_timer(A[1], A[2], A[3], now + (tonumber(A[4]) or 0))
   return reply({event = 'scheduled'})
+elseif op == 'requeue' then
+  -- An outbox whose platform asked it to wait (pacing) goes back on the ready list (still marked).
+  redis.call('RPUSH', key('ready'), A[1])
+  if redis.call('SET', key('drainer'), '1', 'NX', 'EX', 60) then
+    rq_enqueue('workers.jobs.drain_ready', {'ready'}, JOBS.queue, false)
+  end
+  return reply({event = 'requeued'})
 elseif op == 'queue_customer' then
   -- A message outside any conversation (the greeting): channel, customer, the outbound item.
   push_out(key('out', 'customer', A[1], A[2]), A[3])

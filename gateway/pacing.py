@@ -15,13 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
+from contextvars import ContextVar
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from .config import ConfigReader
 
-__all__ = ["Pacer", "rate_setting"]
+__all__ = ["Pacer", "Paced", "patience", "rate_setting"]
+
+# How long a sender may wait for a token (a time.monotonic() deadline; None: as long as it takes).
+# A worker draining many outboxes sets it, so one paced outbox does not hold the others up.
+patience: ContextVar[float | None] = ContextVar("chatgate_pacing_patience", default=None)
+
+
+class Paced(Exception):
+    """No token before the sender's ``patience`` ran out: try again in ``after`` seconds."""
+
+    def __init__(self, bucket: str, after: float):
+        super().__init__(f"{bucket}: paced, next token in {after:.2f} s")
+        self.after = after
 
 # Take one token from the bucket KEYS[1] (rate ARGV[1] per second, at most ARGV[2] kept): '0' when
 # taken, else the seconds until one is free. Timed by Redis (TIME), not by the callers' clocks.
@@ -71,7 +85,8 @@ class Pacer:
     async def wait(self, bucket: str, rate: float, burst: int) -> None:
         """Return once a token of ``bucket`` is taken: at most ``burst`` at once, then ``rate`` per second.
 
-        ``rate`` <= 0 means no limit: returns at once, without asking Redis.
+        ``rate`` <= 0 means no limit: returns at once, without asking Redis. ``Paced`` when the token
+        would come after the caller's ``patience``.
         """
         if rate <= 0:
             return
@@ -79,6 +94,9 @@ class Pacer:
             wait = await self.take(bucket, rate, burst)
             if wait <= 0:
                 return
+            deadline = patience.get()
+            if deadline is not None and time.monotonic() + wait > deadline:
+                raise Paced(bucket, wait)
             # Several senders may wake for the same token; the others are told how long to wait next.
             await asyncio.sleep(wait)
 

@@ -105,3 +105,28 @@ async def test_timers_get_one_wake_up_per_due_second_on_a_queue_of_their_own(mak
     assert await services.conversations.fire(due_now) == 0
     assert [(await services.store.get(cid)).state.value for cid in ids] == ["closed"] * 3
     assert not pending_timers(redis_url)
+
+
+async def test_an_outbox_its_platform_paces_comes_back_when_a_token_is_due(services, redis_url, clock):
+    from gateway.pacing import Paced
+    from workers import ready
+
+    cid = (await services.conversations.receive(inbound("hi", customer="p1"))).conversation_id
+    paced = services.store.console_outbox("fake", cid)
+
+    async def drain_outbox(_services, outbox: str) -> None:
+        if outbox == paced:
+            raise Paced("slack-post:C1", 2.5)
+
+    async def retry_later(_services, outbox: str) -> None:
+        raise AssertionError("pacing is not a failure")
+
+    await ready.drain_ready(services, drain_outbox, retry_later, budget=60)
+    assert await ready_list(services) == []
+    assert pending_timers(redis_url)[("ready", paced)] == ("", clock.now + 2.5)
+    # Due: back on the ready list, with a drainer queued for it.
+    await services.store.redis.delete(services.store.key("drainer"))
+    clock.advance(2.5)
+    assert await services.conversations.fire(await services.store.due_timers(clock.now)) == 1
+    assert await ready_list(services) == [paced]
+    assert ("drain_ready", ("ready",)) in queued_jobs(redis_url)

@@ -4,9 +4,10 @@ One ``drain_ready`` job serves many outboxes, several at once on the worker's
 event loop (a platform's pacing or slow answer holds up its own outbox only),
 for up to ``BUDGET`` seconds: a busy worker does not pay RQ's bookkeeping per
 message, and it comes back to its queues often enough that timers, taken first,
-never wait long. An outbox whose send fails is handed to a job of its own with
-RQ's retries and backoff; one taken off the list by a worker that died is
-restarted by the outbox sweep.
+never wait long. An outbox whose platform's pacing has no token before the job's
+time is up goes back on the list when one is due (a timer); one whose send fails
+is handed to a job of its own with RQ's retries and backoff; one taken off the
+list by a worker that died is restarted by the outbox sweep.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import time
 from typing import Awaitable, Callable
 
+from gateway.pacing import Paced, patience
 from gateway.services import Services
 
 __all__ = ["drain_ready", "BUDGET", "LANES"]
@@ -50,6 +52,7 @@ async def drain_ready(services: Services, drain_outbox: Drain, retry_later: Drai
 
     async def lane() -> None:
         nonlocal drained
+        patience.set(deadline)  # this lane's task only: a paced send gives up rather than outwait the job
         while time.monotonic() < deadline:
             raw = await redis.lpop(ready)
             if raw is None:
@@ -57,6 +60,9 @@ async def drain_ready(services: Services, drain_outbox: Drain, retry_later: Drai
             outbox = raw.decode()
             try:
                 await drain_outbox(services, outbox)
+            except Paced as paced:
+                # Its platform's pacing: back on the list when a token is due, the others go on meanwhile.
+                await services.conversations.ready_later(outbox, paced.after)
             except Exception as exc:  # noqa: BLE001 - one outbox's trouble must not stop the others
                 log.warning("%s: %s; retrying it in a job of its own", outbox, exc)
                 await retry_later(services, outbox)
