@@ -76,9 +76,16 @@ async def test_a_drainer_serves_many_outboxes_at_once_and_hands_a_failing_one_to
     async def retry_later(_services, outbox: str) -> None:
         retried.append(outbox)
 
-    count = await ready.drain_ready(services, drain_outbox, retry_later, budget=60, lanes=8)
+    drainers = []
+
+    async def queue_drainer() -> None:
+        drainers.append(1)
+
+    count = await ready.drain_ready(services, drain_outbox, retry_later, queue_drainer, budget=60, lanes=8)
     assert count == 30 * len(services.consoles) and retried == [failing] and failing not in drained
     assert most == 8 and await ready_list(services) == []
+    # More were ready than one drainer takes at once: one more drainer was asked for, to share them.
+    assert drainers == [1]
 
 
 async def test_timers_get_one_wake_up_per_due_second_on_a_queue_of_their_own(make_services, clock, redis_url):
@@ -121,7 +128,10 @@ async def test_an_outbox_its_platform_paces_comes_back_when_a_token_is_due(servi
     async def retry_later(_services, outbox: str) -> None:
         raise AssertionError("pacing is not a failure")
 
-    await ready.drain_ready(services, drain_outbox, retry_later, budget=60)
+    async def queue_drainer() -> None:
+        pass
+
+    await ready.drain_ready(services, drain_outbox, retry_later, queue_drainer, budget=60)
     assert await ready_list(services) == []
     assert pending_timers(redis_url)[("ready", paced)] == ("", clock.now + 2.5)
     # Due: back on the ready list, with a drainer queued for it.

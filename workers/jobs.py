@@ -55,7 +55,13 @@ def deliver_to_console(console_name: str, conversation_id: str) -> None:
 
 def drain_ready(_name: str = "ready") -> None:
     """Drain the outboxes on the ready list (``gateway/jobs.py``), several at once, for up to a second."""
-    _run(lambda services: ready.drain_ready(services, drain_outbox, retry_later))
+    _run(lambda services: ready.drain_ready(services, drain_outbox, retry_later, queue_drainer))
+
+
+async def queue_drainer() -> None:
+    """Queue one more ``drain_ready`` job (its mark is set: see ``ready.py``)."""
+    await asyncio.to_thread(retry_job, current().connection, current().config, "workers.jobs.drain_ready",
+                            "ready", first=False)
 
 
 async def drain_outbox(services: Services, outbox: str) -> None:

@@ -29,9 +29,10 @@ BUDGET = 1.0
 # Outboxes drained at once by one worker.
 LANES = 16
 
-# Mark "a drainer is queued" and queue one, unless one is already queued (same as jobs.lua).
-_REQUEUE = """
-if redis.call('LLEN', KEYS[1] .. ':ready') == 0 then return 0 end
+# With more than ARGV[1] outboxes ready, mark "a drainer is queued" unless one is already (as in
+# jobs.lua): 1 when the caller must queue it.
+_MORE = """
+if redis.call('LLEN', KEYS[1] .. ':ready') <= tonumber(ARGV[1]) then return 0 end
 return redis.call('SET', KEYS[1] .. ':drainer', '1', 'NX', 'EX', 60) and 1 or 0
 """
 
@@ -39,14 +40,17 @@ Drain = Callable[[Services, str], Awaitable[None]]
 
 
 async def drain_ready(services: Services, drain_outbox: Drain, retry_later: Drain,
-                      budget: float = BUDGET, lanes: int = LANES) -> int:
+                      queue_drainer: Callable[[], Awaitable[None]], budget: float = BUDGET, lanes: int = LANES) -> int:
     """Take outboxes off the ready list and drain them, ``lanes`` at a time, until the list is
-    empty or ``budget`` seconds passed; how many were drained. Queues the next drainer if needed."""
+    empty or ``budget`` seconds passed; how many were drained. ``queue_drainer`` queues another
+    drainer job: when more are ready than this one takes at once, and for what is left at the end."""
     store = services.store
     redis = store.redis
     ready = store.key("ready")
-    # From now on a new outbox queues another drainer: this one may be busy for a while.
+    # From now on a new outbox queues another drainer: this one may be busy for a while. More ready
+    # than this one takes at once: another worker joins in.
     await redis.delete(store.key("drainer"))
+    await _more(store, lanes, queue_drainer)
     deadline = time.monotonic() + budget
     drained = 0
 
@@ -69,10 +73,11 @@ async def drain_ready(services: Services, drain_outbox: Drain, retry_later: Drai
             drained += 1
 
     await asyncio.gather(*(lane() for _ in range(lanes)))
-    if await redis.eval(_REQUEUE, 1, store.tag):
-        from .jobs import retry_job  # the next drainer, queued like any job
-        from .context import current
-
-        await asyncio.to_thread(retry_job, current().connection, current().config, "workers.jobs.drain_ready",
-                                "ready", first=False)
+    await _more(store, 0, queue_drainer)  # what is left gets a drainer
     return drained
+
+
+async def _more(store, more_than: int, queue_drainer: Callable[[], Awaitable[None]]) -> None:
+    """Queue another drainer if more than ``more_than`` outboxes are ready and none is queued."""
+    if await store.redis.eval(_MORE, 1, store.tag, more_than):
+        await queue_drainer()
