@@ -9,6 +9,7 @@ Twilio's client is synchronous, so it runs in a thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import mimetypes
@@ -197,6 +198,7 @@ class Parsed:
     opt_word: str = ""
 
 
+@functools.lru_cache(maxsize=8192)  # pure, and the phonenumbers parser is slow: customers write again
 def _address(value: str) -> tuple[str, str]:
     """(channel, E.164 number) of a Twilio ``From``/``To`` like ``whatsapp:+447…`` or ``+1415…``."""
     channel = SMS
@@ -209,6 +211,7 @@ def _address(value: str) -> tuple[str, str]:
         return channel, value.strip()  # short codes and the like stay as Twilio wrote them
 
 
+@functools.lru_cache(maxsize=8192)
 def _region(number: str) -> str:
     """Where a number is from, by the phonenumbers geocoder: "London, United Kingdom" or ""."""
     try:
