@@ -14,9 +14,7 @@ import asyncio
 import tempfile
 import time
 
-import redis
 import redis.asyncio as aioredis
-from rq.registry import ScheduledJobRegistry
 
 from gateway.config import Config
 from gateway.conversations import Conversations
@@ -25,28 +23,27 @@ from gateway.redis_server import EmbeddedRedis
 from gateway.store import Store
 from gateway.team import Agent, Team
 from gateway.topics import Topics
-from workers.dispatch import QUEUE_NAME, RQDispatch
 
 
 async def run(resolved: int, socket_path: str) -> None:
     config = Config()
-    sync = redis.Redis(unix_socket_path=socket_path)
-    dispatch = RQDispatch(sync, config.delivery)
     store = Store(aioredis.Redis(unix_socket_path=socket_path))
     team = Team((Agent("UAGENT1"), Agent("UADMIN", admin=True)), [], open_team=False)
-    conversations = Conversations(store, dispatch, config.conversation, Topics.compile(config.topics), team)
+    conversations = Conversations(store, config.conversation, Topics.compile(config.topics), team)
     for i in range(resolved):
         received = await conversations.receive(InboundMessage("telegram", str(i), f"m{i}", "hello"))
         await conversations.accept(received.conversation_id, "UAGENT1")
         await conversations.resolve(received.conversation_id, "UAGENT1")
-    registry = ScheduledJobRegistry(QUEUE_NAME, connection=sync)
-    print(f"resolved chats: {resolved}, scheduled auto-closes: {registry.count}")
+    async def pending() -> int:
+        return sum(1 for timer, _ in await store.timers() if timer.kind == "auto_close")
+
+    print(f"resolved chats: {resolved}, scheduled auto-closes: {await pending()}")
     for enabled in (False, True):
         started = time.perf_counter()
         affected = await conversations.set_auto_close(enabled, 900, "UADMIN")
         elapsed = time.perf_counter() - started
         print(f"switch {'on ' if enabled else 'off'}: {affected} chats in {elapsed * 1000:.0f} ms; "
-              f"scheduled auto-closes now: {registry.count}")
+              f"scheduled auto-closes now: {await pending()}")
     await store.redis.aclose()
 
 
