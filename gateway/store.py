@@ -394,6 +394,11 @@ class Store:
         raw = await self.redis.lrange(self.key("msgs", conversation_id), 0, -1)
         return [self._entry(item) for item in raw]
 
+    async def messages_after(self, conversation_id: str, seq: int, limit: int) -> list[HistoryEntry]:
+        """Up to ``limit`` history entries after ``seq``, oldest first."""
+        raw = await self.redis.lrange(self.key("msgs", conversation_id), seq, seq + limit - 1)
+        return [self._entry(item) for item in raw]
+
     async def message(self, conversation_id: str, seq: int) -> HistoryEntry | None:
         raw = await self.redis.lindex(self.key("msgs", conversation_id), seq - 1)
         return self._entry(raw) if raw else None

@@ -299,3 +299,22 @@ async def test_already_delivered_finds_the_event_s_post_in_slack(make_services, 
     assert not failed.value.permanent
     slack.failures.append((200, {"ok": False, "error": "missing_scope"}, {}))
     assert not await console.already_delivered(message, services)
+
+
+def test_a_backlogged_thread_gets_the_customer_s_waiting_messages_in_one_post(deployment):
+    """Messages that piled up while the thread was behind (Slack's pace, a backlog) go in one post, in order."""
+    d = deployment()
+    d.customer_says(1, 4242, "Where is my parcel?")
+    conversation_id = d.slack.wait_for(lambda s: d.card_ts("1") and "1", what="the card")
+    card = d.card_ts(conversation_id)
+    d.wait_idle()
+    d.kill_worker(0)  # the thread falls behind (the worker was idle: nothing of its own is left half done)
+    for n, text in enumerate(("first & <more>", "second", "third"), start=2):
+        d.customer_says(n, 4242, text)
+    d.start_worker(0)
+    d.slack.wait_for(lambda s: any("third" in t for t in s.thread_texts(card)), what="the messages in the thread")
+    d.wait_idle()
+    relayed = [t for t in d.slack.thread_texts(card) if "first" in t or "second" in t or "third" in t]
+    assert len(relayed) == 1, relayed
+    post = relayed[0]
+    assert post.index("first &amp; &lt;more&gt;") < post.index("second") < post.index("third")

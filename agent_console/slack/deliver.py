@@ -269,6 +269,27 @@ class Delivery:
             for index, attachment in enumerate(entry.attachments):
                 await self.upload(source, attachment, channel, thread_ts, f"{progress}:{index}")
 
+    async def _written_since(self, conversation: Conversation, entry: HistoryEntry) -> list[HistoryEntry]:
+        """The customer's text messages right after ``entry`` (up to 20, none with files), when they are
+        already stored: the thread is behind (Slack's pace, a backlog), so they go in one post."""
+        if entry.attachments or entry.direction != "in":
+            return []
+        behind = []
+        for later in await self.store.messages_after(conversation.id, entry.seq, 20):
+            if later.direction != "in" or later.attachments:
+                break  # an agent's reply, a note or a file in between keeps its place
+            behind.append(later)
+        return behind
+
+    async def relay_together(self, conversation: Conversation, entries: list[HistoryEntry], channel: str,
+                             thread_ts: str, lead: str = "") -> None:
+        """Several consecutive customer messages in one thread post, in order; the later ones' own events
+        then find them relayed (``slack-relayed``)."""
+        body = "\n".join(_relayed_text(conversation, entry) for entry in entries)
+        await self.post_parts(channel, thread_ts, lead + body, f"{conversation.id}:{entries[0].seq}:{thread_ts}")
+        last = str(entries[-1].seq)
+        await self.store.through_outage(lambda: self.store.set_ref("slack-relayed", conversation.id, last))
+
     async def upload(self, source, attachment: dict, channel: str, thread_ts: str, progress: str) -> None:
         """One customer file into the thread (Slack's external upload flow, images show inline); a file
         that can never be fetched (over the platform's download limit) becomes a note saying what it was."""
@@ -497,8 +518,13 @@ class Delivery:
                 elif conversation.state is State.ACTIVE and conversation.assignee and await self._sound(conversation):
                     # The mention is what makes Slack notify the assignee with sound.
                     lead = f"{self.who(conversation.assignee)} {lead}"
-                await self.relay(conversation, entry, await self.channel(conversation), await self.post_card(conversation),
-                                 lead, text)
+                thread = await self.post_card(conversation)
+                behind = await self._written_since(conversation, entry) if kind is EventKind.MESSAGE else []
+                if behind:
+                    await self.relay_together(conversation, [entry, *behind], await self.channel(conversation),
+                                              thread, lead)
+                else:
+                    await self.relay(conversation, entry, await self.channel(conversation), thread, lead, text)
             if kind is not EventKind.MESSAGE or conversation.channel in self.services.conversations.windows:
                 await self.update_card(conversation)  # (a customer message reopens a reply window)
             return
