@@ -276,8 +276,12 @@ class Conversations:
         return sum(1 for reply in replies if "refused" not in reply)
 
     async def ready_later(self, outbox: str, delay: float) -> None:
-        """Put an outbox back on the ready list in ``delay`` seconds (its platform's pacing asked to wait)."""
-        await self._run("schedule", "ready", outbox, "", repr(float(delay)))
+        """Put an outbox back on the ready list in ``delay`` seconds (its platform's pacing asked to wait):
+        under a second at once (the next drainer waits for the token itself), else by a timer."""
+        if delay < 1.0:
+            await self._run("requeue", outbox)
+        else:
+            await self._run("schedule", "ready", outbox, "", repr(float(delay)))
 
     async def console_task_later(self, console: str, task: str, args: Sequence[str] = (), delay: float = 0.0) -> None:
         """Run ``Console.run_task`` of ``console`` in a worker ``delay`` seconds from now (an earlier

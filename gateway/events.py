@@ -41,6 +41,10 @@ class EventKind(str, Enum):
     # --- end issue 11 routing ---
 
 
+# An outbox item's short field names (machine.lua ``to_agents``) and the long ones of earlier releases.
+_LONG_NAMES = {"c": "conversation_id", "e": "event", "s": "seq", "b": "by", "o": "to", "t": "at", "v": "console"}
+
+
 @dataclass(frozen=True)
 class AgentEvent:
     """One item of a console's outbox."""
@@ -56,12 +60,14 @@ class AgentEvent:
     @classmethod
     def from_json(cls, raw: str | bytes) -> "AgentEvent":
         data = json.loads(raw)
+        if "c" not in data:  # an item queued by an older chatgate, with long names
+            data = {short: data.get(long) for short, long in _LONG_NAMES.items()}
         return cls(
-            conversation_id=str(data["conversation_id"]),
-            kind=EventKind(data["event"]),
-            seq=int(data.get("seq") or 0),
-            by=str(data.get("by") or ""),
-            to=str(data.get("to") or ""),
-            at=float(data.get("at") or 0.0),
-            console=str(data.get("console") or ""),
+            conversation_id=str(data["c"]),
+            kind=EventKind(data["e"]),
+            seq=int(data.get("s") or 0),
+            by=str(data.get("b") or ""),
+            to=str(data.get("o") or ""),
+            at=float(data.get("t") or 0.0),
+            console=str(data.get("v") or ""),
         )

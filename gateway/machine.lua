@@ -143,12 +143,12 @@ end
 
 -- Events for the agents' consoles, one outbox per console, each delivered in order by the workers.
 local function to_agents(id, event, seq, by, to, via)
-  -- Empty fields are left out (gateway/events.py reads them as empty).
-  local fields = {conversation_id = id, event = event, at = now}
-  if seq and seq ~= 0 then fields.seq = seq end
-  if by and by ~= '' then fields.by = by end
-  if to and to ~= '' then fields.to = to end
-  if via and via ~= '' then fields.console = via end
+  -- Short names, empty fields left out: an item per console per event (gateway/events.py reads them).
+  local fields = {c = id, e = event, t = now}
+  if seq and seq ~= 0 then fields.s = seq end
+  if by and by ~= '' then fields.b = by end
+  if to and to ~= '' then fields.o = to end
+  if via and via ~= '' then fields.v = via end
   local item = cjson.encode(fields)
   for _, console in ipairs(consoles) do
     push_out(key('out', 'console', console, id), item)

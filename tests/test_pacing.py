@@ -217,21 +217,21 @@ def test_a_burst_of_customer_messages_reaches_one_slack_channel_in_order_without
         for chat in chats:
             assert started.customer_says(next(update), chat, f"message {n} from {chat}") == 200
 
-    def arrived() -> bool:
-        ids = [started.conversation_of(chat) for chat in chats]
-        return all(ids) and all(len(started.customer_texts_in_slack(i)) == 5 for i in ids)
+    def shown(chat: int) -> list[str]:
+        # A thread that fell behind gets the waiting messages in one post: count messages, not posts.
+        texts = started.customer_texts_in_slack(started.conversation_of(chat) or "")
+        return re.findall(r"message (\d) from", "\n".join(texts))
 
-    started.wait(arrived, what="10 messages in Slack")
+    started.wait(lambda: all(len(shown(chat)) == 5 for chat in chats), what="10 messages in Slack")
     for chat in chats:
-        texts = started.customer_texts_in_slack(started.conversation_of(chat))
-        assert [re.search(r"message (\d) from", text).group(1) for text in texts] == ["0", "1", "2", "3", "4"]
+        assert shown(chat) == ["0", "1", "2", "3", "4"]
     posts = [c for c in started.slack.calls_to("chat.postMessage") if c.params.get("channel") == CHANNEL]
-    assert len(posts) == 10
+    assert 2 < len(posts) <= 10
     assert started.slack.limited == [], timeline(posts + started.slack.limited)
     assert most_in_one_second(posts) <= allowed_per_second(rate, burst)
     # Close to the configured rate: past the burst, posts follow each other about 1/rate apart, not much slower.
     gaps = [b.at - a.at for a, b in zip(posts[burst:], posts[burst + 1:])]
-    assert statistics.median(gaps) <= 2 / rate, gaps
+    assert not gaps or statistics.median(gaps) <= 2 / rate, gaps
 
 
 # -- Slack: what a crashed worker already posted is not posted again -----------------------------------------
@@ -308,7 +308,9 @@ def test_a_backlogged_thread_gets_the_customer_s_waiting_messages_in_one_post(de
     conversation_id = d.slack.wait_for(lambda s: d.card_ts("1") and "1", what="the card")
     card = d.card_ts(conversation_id)
     d.wait_idle()
-    d.kill_worker(0)  # the thread falls behind (the worker was idle: nothing of its own is left half done)
+    # The thread falls behind: the worker stops (cleanly: a killed one's connection could still take
+    # the next job from the queue before Redis sees it is gone).
+    d.workers[0].stop()
     for n, text in enumerate(("first & <more>", "second", "third"), start=2):
         d.customer_says(n, 4242, text)
     d.start_worker(0)
