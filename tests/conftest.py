@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -415,12 +416,14 @@ class Deployment:
         return value.decode() if value else None
 
     def customer_texts_in_slack(self, conversation_id: str) -> list[str]:
-        """What the agents saw of the chat, in order: the card's query, then the thread posts."""
+        """What the agents saw of the chat, in order: the card's query, then the messages in the thread."""
         ts = self.card_ts(conversation_id)
         if ts is None:
             return []
         query = self.store().hget(f"{{chatgate}}:conv:{conversation_id}", "query").decode()
-        return [query, *self.slack.thread_texts(ts)]
+        # A thread that fell behind gets several messages in one post, a line "*Name:* text" each.
+        return [query, *(message for text in self.slack.thread_texts(ts)
+                         for message in re.split(r"\n(?=\*[^*\n]+:\* )", text))]
 
     def wait(self, predicate, timeout: float = 60.0, what: str = "it") -> None:
         deadline = time.time() + timeout

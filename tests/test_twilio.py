@@ -19,6 +19,7 @@ from twilio.base.exceptions import TwilioRestException
 from channels import twilio
 from chatgate import cli
 from gateway import config as config_module
+from gateway.events import AgentEvent
 from gateway.message import InboundMessage, Refused
 from tests import conftest
 from tests.fakes.slack import FakeSlack
@@ -174,7 +175,8 @@ async def test_delivery_status_never_steps_back_and_a_failure_is_reported_once(s
     await conversations.record_delivery(chat, 3, "delivered")
     entry = await store.message(chat, 3)
     assert (entry.status, entry.detail) == ("failed", "undelivered: Twilio error 30003: unreachable")
-    events = [json.loads(e)["event"] for e in await store.redis.lrange(store.console_outbox("fake", chat), 0, -1)]
+    events = [AgentEvent.from_json(e).kind.value
+              for e in await store.redis.lrange(store.console_outbox("fake", chat), 0, -1)]
     assert events.count("delivery_failed") == 1
 
 

@@ -1,0 +1,118 @@
+"""Pacing: with chatgate's rate limits on, how close to the configured rate does it send, and does the
+platform ever have to say 429?
+
+Starts an embedded Redis, the fake Slack and Telegram APIs enforcing the same
+limits chatgate is configured with (token buckets answering the platforms' real
+429s), one ``chatgate web`` and two ``chatgate worker`` processes:
+
+- **Slack**, one channel: ``--chats`` new customers write at once; each chat's
+  card must be posted to the one channel at ``--slack-rate`` per second.
+- **Telegram**, one bot: an agent reply to each of ``--replies`` customers is
+  queued at once; the bot sends them at ``--telegram-rate`` per second.
+
+The achieved rate is taken past the burst, from the fakes' own timestamps of
+the calls they accepted.
+
+    .venv/bin/python bench/pacing.py [--chats 60] [--slack-rate 4] [--replies 300] [--telegram-rate 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make the project importable
+    sys.path.insert(0, str(ROOT))
+
+from bench.deliveries import _queue_replies  # noqa: E402
+from tests.conftest import CHANNEL, Deployment  # noqa: E402
+
+BURST = 4
+
+
+def achieved(stamps: list[float], burst: int) -> float:
+    """Calls per second past the first ``burst`` (which a full bucket lets through at once)."""
+    stamps = sorted(stamps)[burst:]
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
+
+
+def run(chats: int = 60, slack_rate: float = 4.0, replies: int = 300, telegram_rate: float = 30.0) -> dict:
+    """Both measures; the figures."""
+    with tempfile.TemporaryDirectory(prefix="cg-pacing-") as tmp:
+        deployment = Deployment(Path(tmp), webs=1, workers=2,
+                                slack={"post_rate": slack_rate, "post_burst": BURST},
+                                telegram={"rate_per_bot": telegram_rate, "burst_per_bot": BURST, "rate_per_chat": 1.0})
+        try:
+            deployment.start()
+            slack, telegram = deployment.slack, deployment.telegram
+            slack.post_limit = (slack_rate, BURST)  # the fakes enforce what chatgate is told
+            telegram.bot_limit = (telegram_rate, BURST)
+            for n in range(chats):
+                deployment.customer_says(n + 1, 6_100_000 + n, f"pacing chat {n}")
+
+            def cards() -> list:
+                return [c for c in slack.calls_to("chat.postMessage")
+                        if c.params.get("channel") == CHANNEL and "thread_ts" not in c.params]
+
+            deadline = time.time() + chats / slack_rate + 120
+            while len(cards()) < chats and time.time() < deadline:
+                time.sleep(0.2)
+            slack_stamps = [c.at for c in slack.calls_to("chat.postMessage") if c.params.get("channel") == CHANNEL]
+
+            asyncio.run(_queue_replies(deployment.config, deployment.redis_url, replies))
+            deadline = time.time() + replies / telegram_rate + 120
+            while len(telegram.calls_to("sendMessage")) < replies and time.time() < deadline:
+                time.sleep(0.2)
+            telegram_stamps = [c.at for c in telegram.calls_to("sendMessage")]
+            return {
+                "chats": chats, "cards": len(cards()), "slack_rate": slack_rate,
+                "slack_achieved": achieved(slack_stamps, BURST), "slack_429": len(slack.limited),
+                "replies": replies, "sent": len(telegram_stamps), "telegram_rate": telegram_rate,
+                "telegram_achieved": achieved(telegram_stamps, BURST), "telegram_429": len(telegram.limited),
+            }
+        finally:
+            deployment.stop()
+
+
+def table(r: dict) -> str:
+    def off(got: float, want: float) -> str:
+        return f"{got:.2f}/s against {want:g}/s configured ({(got - want) / want:+.1%})"
+
+    rows = [
+        ("machine", f"{os.cpu_count()} cores, {platform.platform()}, {date.today()}"),
+        ("setup", f"1 web, 2 workers; the fakes enforce the same limits (burst {BURST})"),
+        ("Slack: cards in one channel", f"{r['cards']} of {r['chats']}; {off(r['slack_achieved'], r['slack_rate'])}; "
+                                        f"{r['slack_429']} answered 429"),
+        ("Telegram: replies from one bot", f"{r['sent']} of {r['replies']}; "
+                                           f"{off(r['telegram_achieved'], r['telegram_rate'])}; "
+                                           f"{r['telegram_429']} answered 429"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    head = [f"| {'measure'.ljust(width)} | result |", f"| {'-' * width} | --- |"]
+    return "\n".join(head + [f"| {name.ljust(width)} | {value} |" for name, value in rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--chats", type=int, default=60, help="new chats, one card each (default 60)")
+    parser.add_argument("--slack-rate", type=float, default=4.0, help="slack.post_rate (default 4)")
+    parser.add_argument("--replies", type=int, default=300, help="replies to as many customers (default 300)")
+    parser.add_argument("--telegram-rate", type=float, default=30.0, help="telegram.rate_per_bot (default 30)")
+    args = parser.parse_args(argv)
+    r = run(args.chats, args.slack_rate, args.replies, args.telegram_rate)
+    print(table(r))
+    within = all(abs(r[f"{p}_achieved"] - r[f"{p}_rate"]) <= 0.1 * r[f"{p}_rate"] for p in ("slack", "telegram"))
+    return 0 if within and r["cards"] == r["chats"] and r["sent"] == r["replies"] and not (
+        r["slack_429"] or r["telegram_429"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
