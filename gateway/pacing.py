@@ -4,8 +4,10 @@ Every process and worker sending to Slack, Telegram or Twilio shares one token
 bucket per limit (a Slack channel, a Telegram chat, a Twilio sender) in Redis.
 Taking a token is one small Lua call, atomic, timed by the Redis server's clock,
 so processes on different hosts agree on when a token is free. A sender that
-finds the bucket empty sleeps exactly as long as the script says a token takes
-to come, then tries again.
+finds the bucket empty reserves the next free turn (the bucket goes below zero,
+so each waiter gets its own turn, 1/rate after the one before) and sleeps until
+then; a worker draining many outboxes only reserves turns within its patience
+and hands the outbox back for later otherwise (``Paced``).
 
 A 429 still counts: the channels keep honouring ``Retry-After`` (the platforms'
 limits are fuzzy and shared with other apps); pacing only makes it rare.
@@ -55,6 +57,29 @@ redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
 return string.format('%.6f', wait)
 """
 
+# Reserve the next token of KEYS[1] (as _TAKE) and reply the seconds until it is due ('0': now). The
+# tokens go below zero: each waiter gets its own turn, 1/rate after the one before, rather than all
+# waking for the same token. A turn later than ARGV[3] seconds (when >= 0) is not reserved: the reply
+# is its wait, negative.
+_RESERVE = """
+local rate, burst, patience = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local saved = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(saved[1]) or burst
+local at = tonumber(saved[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens < 1 then
+  wait = (1 - tokens) / rate
+  if patience >= 0 and wait > patience then return string.format('-%.6f', wait) end
+end
+tokens = tokens - 1
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'at', string.format('%.6f', now))
+redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
+return string.format('%.6f', wait)
+"""
+
 
 class Pacer:
     """Shared token buckets in Redis, one per ``bucket`` name (``slack-post:C0123``, say).
@@ -68,6 +93,7 @@ class Pacer:
         self.redis = redis
         self.prefix = prefix
         self._take = redis.register_script(_TAKE)
+        self._reserve = redis.register_script(_RESERVE)
 
     @classmethod
     def for_store(cls, store: Any) -> "Pacer":
@@ -90,15 +116,15 @@ class Pacer:
         """
         if rate <= 0:
             return
-        while True:
-            wait = await self.take(bucket, rate, burst)
-            if wait <= 0:
-                return
-            deadline = patience.get()
-            if deadline is not None and time.monotonic() + wait > deadline:
-                raise Paced(bucket, wait)
-            # Several senders may wake for the same token; the others are told how long to wait next.
-            await asyncio.sleep(wait)
+        deadline = patience.get()
+        most = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        reply = await self._reserve(keys=[self.key(bucket)],
+                                    args=[repr(float(rate)), str(max(1, int(burst))), repr(most)])
+        wait = float(reply)
+        if wait < 0:
+            raise Paced(bucket, -wait)  # nothing reserved: its turn is after the caller's patience
+        if wait > 0:
+            await asyncio.sleep(wait)  # our own turn, reserved: no one else takes it
 
 
 def rate_setting(reader: ConfigReader, name: str, default: float) -> float:

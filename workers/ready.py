@@ -25,9 +25,11 @@ __all__ = ["drain_ready", "BUDGET", "LANES"]
 log = logging.getLogger(__name__)
 
 # Seconds one job drains before it hands the rest to another (queued at once).
-BUDGET = 1.0
+BUDGET = 2.0
 # Outboxes drained at once by one worker.
 LANES = 16
+# How much earlier than its turn a paced outbox is put back (a timer fires up to this late).
+TIMER_SLACK = 1.5
 
 # With more than ARGV[1] outboxes ready, mark "a drainer is queued" unless one is already (as in
 # jobs.lua): 1 when the caller must queue it.
@@ -65,8 +67,9 @@ async def drain_ready(services: Services, drain_outbox: Drain, retry_later: Drai
             try:
                 await drain_outbox(services, outbox)
             except Paced as paced:
-                # Its platform's pacing: back on the list when a token is due, the others go on meanwhile.
-                await services.conversations.ready_later(outbox, paced.after)
+                # Its platform's pacing: back on the list when its turn nears (timers wake up on the second,
+                # up to a second late), the others go on meanwhile.
+                await services.conversations.ready_later(outbox, max(0.0, paced.after - TIMER_SLACK))
             except Exception as exc:  # noqa: BLE001 - one outbox's trouble must not stop the others
                 log.warning("%s: %s; retrying it in a job of its own", outbox, exc)
                 await retry_later(services, outbox)
