@@ -53,9 +53,10 @@ async def run(messages: int, customers: int, socket_path: str) -> None:
         await conversations.receive(InboundMessage("telegram", customer, f"{customer}:{i}", f"message {i}"))
     elapsed = time.perf_counter() - started
     jobs = await store.redis.llen("rq:queue:chatgate")
+    ready = await store.redis.llen(store.key("ready"))
     print(f"messages: {messages} over {customers} customers, consoles: {', '.join(consoles)}")
     print(f"round trips per inbound message: {COUNT['async'] / messages:.2f} (drain jobs queued in the same call)")
-    print(f"drain jobs queued: {jobs} (at most one per outbox)")
+    print(f"outboxes on the ready list: {ready} (each once), drain jobs queued for them: {jobs}")
     print(f"time per message (receive, one client, in-process): {elapsed / messages * 1000:.2f} ms")
     await store.redis.aclose()
 

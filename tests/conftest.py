@@ -86,7 +86,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def make_services(redis_url, make_config, clock):
-    """Build the core from ``TOPICS`` plus extra TOML, wired to the real Redis, the real RQ dispatcher
+    """Build the core from ``TOPICS`` plus extra TOML, wired to the real Redis, the jobs it queues (no worker)
     and the in-process fake channel and console, on the test's clock; closed after the test."""
     from tests.fakes.ports import FakeChannel, FakeConsole
 

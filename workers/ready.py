@@ -2,7 +2,7 @@
 
 One ``drain_ready`` job serves many outboxes, several at once on the worker's
 event loop (a platform's pacing or slow answer holds up its own outbox only),
-for up to ``BUDGET`` seconds: a busy worker does not pay RQ's bookkeeping per
+taking new outboxes for ``BUDGET`` seconds: a busy worker does not pay RQ's bookkeeping per
 message, and it comes back to its queues often enough that timers, taken first,
 never wait long. An outbox whose platform's pacing has no token before the job's
 time is up goes back on the list when one is due (a timer); one whose send fails
@@ -25,11 +25,14 @@ __all__ = ["drain_ready", "BUDGET", "LANES"]
 log = logging.getLogger(__name__)
 
 # Seconds one job drains before it hands the rest to another (queued at once).
-BUDGET = 2.0
+BUDGET = 1.0
 # Outboxes drained at once by one worker.
 LANES = 16
 # How much earlier than its turn a paced outbox is put back (a timer fires up to this late).
 TIMER_SLACK = 1.5
+# How far ahead a lane reserves a paced platform's turn (and waits for it) rather than handing the
+# outbox back: long enough that a busy limit is used to the full between timer wake-ups.
+PACING_LOOKAHEAD = 2.0
 
 # With more than ARGV[1] outboxes ready, mark "a drainer is queued" unless one is already (as in
 # jobs.lua): 1 when the caller must queue it.
@@ -58,12 +61,13 @@ async def drain_ready(services: Services, drain_outbox: Drain, retry_later: Drai
 
     async def lane() -> None:
         nonlocal drained
-        patience.set(deadline)  # this lane's task only: a paced send gives up rather than outwait the job
         while time.monotonic() < deadline:
             raw = await redis.lpop(ready)
             if raw is None:
                 return
             outbox = raw.decode()
+            # This lane's task only: a paced send waits for a turn at most this long, else gives way.
+            patience.set(time.monotonic() + PACING_LOOKAHEAD)
             try:
                 await drain_outbox(services, outbox)
             except Paced as paced:
