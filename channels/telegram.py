@@ -153,10 +153,10 @@ def _plain_text(data: dict) -> InboundMessage | Start | None:
         return Start(customer)
     if not text:
         return None
-    # As python-telegram-bot's full_name: the user's first name is required, a chat's is not.
+    # As python-telegram-bot's full_name: nothing without a first name.
     source = user if user is not None else chat
     first, last = source.get("first_name") or "", source.get("last_name")
-    full = f"{first} {last}" if last and (first or user is not None) else first
+    full = f"{first} {last}" if first and last else first
     name = (full or source.get("username") or "") if user is not None else (full or chat.get("title") or "")
     return InboundMessage(channel=CHANNEL, customer_id=customer, platform_id=f"{customer}:{message['message_id']}",
                           text=text, name=name)

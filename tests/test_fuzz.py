@@ -18,7 +18,7 @@ import time
 import pytest
 import redis as redis_sync
 from aiohttp.test_utils import TestClient, TestServer
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
@@ -415,6 +415,7 @@ _names = st.one_of(st.none(), st.text(max_size=12))
 @FUZZ
 @given(text=st.text(max_size=40), first=_names, last=_names, username=_names, title=_names,
        chat_id=st.integers(-2 ** 40, 2 ** 40), with_user=st.booleans(), date=st.integers(0, 2 ** 32))
+@example(text="0", first="", last="0", username=None, title=None, chat_id=0, with_user=True, date=0)  # no first name
 def test_the_plain_text_fast_path_reads_updates_as_python_telegram_bot_does(text, first, last, username, title,
                                                                              chat_id, with_user, date):
     """Plain text messages skip python-telegram-bot's objects; what they give must be the same."""
