@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import sys
 import tempfile
 import threading
 import time
-from datetime import date
 from pathlib import Path
 
 import redis as redis_sync
@@ -34,12 +31,8 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable
 from chatgate.compose import connect, load_config  # noqa: E402
 from gateway.jobs import QUEUE  # noqa: E402
 from gateway.message import InboundMessage  # noqa: E402
+from bench import report  # noqa: E402
 from tests.conftest import Deployment  # noqa: E402
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))] if ordered else float("nan")
 
 
 async def _resolve_all(config_path: Path, redis_url: str, chats: int) -> None:
@@ -110,19 +103,17 @@ def run(chats: int = 10000, after: float = 60, workers: int = 2) -> dict:
 def table(result: dict) -> str:
     late = result["late"]
     rows = [
-        ("machine", f"{os.cpu_count()} cores, {platform.platform()}, {date.today()}"),
+        ("machine", report.machine()),
         ("setup", f"{result['workers']} workers, Slack and the web console on, auto-close after {result['after']:g} s"),
         ("chats resolved", f"{result['chats']} in {result['resolving']:.1f} s: all due within "
                            f"{result['due_span']:.1f} s"),
         ("delivery backlog while they came due", f"up to {result['ready_at_due']} outboxes ready, "
                                                  f"{result['jobs_at_due']} jobs queued"),
         ("closed", str(result["closed"])),
-        ("closed after due p50/p99/max", f"{percentile(late, 50):.2f} / {percentile(late, 99):.2f} / "
-                                         f"{percentile(late, 100):.2f} s"),
+        ("closed after due p50/p99/max", f"{report.percentile(late, 50):.2f} / {report.percentile(late, 99):.2f} / "
+                                         f"{report.percentile(late, 100):.2f} s"),
     ]
-    width = max(len(name) for name, _ in rows)
-    head = [f"| {'measure'.ljust(width)} | result |", f"| {'-' * width} | --- |"]
-    return "\n".join(head + [f"| {name.ljust(width)} | {value} |" for name, value in rows])
+    return report.table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import redis as redis_sync
@@ -36,6 +33,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable
 from chatgate.compose import connect, load_config  # noqa: E402
 from gateway.jobs import QUEUE, SERIALIZER  # noqa: E402
 from gateway.message import InboundMessage  # noqa: E402
+from bench import report  # noqa: E402
 from tests.conftest import Deployment  # noqa: E402
 
 
@@ -122,7 +120,7 @@ def run(customers: int = 3000, workers: int = 2) -> dict:
 
 def table(result: dict) -> str:
     rows = [
-        ("machine", f"{os.cpu_count()} cores, {platform.platform()}, {date.today()}"),
+        ("machine", report.machine()),
         ("setup", f"{result['workers']} worker processes, fake Telegram (instant), chatgate's pacing off"),
         ("deliveries", f"{result['sent']} messages to {result['customers']} customers "
                        f"({result['jobs']} drain job(s) queued for them)"),
@@ -131,9 +129,7 @@ def table(result: dict) -> str:
                                              f"{result['empty_seconds']:.2f} s)"),
         ("sends / empty jobs", f"{result['sends_per_second'] / result['empty_per_second']:.0%}"),
     ]
-    width = max(len(name) for name, _ in rows)
-    head = [f"| {'measure'.ljust(width)} | result |", f"| {'-' * width} | --- |"]
-    return "\n".join(head + [f"| {name.ljust(width)} | {value} |" for name, value in rows])
+    return report.table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

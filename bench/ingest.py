@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import shutil
 import subprocess
@@ -25,7 +23,6 @@ import sys
 import tempfile
 import textwrap
 import time
-from datetime import date
 from pathlib import Path
 
 import redis as redis_sync
@@ -34,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
+from bench import report  # noqa: E402
 from tests.conftest import TELEGRAM_SECRET, Deployment, free_port, wait_http  # noqa: E402
 from tests.fakes.twilio import AUTH_TOKEN, inbound, signed  # noqa: E402
 
@@ -192,16 +190,14 @@ def _stored(db: redis_sync.Redis) -> int:
 
 def table(results: dict) -> str:
     bare = results["bare aiohttp"]["rate"]
-    rows = [("machine", f"{os.cpu_count()} cores, {platform.platform()}, {date.today()}"),
+    rows = [("machine", report.machine()),
             ("setup", f"1 chatgate web, no worker; load from {results['client']} on 127.0.0.1")]
     for name in ("bare aiohttp", "telegram", "twilio sms"):
         r = results[name]
         share = "" if name == "bare aiohttp" else f", {r['rate'] / bare:.1%} of bare"
         extra = "" if name == "bare aiohttp" else f"; {r['stored']} stored"
         rows.append((name, f"{r['rate']:.0f} req/s{share} ({r['requests']} requests, {r['bad']} not 2xx{extra})"))
-    width = max(len(name) for name, _ in rows)
-    head = [f"| {'measure'.ljust(width)} | result |", f"| {'-' * width} | --- |"]
-    return "\n".join(head + [f"| {name.ljust(width)} | {value} |" for name, value in rows])
+    return report.table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

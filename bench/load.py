@@ -27,14 +27,11 @@ import argparse
 import asyncio
 import gc
 import json
-import os
-import platform
 import re
 import sys
 import tempfile
 import threading
 import time
-from datetime import date
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
+from bench import report  # noqa: E402
 from tests.conftest import Deployment  # noqa: E402
 from tests.fakes.slack import FakeSlack  # noqa: E402
 from tests.fakes.telegram import text_update  # noqa: E402
@@ -72,11 +70,7 @@ class Sent:
     probe: bool = False  # a new customer's first message
 
 
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+percentile = report.percentile
 
 
 def _ms(values: list[float], p: float) -> str:
@@ -124,7 +118,7 @@ class Summary:
     def table(self) -> str:
         e2e = self.end_to_end
         rows = [
-            ("machine", f"{os.cpu_count()} cores, {platform.platform()}, {date.today()}"),
+            ("machine", report.machine()),
             ("target rate", f"{self.rate:g}/s for {self.seconds:g} s, {self.webs} web, {self.workers} worker "
                             f"processes, a new customer every {PROBE_EVERY:g} s"),
             ("requests", f"{self.requests} (sent in {self.sending_seconds:.1f} s, "
@@ -145,9 +139,7 @@ class Summary:
             ("drain time", f"{self.drain_seconds:.1f} s"),
             ("result", "OK" if self.ok else "FAILED"),
         ]
-        width = max(len(name) for name, _ in rows)
-        head = [f"| {'measure'.ljust(width)} | result |", f"| {'-' * width} | --- |"]
-        return "\n".join(head + [f"| {name.ljust(width)} | {value} |" for name, value in rows])
+        return report.table(rows)
 
     def window_table(self) -> str:
         """Per 10-second window: messages, end-to-end p50/p95/p99/max, the most backlog seen in it."""

@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +31,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
 from bench.deliveries import _queue_replies  # noqa: E402
+from bench import report  # noqa: E402
 from tests.conftest import CHANNEL, Deployment  # noqa: E402
 
 BURST = 4
@@ -99,7 +97,7 @@ def table(r: dict) -> str:
         return f"{got:.2f}/s against {want:g}/s configured ({(got - want) / want:+.1%})"
 
     rows = [
-        ("machine", f"{os.cpu_count()} cores, {platform.platform()}, {date.today()}"),
+        ("machine", report.machine()),
         ("setup", f"1 web, 2 workers; the fakes enforce the same limits (burst {BURST})"),
         ("Slack: cards in one channel", f"{r['cards']} of {r['chats']}; {off(r['slack_achieved'], r['slack_rate'])}; "
                                         f"{r['slack_429']} answered 429"),
@@ -107,9 +105,7 @@ def table(r: dict) -> str:
                                            f"{off(r['telegram_achieved'], r['telegram_rate'])}; "
                                            f"{r['telegram_429']} answered 429"),
     ]
-    width = max(len(name) for name, _ in rows)
-    head = [f"| {'measure'.ljust(width)} | result |", f"| {'-' * width} | --- |"]
-    return "\n".join(head + [f"| {name.ljust(width)} | {value} |" for name, value in rows])
+    return report.table(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
