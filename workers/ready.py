@@ -2,12 +2,13 @@
 
 One ``drain_ready`` job serves many outboxes, several at once on the worker's
 event loop (a platform's pacing or slow answer holds up its own outbox only),
-taking new outboxes for ``BUDGET`` seconds: a busy worker does not pay RQ's bookkeeping per
-message, and it comes back to its queues often enough that timers, taken first,
-never wait long. An outbox whose platform's pacing has no token before the job's
-time is up goes back on the list when one is due (a timer); one whose send fails
-is handed to a job of its own with RQ's retries and backoff; one taken off the
-list by a worker that died is restarted by the outbox sweep.
+taking new outboxes for ``BUDGET`` seconds: a busy worker does not pay RQ's
+bookkeeping per message, and it comes back to its queues often enough that
+timers, taken first, never wait long. An outbox whose platform's pacing has no
+turn within ``PACING_LOOKAHEAD`` goes back on the list shortly before its turn
+(at once, or by a timer); one whose send fails is handed to a job of its own with
+RQ's retries and backoff; one taken off the list by a worker that died is
+restarted by the outbox sweep.
 """
 
 from __future__ import annotations
