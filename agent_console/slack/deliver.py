@@ -248,12 +248,15 @@ class Delivery:
 
     async def post_parts(self, channel: str, thread_ts: str, text: str, progress: str = "") -> None:
         """Post ``text`` in the thread, whole: split into ordered posts within Slack's limits (3,000 per
-        section). With ``progress`` the parts already posted are remembered, so a retry never reposts one."""
+        section). With ``progress``, the parts of a long text already posted are remembered, so a retry never
+        reposts one."""
         parts = split_for_slack(text, SECTION_LIMIT) or ["(empty message)"]
-        done = int(await self.store.get_ref("slack-posted", progress) or 0) if progress else 0
+        # A single post needs no note: its outbox item is acknowledged once it is posted.
+        remember = bool(progress) and len(parts) > 1
+        done = int(await self.store.get_ref("slack-posted", progress) or 0) if remember else 0
         for index in range(done, len(parts)):
             await self.post(channel=channel, thread_ts=thread_ts, text=parts[index])
-            if progress:
+            if remember:
                 await self.store.through_outage(
                     lambda: self.store.set_ref("slack-posted", progress, str(index + 1)))
 
