@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
-from rq import get_current_job
+from rq import Queue, Retry, get_current_job
 
 # Imported once, when the worker loads the jobs, not in each job.
-from chatgate.compose import connect
+from chatgate.compose import connect, job_settings
+from gateway.jobs import QUEUE, SERIALIZER
 from gateway.events import AgentEvent
 from gateway.message import OutboundMessage
 from gateway.ports import DeliveryError
@@ -171,13 +173,6 @@ def fire_timers(due: str) -> None:
 def retry_job(connection, config, function: str, *args: str, first: bool = True) -> None:
     """Queue ``function(*args)`` (a drain of one outbox) with the configured backoff: after the first
     interval when ``first`` (its first attempt already failed), else at once with every retry."""
-    from datetime import timedelta
-
-    from rq import Queue, Retry
-
-    from chatgate.compose import job_settings
-    from gateway.jobs import QUEUE, SERIALIZER
-
     settings = job_settings(config)
     intervals = list(settings.retry_intervals[1:] if first else settings.retry_intervals)
     queue = Queue(QUEUE, connection=connection, serializer=SERIALIZER)
