@@ -6,7 +6,7 @@ see bench/RESULTS.md); what is asserted is that each run did its whole job.
 
 from __future__ import annotations
 
-from bench import auto_close, deliveries, ingest
+from bench import auto_close, deliveries, ingest, pacing
 
 
 def test_deliveries_sends_every_reply_and_runs_the_empty_job_reference():
@@ -29,3 +29,10 @@ def test_auto_close_closes_every_chat_under_a_backlog():
     result = auto_close.run(chats=100, after=2, workers=2)
     print(auto_close.table(result))
     assert result["closed"] == 100 and len(result["late"]) == 100
+
+
+def test_pacing_posts_and_sends_everything_with_the_fakes_enforcing_the_same_limits():
+    result = pacing.run(chats=6, slack_rate=4.0, replies=12, telegram_rate=10.0)
+    print(pacing.table(result))
+    assert (result["cards"], result["sent"]) == (6, 12)
+    assert result["slack_429"] == 0 and result["telegram_429"] == 0  # paced before the platform has to say so
