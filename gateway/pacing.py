@@ -39,28 +39,11 @@ class Paced(Exception):
         super().__init__(f"{bucket}: paced, next token in {after:.2f} s")
         self.after = after
 
-# Take one token from the bucket KEYS[1] (rate ARGV[1] per second, at most ARGV[2] kept): '0' when
-# taken, else the seconds until one is free. Timed by Redis (TIME), not by the callers' clocks.
-# A full bucket is the same as none, so the key expires once it would have refilled.
-_TAKE = """
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local saved = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(saved[1]) or burst
-local at = tonumber(saved[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local wait = 0
-if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
-redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'at', string.format('%.6f', now))
-redis.call('PEXPIRE', KEYS[1], math.ceil((burst - tokens) / rate * 1000) + 1000)
-return string.format('%.6f', wait)
-"""
-
-# Reserve the next token of KEYS[1] (as _TAKE) and reply the seconds until it is due ('0': now). The
-# tokens go below zero: each waiter gets its own turn, 1/rate after the one before, rather than all
-# waking for the same token. A turn later than ARGV[3] seconds (when >= 0) is not reserved: the reply
-# is its wait, negative.
+# Reserve the next token of the bucket KEYS[1] (rate ARGV[1] per second, at most ARGV[2] kept) and reply
+# the seconds until it is due ('0': now). The tokens go below zero: each waiter gets its own turn, 1/rate
+# after the one before, rather than all waking for the same token. A turn later than ARGV[3] seconds
+# (when >= 0) is not reserved: the reply is its wait, negative. Timed by Redis (TIME), not by the
+# callers' clocks; a full bucket is the same as none, so the key expires once it would have refilled.
 _RESERVE = """
 local rate, burst, patience = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local clock = redis.call('TIME')
@@ -92,7 +75,6 @@ class Pacer:
     def __init__(self, redis: aioredis.Redis, prefix: str):
         self.redis = redis
         self.prefix = prefix
-        self._take = redis.register_script(_TAKE)
         self._reserve = redis.register_script(_RESERVE)
 
     @classmethod
@@ -105,8 +87,9 @@ class Pacer:
 
     async def take(self, bucket: str, rate: float, burst: int) -> float:
         """Take a token if there is one: 0.0; else the seconds until one is free (nothing taken)."""
-        reply = await self._take(keys=[self.key(bucket)], args=[repr(float(rate)), str(max(1, int(burst)))])
-        return float(reply)
+        reply = float(await self._reserve(keys=[self.key(bucket)],
+                                          args=[repr(float(rate)), str(max(1, int(burst))), "0"]))
+        return 0.0 if reply >= 0 else -reply  # with no patience, a token is taken only if there is one now
 
     async def wait(self, bucket: str, rate: float, burst: int) -> None:
         """Return once a token of ``bucket`` is taken: at most ``burst`` at once, then ``rate`` per second.
