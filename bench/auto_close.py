@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -28,40 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
-from chatgate.compose import connect, load_config  # noqa: E402
-from gateway.jobs import QUEUE  # noqa: E402
-from gateway.message import InboundMessage  # noqa: E402
-from bench import report  # noqa: E402
+from bench import report, traffic  # noqa: E402
 from tests.conftest import Deployment  # noqa: E402
-
-
-async def _resolve_all(config_path: Path, redis_url: str, chats: int) -> None:
-    services = connect(load_config(config_path), redis_url)
-    try:
-        conversations = services.conversations
-        for first in range(0, chats, 100):
-            batch = range(first, min(chats, first + 100))
-            received = await asyncio.gather(*(conversations.receive(
-                InboundMessage("telegram", str(5_000_000 + n), f"close-{n}", "hello", name="Bench")) for n in batch))
-            ids = [r.conversation_id for r in received]
-            await asyncio.gather(*(conversations.accept(cid, "admin") for cid in ids))
-            await asyncio.gather(*(conversations.resolve(cid, "admin") for cid in ids))
-    finally:
-        await services.close()
-
-
-class Backlog(threading.Thread):
-    """The delivery backlog (queued jobs, ready outboxes), sampled every half second."""
-
-    def __init__(self, redis_url: str):
-        super().__init__(daemon=True)
-        self.db = redis_sync.Redis.from_url(redis_url)
-        self.samples: list[tuple[float, int, int]] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(0.5):
-            self.samples.append((time.time(), self.db.llen(f"rq:queue:{QUEUE}"), self.db.llen("{chatgate}:ready")))
 
 
 def run(chats: int = 10000, after: float = 60, workers: int = 2) -> dict:
@@ -72,10 +39,11 @@ def run(chats: int = 10000, after: float = 60, workers: int = 2) -> dict:
         try:
             deployment.start()
             db = redis_sync.Redis.from_url(deployment.redis_url)
-            backlog = Backlog(deployment.redis_url)
+            backlog = traffic.Backlog(deployment.redis_url, every=0.5)
             backlog.start()
             started = time.time()
-            asyncio.run(_resolve_all(deployment.config, deployment.redis_url, chats))
+            asyncio.run(traffic.accepted_chats(deployment.config, deployment.redis_url, chats, 5_000_000,
+                                               lambda conversations, _n, cid: conversations.resolve(cid, "admin")))
             resolving = time.time() - started
             deadline = time.time() + after + 600
             while db.zcard("{chatgate}:closed") < chats and time.time() < deadline:

@@ -30,10 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
-from chatgate.compose import connect, load_config  # noqa: E402
 from gateway.jobs import QUEUE, SERIALIZER  # noqa: E402
-from gateway.message import InboundMessage  # noqa: E402
-from bench import report  # noqa: E402
+from bench import report, traffic  # noqa: E402
 from tests.conftest import Deployment  # noqa: E402
 
 
@@ -63,19 +61,11 @@ def _idle(connection: redis_sync.Redis) -> bool:
     return queue.count == 0 and queue.started_job_registry.count == 0
 
 
-async def _queue_replies(config_path: Path, redis_url: str, customers: int) -> None:
-    services = connect(load_config(config_path), redis_url)
-    try:
-        conversations = services.conversations
-        for first in range(0, customers, 200):
-            batch = range(first, min(customers, first + 200))
-            received = await asyncio.gather(*(conversations.receive(
-                InboundMessage("telegram", str(8_000_000 + n), f"bench-{n}", "hello", name="Bench")) for n in batch))
-            ids = [r.conversation_id for r in received]
-            await asyncio.gather(*(conversations.accept(cid, "admin") for cid in ids))
-            await asyncio.gather(*(conversations.reply(cid, "admin", f"reply #{n}") for n, cid in zip(batch, ids)))
-    finally:
-        await services.close()
+async def queue_replies(config_path: Path, redis_url: str, customers: int) -> None:
+    """One agent reply queued to each of ``customers`` new Telegram customers."""
+    await traffic.accepted_chats(config_path, redis_url, customers, 8_000_000,
+                                 lambda conversations, n, cid: conversations.reply(cid, "admin", f"reply #{n}"),
+                                 batch=200)
 
 
 def run(customers: int = 3000, workers: int = 2) -> dict:
@@ -86,7 +76,7 @@ def run(customers: int = 3000, workers: int = 2) -> dict:
         try:
             deployment.start()
             connection = redis_sync.Redis.from_url(deployment.redis_url)
-            asyncio.run(_queue_replies(deployment.config, deployment.redis_url, customers))
+            asyncio.run(queue_replies(deployment.config, deployment.redis_url, customers))
             deliveries = _hold(connection)
             reference = [Queue(QUEUE, connection=connection, serializer=SERIALIZER).enqueue(
                 "bench.deliveries.empty_job", result_ttl=0).id for _ in range(customers)]

@@ -30,7 +30,6 @@ import json
 import re
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
-from bench import report  # noqa: E402
+from bench import report, traffic  # noqa: E402
 from tests.conftest import Deployment  # noqa: E402
 from tests.fakes.slack import FakeSlack  # noqa: E402
 from tests.fakes.telegram import text_update  # noqa: E402
@@ -287,27 +286,6 @@ def stored_messages(redis_url: str) -> int:
     return sum(db.llen(key) for key in db.scan_iter("{chatgate}:msgs:*"))
 
 
-class Backlog(threading.Thread):
-    """Samples the delivery backlog every second: jobs queued, outboxes on the ready list."""
-
-    def __init__(self, redis_url: str, started: float):
-        super().__init__(daemon=True)
-        self.db = redis_sync.Redis.from_url(redis_url)
-        self.started = started
-        self.samples: list[tuple[float, int, int]] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        from gateway.jobs import QUEUE
-
-        while not self.done.wait(1.0):
-            with self.db.pipeline(transaction=False) as pipe:
-                pipe.llen(f"rq:queue:{QUEUE}")
-                pipe.llen("{chatgate}:ready")
-                jobs, ready = pipe.execute()
-            self.samples.append((time.time() - self.started, jobs, ready))
-
-
 def run(seconds: float = 60, rate: float = 200, customers: int = 200, concurrency: int = 64,
         drain_timeout: float = 900, workers: int = 2, webs: int = 1, log_dir: Path | None = None) -> Summary:
     """Start everything, load it, wait for the drain, check and stop everything; the summary."""
@@ -322,7 +300,7 @@ def run(seconds: float = 60, rate: float = 200, customers: int = 200, concurrenc
             bases = [gateway.base for gateway in deployment.gateways]
 
             started_at = time.time()
-            backlog = Backlog(deployment.redis_url, started_at)
+            backlog = traffic.Backlog(deployment.redis_url)
             backlog.start()
             started = time.perf_counter()
             # The fake Slack, in this process, keeps every call: a full garbage collection over them pauses
@@ -360,7 +338,8 @@ def run(seconds: float = 60, rate: float = 200, customers: int = 200, concurrenc
                 stored=stored_messages(deployment.redis_url),
                 delivered=delivered, lost=lost, duplicated=duplicated, out_of_order=out_of_order,
                 drain_seconds=drain, sending_seconds=sending, webs=webs, workers=workers,
-                windows=windows, probes=probes, backlog=backlog.samples,
+                windows=windows, probes=probes,
+                backlog=[(at - started_at, jobs, ready) for at, jobs, ready in backlog.samples],
             )
         finally:
             deployment.stop()

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: make the project importable
     sys.path.insert(0, str(ROOT))
 
-from bench.deliveries import _queue_replies  # noqa: E402
+from bench.deliveries import queue_replies  # noqa: E402
 from bench import report  # noqa: E402
 from tests.conftest import CHANNEL, Deployment  # noqa: E402
 
@@ -76,7 +76,7 @@ def _telegram(replies: int, rate: float) -> dict:
             deployment.start()
             telegram = deployment.telegram
             telegram.bot_limit = (rate, BURST)
-            asyncio.run(_queue_replies(deployment.config, deployment.redis_url, replies))
+            asyncio.run(queue_replies(deployment.config, deployment.redis_url, replies))
             deadline = time.time() + replies / rate + 120
             while len(telegram.calls_to("sendMessage")) < replies and time.time() < deadline:
                 time.sleep(0.2)
