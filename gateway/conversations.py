@@ -329,18 +329,17 @@ class Conversations:
         """An SLA clock of ``seconds`` from now: open time with ``business_hours.pause_sla`` (the default)."""
         return self.hours.delay(self.clock(), seconds, self.hours.pause_sla)
 
-    async def _welcome(self, conversation_id: str, channel: str) -> bool:
-        """A new chat's automatic messages (away message, place in the queue); whether any was queued."""
+    async def _welcome(self, conversation_id: str, channel: str) -> None:
+        """A new chat's automatic messages (away message, place in the queue), queued by the machine."""
         now = self.clock()
         away = self.hours.away_text(channel, now) if not self.hours.is_open(now) else ""
         template = await self._position_template(now) if self.routing.queue_position else ""
         if not away and not template:
-            return False
+            return
         try:
-            reply = await self._run("welcome", conversation_id, away, template)
+            await self._run("welcome", conversation_id, away, template)
         except Refused:
-            return False
-        return bool(away or reply["position"])
+            pass  # welcomed before (a platform's retry)
 
     async def _position_template(self, now: float) -> str:
         """The queue-position message with today's typical wait filled in (``{position}`` left)."""
