@@ -26,7 +26,8 @@ import redis
 import redis.asyncio as aioredis
 
 from gateway.redis_server import EmbeddedRedis
-from gateway.store import _MACHINE, Store
+from gateway.operations import machine_source
+from gateway.store import Store
 
 PREFIX = "bench_inbox"
 CHANNELS = ("telegram", "sms", "whatsapp", "webchat")
@@ -37,10 +38,11 @@ PLAIN = "UPLAIN"  # declined nothing
 DECLINES = 100
 
 
-def ingest_args(channel: str, customer: str, topic: str, team_only: bool) -> list[str]:
+def ingest_args(channel: str, customer: str, topic: str, team_only: bool) -> dict[str, str]:
     """The ``ingest`` operation's arguments for a first message (as Conversations.receive passes them)."""
-    return [channel, customer, "", "where is my order", "", "", "", "[]", topic, "", "60", "0",
-            "1" if team_only else "0"]
+    return {"channel": channel, "customer": customer, "platform_id": "", "text": "where is my order", "name": "",
+            "phone": "", "location": "", "attachments": "[]", "topic": topic, "rating_thanks": "", "seen_ttl": "60",
+            "head_start": "0", "team_only": "1" if team_only else "0"}
 
 
 class Filler:
@@ -48,14 +50,14 @@ class Filler:
 
     def __init__(self, client: redis.Redis, tag: str):
         self.client, self.tag = client, tag
-        self.machine = client.register_script(_MACHINE)
+        self.machine = client.register_script(machine_source())
         # The script's arguments as the store passes them (time, consoles, job settings first).
         self.store_args = Store(aioredis.Redis())._args
         self.now = 1_767_225_600.0
         self.count = 0
         self.rng = random.Random(11)
 
-    def run(self, pipe, op: str, *args: str) -> None:
+    def run(self, pipe, op: str, **args: str) -> None:
         self.now += 0.001  # distinct activity times, like real traffic
         self.machine(keys=[self.tag], args=self.store_args(op, self.now, "", args), client=pipe)
 
@@ -65,7 +67,7 @@ class Filler:
             first = self.count + 1
             for n in range(first, min(size, self.count + batch) + 1):
                 topic = TOPICS[n % len(TOPICS)]
-                self.run(pipe, "ingest", *ingest_args(CHANNELS[n % len(CHANNELS)], f"c{n}", topic,
+                self.run(pipe, "ingest", **ingest_args(CHANNELS[n % len(CHANNELS)], f"c{n}", topic,
                                                       topic in TEAM_TOPICS))
             pipe.execute()
             self.count = min(size, self.count + batch)
@@ -73,16 +75,16 @@ class Filler:
             pipe = self.client.pipeline(transaction=False)
             for n in range(first, self.count + 1):
                 if TOPICS[n % len(TOPICS)] in TEAM_TOPICS and n % 2:
-                    self.run(pipe, "open_to_all", str(n))
+                    self.run(pipe, "open_to_all", conversation=str(n))
                 if n % 7 == 0:
-                    self.run(pipe, "reject", str(n), f"UOTHER{n % 5}", "")
+                    self.run(pipe, "reject", conversation=str(n), agent=f"UOTHER{n % 5}")
                 if n <= DECLINES * 5 and n % 5 == 0:
-                    self.run(pipe, "reject", str(n), AGENT, "")
+                    self.run(pipe, "reject", conversation=str(n), agent=AGENT)
             pipe.execute()
         # And a few of the newest, which the agent's first page skips.
         pipe = self.client.pipeline(transaction=False)
         for n in range(self.count, max(0, self.count - 30), -3):
-            self.run(pipe, "reject", str(n), AGENT, "")
+            self.run(pipe, "reject", conversation=str(n), agent=AGENT)
         pipe.execute()
 
 
@@ -139,7 +141,7 @@ async def timed_rebuild(store: Store) -> tuple[float, float]:
     started, longest, restart = time.perf_counter(), 0.0, "1"
     while True:
         step = time.perf_counter()
-        reply = await store.run("rebuild_indexes", time.time(), "", restart, "1000")
+        reply = await store.run("rebuild_indexes", time.time(), "", {"restart": restart, "count": "1000"})
         longest, restart = max(longest, (time.perf_counter() - step) * 1000), "0"
         if reply["done"]:
             return time.perf_counter() - started, longest

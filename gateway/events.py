@@ -1,7 +1,7 @@
 """What the consoles are told about a conversation: one typed event per outbox item.
 
 The state machine appends an event to each enabled console's outbox of the
-conversation (``machine.lua``, ``to_agents``); a console's worker parses it here,
+conversation (``machine/common.lua``, ``to_agents``); a console's worker parses it here,
 once, and never looks at the JSON again.
 """
 
@@ -34,15 +34,16 @@ class EventKind(str, Enum):
     NOTED = "noted"  # an agent's private note
     DELIVERY_FAILED = "delivery_failed"
     REDELIVERING = "redelivering"
-    # --- issue 11 routing ---
     TRANSFERRED = "transferred"  # the assignee handed the chat to another agent (``to``), with a note (``seq``)
     OPENED_TO_ALL = "opened_to_all"  # the topic's team did not accept in time: offered to everyone
     ESCALATED = "escalated"  # first-response SLA missed: waiting too long without Accept
-    # --- end issue 11 routing ---
+    # A control with no event of its own changed the chat (``operation`` names it): consoles refresh it.
+    CHANGED = "changed"
 
 
-# An outbox item's short field names (machine.lua ``to_agents``) and the long ones of earlier releases.
-_LONG_NAMES = {"c": "conversation_id", "e": "event", "s": "seq", "b": "by", "o": "to", "t": "at", "v": "console"}
+# An outbox item's short field names (``to_agents`` in machine/common.lua) and the long ones of earlier releases.
+_LONG_NAMES = {"c": "conversation_id", "e": "event", "s": "seq", "b": "by", "o": "to", "t": "at", "v": "console",
+               "p": "operation"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class AgentEvent:
     to: str = ""  # the agent a chat was given to (reassign)
     at: float = 0.0
     console: str = ""  # the console the action came from ("" for customers and timers)
+    operation: str = ""  # the control that changed the chat, for ``CHANGED``
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> "AgentEvent":
@@ -70,4 +72,5 @@ class AgentEvent:
             to=str(data.get("o") or ""),
             at=float(data.get("t") or 0.0),
             console=str(data.get("v") or ""),
+            operation=str(data.get("p") or ""),
         )

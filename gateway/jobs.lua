@@ -1,6 +1,8 @@
 -- RQ jobs and timers, written in the same atomic call as the change that needs them
--- (see gateway/jobs.py). Prepended to machine.lua: ARGV[4] is the time as RQ writes it
--- (ISO, UTC), ARGV[5] the job settings (JobSettings.encoded()).
+-- (see gateway/jobs.py). First part of the machine script (gateway/operations.py machine_source):
+-- ARGV[4] is the time as RQ writes it (ISO, UTC), ARGV[5] the job settings (JobSettings.encoded()).
+-- The jobs are RQ's own keys (``rq:*``), beside chatgate's (``{prefix}:*``): one call writes both, so
+-- the machine needs one Redis node (a primary, with replicas or not), not a Redis Cluster.
 
 local JOBS = cjson.decode(ARGV[5])
 local NOW_ISO = ARGV[4]

@@ -1,6 +1,6 @@
 """The jobs the state machine hands to the RQ workers, and how it writes them.
 
-``machine.lua`` writes RQ jobs itself, in the same atomic call as the change that
+The state machine (``machine/``) writes RQ jobs itself, in the same atomic call as the change that
 needs them (``jobs.lua``): a message stored and its delivery queued are one
 round trip, and a crash can never keep one without the other.
 

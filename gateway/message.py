@@ -10,9 +10,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
-from .operations import refusal_text
+from .refusals import refusal_text
 
-__all__ = ["Attachment", "File", "InboundMessage", "OutboundMessage", "Conversation", "State", "Refused", "ReplyWindow"]
+__all__ = ["Attachment", "File", "InboundMessage", "OutboundMessage", "Conversation", "State", "Refused", "ReplyWindow",
+           "NO_FILES"]
 
 
 class State(str, Enum):
@@ -104,6 +105,10 @@ def _attachments(raw) -> tuple[dict, ...]:
     return tuple(a for a in raw if isinstance(a, dict)) if isinstance(raw, list) else ()
 
 
+# Why an agent's file is refused on a channel that cannot send files (``Channel.check_attachment``'s default).
+NO_FILES = "this channel cannot send files to customers"
+
+
 @dataclass(frozen=True)
 class ReplyWindow:
     """A channel's rule for free-form replies: only within ``seconds`` of the customer's last message
@@ -166,7 +171,7 @@ class Conversation:
 
 
 class Refused(Exception):
-    """The core refused an operation: ``code`` says why (see ``gateway.operations.REFUSALS``),
+    """The core refused an operation: ``code`` says why (see ``gateway.refusals.REFUSALS``),
     ``detail`` names what the code refers to (an agent id, say), ``reason`` is a plain sentence.
 
     Consoles render ``code`` and ``detail`` in their own words; ``reason`` is the fallback.

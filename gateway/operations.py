@@ -1,107 +1,216 @@
-"""The agents' operations, declared once: who may run each, what it may be refused for, what it tells.
+"""Every operation of the state machine, declared once.
 
-Each entry ties a state-machine operation (``machine.lua``) to the role it
-needs, the refusal codes it can answer and the event the consoles receive.
-``Conversations`` runs them; each console renders the controls and the
-refusals in its own words. The state table is in ``docs/conversations.md``.
+A declaration says which states an operation applies to, who may run it, the
+arguments a console gives it, the refusal codes it can answer and the events it
+emits. The machine (``machine/<name>.lua``) runs it from this declaration: the
+common checks (the chat exists, is in one of the states, the agent is its
+assignee) are done once for every operation from ``states`` and ``who``, and an
+operation that refuses with a code or emits an event it does not declare is an
+error. ``available`` answers, from the same declarations, which controls an
+agent may use on a conversation; consoles render that and nothing else.
+
+The state table is in ``docs/conversations.md``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Mapping
 
 from .events import EventKind
+from .message import Conversation, State
 from .team import Role
 
-__all__ = ["Operation", "OPERATIONS", "REFUSALS", "refusal_text"]
+__all__ = ["Who", "Argument", "Operation", "OPERATIONS", "register", "controls", "available", "machine_source"]
 
-# Refusals any operation on one chat can meet.
+
+class Who(str, Enum):
+    """Who may run an operation."""
+
+    AGENT = "agent"  # any agent, on a chat offered to them
+    ASSIGNEE = "assignee"  # the agent who accepted the chat
+    ADMIN = "admin"
+    MACHINE = "machine"  # customers, timers and workers: no console shows it
+
+    @property
+    def role(self) -> Role:
+        """The least team role it needs."""
+        return Role.ADMIN if self is Who.ADMIN else Role.AGENT if self is not Who.MACHINE else Role.NONE
+
+
+@dataclass(frozen=True)
+class Argument:
+    """What a console gives an operation besides the chat and the agent."""
+
+    name: str
+    kind: type = str  # str, bool or int
+    label: str = ""  # how a form asks for it
+    required: bool = True
+
+
+_OPEN = frozenset({State.ACTIVE, State.RESOLVED})
+_ACTIVE = frozenset({State.ACTIVE})
+_NEW = frozenset({State.NEW})
+# Refused by the machine's common checks, before the operation's own.
 _CHAT = ("unknown", "closed")
-# Those of the controls only the assignee may use.
 _ASSIGNEE = (*_CHAT, "not_accepted", "not_assignee")
 
 
 @dataclass(frozen=True)
 class Operation:
-    name: str  # the state machine's operation and the ``Conversations`` method
-    role: Role  # the least role the acting agent needs
-    event: EventKind  # what the consoles are told when it succeeds
-    refusals: tuple[str, ...]  # the codes it can be refused with, besides the role's
-    label: str  # what the agents call it (the seed's letter and name where it has one)
+    name: str  # the machine's operation (``machine/<name>.lua``)
+    who: Who
+    events: tuple[EventKind, ...] = ()  # what the consoles are told when it succeeds
+    refusals: tuple[str, ...] = ()  # every code it can be refused with, besides its role's
+    states: frozenset[State] = frozenset()  # the chat's states it applies to (none: not on one chat)
+    # The refusal for a state outside ``states`` (closed is always "closed"); the operation decides the others.
+    wrong_state: Mapping[State, str] = field(default_factory=dict)
+    arguments: tuple[Argument, ...] = ()  # what a console gives it, besides the chat and the agent
+    label: str = ""  # what the agents call it (the seed's letter and name where it has one)
+    script: Path | None = None  # its Lua file, when not one of the machine's own
+
+    @property
+    def is_control(self) -> bool:
+        """An agent's control, shown by the consoles."""
+        return self.who is not Who.MACHINE
+
+    def lua(self) -> str:
+        if self.script is not None:
+            return self.script.read_text()
+        return resources.files(__package__).joinpath("machine", f"{self.name}.lua").read_text()
 
 
-OPERATIONS = {op.name: op for op in (
-    Operation("accept", Role.AGENT, EventKind.ACCEPTED,
-              (*_CHAT, "already_yours", "taken", "head_start", "not_in_team", "at_capacity"), "E Accept"),
-    Operation("reject", Role.AGENT, EventKind.DECLINED, (*_CHAT, "not_new", "already_declined"), "F Reject"),
-    Operation("resolve", Role.AGENT, EventKind.RESOLVED, (*_ASSIGNEE, "already_resolved"), "D Mark as resolved"),
-    Operation("leave", Role.AGENT, EventKind.LEFT, _ASSIGNEE, "C Leave"),
-    Operation("sound", Role.AGENT, EventKind.SOUND,
-              (*_ASSIGNEE, "not_active", "sound_already_on", "sound_already_off"), "B Speaker"),
-    Operation("reply", Role.AGENT, EventKind.REPLIED,
-              (*_ASSIGNEE, "resolved", "opted_out", "empty", "outside_window", "attachment"), "Reply"),
-    Operation("note", Role.AGENT, EventKind.NOTED, (*_ASSIGNEE, "empty"), "Private note"),
-    Operation("redeliver", Role.AGENT, EventKind.REDELIVERING, (*_ASSIGNEE, "not_failed", "opted_out"), "Retry"),
-    Operation("reassign", Role.ADMIN, EventKind.REASSIGNED,
-              (*_CHAT, "reassign_new", "already_assigned", "not_agent_target", "no_target", "at_capacity"),
-              "Reassign"),
-    # --- issue 11 routing ---
-    Operation("transfer", Role.AGENT, EventKind.TRANSFERRED,
-              (*_ASSIGNEE, "not_active", "transfer_self", "not_agent_target", "no_target", "at_capacity"),
-              "Transfer"),
-    # --- end issue 11 routing ---
+def _text(name: str, label: str) -> Argument:
+    return Argument(name, str, label)
+
+
+# A client's id for one send, so that a repeated request (a double click, a retry) is stored once.
+_ONCE = Argument("platform_id", str, "Idempotency key", required=False)
+
+
+OPERATIONS: dict[str, Operation] = {op.name: op for op in (
+    # The agents' controls.
+    Operation("accept", Who.AGENT, (EventKind.ACCEPTED,),
+              (*_CHAT, "already_yours", "taken", "head_start", "not_in_team", "at_capacity"),
+              _NEW, label="E Accept"),
+    Operation("reject", Who.AGENT, (EventKind.DECLINED, EventKind.OFFERED),
+              (*_CHAT, "not_new", "already_declined"), _NEW,
+              {State.ACTIVE: "not_new", State.RESOLVED: "not_new"}, label="F Reject"),
+    Operation("resolve", Who.ASSIGNEE, (EventKind.RESOLVED,), (*_ASSIGNEE, "already_resolved"), _ACTIVE,
+              {State.RESOLVED: "already_resolved"}, label="D Mark as resolved"),
+    Operation("leave", Who.ASSIGNEE, (EventKind.LEFT, EventKind.CLOSED), _ASSIGNEE, _OPEN, label="C Leave"),
+    Operation("sound", Who.ASSIGNEE, (EventKind.SOUND,),
+              (*_ASSIGNEE, "not_active", "sound_already_on", "sound_already_off"), _ACTIVE,
+              {State.RESOLVED: "not_active"}, (Argument("on", bool, "Sound on"),), label="B Speaker"),
+    Operation("reply", Who.ASSIGNEE, (EventKind.REPLIED, EventKind.FIRST_RESPONSE),
+              (*_ASSIGNEE, "resolved", "opted_out", "empty", "outside_window", "attachment"), _ACTIVE,
+              {State.RESOLVED: "resolved"}, (_text("text", "Message"), _ONCE,
+                                             Argument("attachments", list, "Files", required=False)),
+              label="Reply"),
+    Operation("note", Who.ASSIGNEE, (EventKind.NOTED,), (*_ASSIGNEE, "empty"), _OPEN,
+              arguments=(_text("text", "Note"), _ONCE), label="Private note"),
+    Operation("redeliver", Who.ASSIGNEE, (EventKind.REDELIVERING,), (*_ASSIGNEE, "not_failed", "opted_out"), _OPEN,
+              arguments=(Argument("seq", int, "Message"),), label="Retry"),
+    Operation("reassign", Who.ADMIN, (EventKind.REASSIGNED,),
+              (*_CHAT, "reassign_new", "already_assigned", "not_agent_target", "no_target", "at_capacity"), _OPEN,
+              {State.NEW: "reassign_new"}, (Argument("to", str, "Give to"),), label="Reassign"),
+    Operation("transfer", Who.ASSIGNEE, (EventKind.TRANSFERRED,),
+              (*_ASSIGNEE, "not_active", "transfer_self", "not_agent_target", "no_target", "at_capacity"), _ACTIVE,
+              {State.RESOLVED: "not_active"},
+              (Argument("to", str, "Hand to"), Argument("note", str, "Note for them", required=False)),
+              label="Transfer"),
+    # What customers, timers, workers and admins' settings do.
+    Operation("ingest", Who.MACHINE, (EventKind.CREATED, EventKind.MESSAGE, EventKind.REOPENED, EventKind.RATED)),
+    Operation("delivery", Who.MACHINE, (EventKind.DELIVERY_FAILED,), ("unknown",)),
+    Operation("auto_close", Who.MACHINE, (EventKind.CLOSED,), ("unknown", "stale")),
+    Operation("offer", Who.MACHINE, (EventKind.OFFERED,), ("unknown", "stale")),
+    Operation("open_to_all", Who.MACHINE, (EventKind.OPENED_TO_ALL,), ("unknown", "stale")),
+    Operation("escalate", Who.MACHINE, (EventKind.ESCALATED,), ("unknown", "stale")),
+    Operation("welcome", Who.MACHINE, (), ("unknown", "stale")),
+    Operation("queue_positions", Who.MACHINE),
+    Operation("set_auto_close", Who.MACHINE),
+    Operation("opt_out", Who.MACHINE),
+    Operation("schedule", Who.MACHINE),
+    Operation("requeue", Who.MACHINE),
+    Operation("queue_customer", Who.MACHINE),
+    Operation("rebuild_indexes", Who.MACHINE),
+    Operation("fire", Who.MACHINE, (), ("stale",)),
 )}
 
-# Plain sentences for every refusal code; ``{who}`` is the agent the detail names.
-REFUSALS = {
-    "unknown": "This chat does not exist (any more).",
-    "closed": "This chat is closed; nothing can change it now.",
-    "not_accepted": "Accept this chat first: its controls work only after accept.",
-    "not_assignee": "Only the agent who accepted this chat ({who}) can do that.",
-    "already_yours": "You have already accepted this chat.",
-    "taken": "Too late: {who} has already accepted this chat.",
-    "head_start": "This returning customer's chat is offered to their previous agent ({who}) first; "
-                  "it is offered to everyone if they do not take it.",
-    "not_new": "This chat is no longer waiting: {who} has accepted it.",
-    "already_declined": "You have already declined this chat.",
-    "already_resolved": "This chat is already resolved.",
-    "resolved": "This chat is resolved, so your message was not sent. It reopens when the customer writes again.",
-    "stale": "This chat is no longer resolved.",
-    "not_failed": "That message is not failed any more (it was sent, or a retry is under way).",
-    "not_admin": "Only a chatgate admin can do that; ask one of the admins.",
-    "not_agent": "You are not on the support team in chatgate, so you cannot work on chats. "
-                 "Ask an admin to add you.",
-    "not_agent_target": "{who} is not on the support team, so cannot take chats.",
-    "no_target": "Pick the agent who should take this chat.",
-    "bad_delay": "The auto-close delay must be more than zero seconds.",
-    "not_active": "That works only while the chat is active.",
-    "sound_already_on": "Sound is already on for you in this chat.",
-    "sound_already_off": "Sound is already off for you in this chat.",
-    "reassign_new": "This chat is waiting in the Inbox; only an accepted chat can be reassigned.",
-    "already_assigned": "This chat is already assigned to {who}.",
-    "opted_out": "The customer has opted out of messages on this channel (for SMS: they texted STOP), "
-                 "so your message was not sent. It can be sent once they opt back in (for SMS: they text START).",
-    "empty": "The message is empty, so nothing was sent.",
-    "attachment": "The customer's platform cannot take that file, so nothing was sent.",
-    "outside_window": "The customer last wrote too long ago: their channel allows free-form replies only within "
-                      "a window after their last message (WhatsApp: 24 hours), and no approved template is "
-                      "configured for it (twilio.whatsapp_template_sid), so your message was not sent. "
-                      "It can be sent once the customer writes again.",
-    # --- desk (issue 11): saved replies ---
-    "no_saved_reply": "There is no saved reply by that name (an admin may have deleted it).",
-    "bad_saved_reply": "A saved reply needs a name, a text and only the variables {{customer_name}} and "
-                       "{{agent_name}}.",
-    # --- end desk ---
-    # --- issue 11 routing ---
-    "not_in_team": "This chat's topic ({topic}) is for its own team, and you are not on it; "
-                   "it is offered to everyone if they do not take it in time.",
-    "at_capacity": "{who} already has as many active chats as allowed; resolve or hand one on first.",
-    "transfer_self": "This chat is already yours; pick another agent to transfer it to.",
-    # --- end issue 11 routing ---
-}
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-def refusal_text(code: str, who: str = "") -> str:
-    """A plain sentence for a refusal; ``who`` is the named agent as the console shows them."""
-    return REFUSALS.get(code, "Refused ({code}).").format(who=who or "another agent", code=code,
-                                                          topic=who or "this topic")
+def register(operation: Operation) -> None:
+    """Declare one more operation (with its own ``script``) before the store loads the machine."""
+    for name in (operation.name, *operation.refusals, *(e.value for e in operation.events),
+                 *operation.wrong_state.values()):
+        if not _NAME.match(name):
+            raise ValueError(f"operation {operation.name!r}: {name!r} is not a lower-case identifier")
+    OPERATIONS[operation.name] = operation
+
+
+def controls() -> list[Operation]:
+    """The agents' controls, in the order the consoles show them."""
+    return [op for op in OPERATIONS.values() if op.is_control]
+
+
+def available(conversation: Conversation, agent: str | None = None, role: Role = Role.AGENT,
+              ops: Iterable[Operation] | None = None) -> list[Operation]:
+    """The controls ``agent`` (with ``role``) may use on ``conversation`` now, as its declarations say.
+
+    With no ``agent``, those of the chat's state whoever looks (a card everyone shares); the
+    machine still refuses whoever may not.
+    """
+    shown = []
+    for op in controls() if ops is None else ops:
+        if conversation.state not in op.states or not op.is_control:
+            continue
+        if agent is not None and not _may(op, conversation, agent, role):
+            continue
+        shown.append(op)
+    return shown
+
+
+def _may(op: Operation, c: Conversation, agent: str, role: Role) -> bool:
+    if role < op.who.role:
+        return False
+    if op.who is Who.ASSIGNEE:
+        return c.assignee == agent
+    if op.who is Who.AGENT and c.state is State.NEW:
+        # Offered to them: not declined by them, and nobody else's head start.
+        return agent not in c.declined_by and c.head_start_for in ("", agent)
+    return True
+
+
+def _declarations() -> str:
+    """The declarations as a Lua table: sets as ",a,b," strings, cheap to build on every call (names,
+    codes and events are plain identifiers: ``register`` checks)."""
+
+    def listed(names: Iterable[str]) -> str:
+        return "'," + ",".join(names) + ",'"
+
+    entries = []
+    for op in OPERATIONS.values():
+        wrong = ", ".join(f"{state.value} = '{code}'" for state, code in op.wrong_state.items())
+        entries.append(
+            f"  {op.name} = {{who = '{op.who.value}', "
+            f"states = {listed(s.value for s in op.states)}, wrong_state = {{{wrong}}}, "
+            f"refusals = {listed((*op.refusals, 'not_agent', 'not_admin'))}, "
+            f"events = {listed(e.value for e in op.events)}}},")
+    return "local DECLARED = {\n" + "\n".join(entries) + "\n}\n"
+
+
+def machine_source() -> str:
+    """The whole machine script: jobs, common helpers, every declared operation's file, the dispatcher."""
+    machine = resources.files(__package__).joinpath("machine")
+    parts = [resources.files(__package__).joinpath("jobs.lua").read_text(),
+             _declarations(),
+             machine.joinpath("common.lua").read_text()]
+    parts += [f"-- {op.name}\n" + op.lua() for op in OPERATIONS.values()]
+    parts.append(machine.joinpath("dispatch.lua").read_text())
+    return "\n".join(parts)

@@ -11,19 +11,17 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from importlib import resources
-from typing import Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable, Mapping, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
 
 from .jobs import JobSettings, Timer
 from .message import Conversation, OutboundMessage, State
+from .operations import machine_source
 
 __all__ = ["Store", "Page", "HistoryEntry", "Figures", "AutoClose"]
 
-# jobs.lua first: the machine writes RQ jobs and timers with it.
-_MACHINE = "".join(resources.files(__package__).joinpath(name).read_text() for name in ("jobs.lua", "machine.lua"))
 
 
 # The end of both page scripts, given the page's ids in ``reply``: {total, the page's conversations
@@ -40,7 +38,7 @@ return {total, cjson.encode(rows)}
 
 
 # A page of the Inbox as one agent sees it (see _PAGE_ROWS). Reads only. It reads only what
-# it shows: the Inbox's leaves (see machine.lua's enter_inbox) that match the filters, merged from the
+# it shows: the Inbox's leaves (see machine/common.lua's enter_inbox) that match the filters, merged from the
 # top, so its cost grows with offset + limit and the number of leaves, not with the Inbox.
 _INBOX_PAGE = """
 local P, channel, topic, agent = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
@@ -212,7 +210,8 @@ class Store:
         self.redis = redis
         self.tag = "{" + prefix + "}"
         self._jobs = jobs.encoded()
-        self._machine = redis.register_script(_MACHINE)
+        # Assembled now, so that operations registered before the store is built are part of it.
+        self._machine = redis.register_script(machine_source())
         # Operations waiting for this turn of the event loop's round trip (``run``), and those sent.
         self._queued: list = []
         self._sending: set = set()
@@ -243,8 +242,9 @@ class Store:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def run(self, op: str, now: float, consoles: str, *args: str | int | float) -> dict:
-        """Run one state-machine operation atomically (see machine.lua); its reply, by name.
+    async def run(self, op: str, now: float, consoles: str, args: Mapping[str, str] | None = None) -> dict:
+        """Run one state-machine operation atomically with its named ``args`` (``gateway/machine/``);
+        its reply, by name.
 
         ``consoles`` are the enabled consoles, comma-separated: each gets the events in an outbox of its own.
         Operations asked for in the same turn of the event loop (concurrent webhooks, say) share one round
@@ -252,7 +252,7 @@ class Store:
         """
         loop = asyncio.get_running_loop()
         reply = loop.create_future()
-        self._queued.append((self._args(op, now, consoles, args), reply))
+        self._queued.append((self._args(op, now, consoles, args or {}), reply))
         if len(self._queued) == 1:
             # After the other handlers of this turn of the loop have queued theirs.
             loop.call_soon(self._send_queued)
@@ -297,7 +297,7 @@ class Store:
             return replies
         return replies
 
-    async def run_many(self, calls: list[tuple[str, float, str, tuple]]) -> list[dict]:
+    async def run_many(self, calls: list[tuple[str, float, str, Mapping[str, str]]]) -> list[dict]:
         """Several operations (op, now, consoles, args) in one round trip, each atomic on its own."""
         replies = await self._evalsha([self._args(op, now, consoles, args) for op, now, consoles, args in calls])
         for reply in replies:
@@ -305,10 +305,10 @@ class Store:
                 raise reply
         return [json.loads(reply) for reply in replies]
 
-    def _args(self, op: str, now: float, consoles: str, args: tuple) -> list:
+    def _args(self, op: str, now: float, consoles: str, args: Mapping[str, str]) -> list:
         # RQ's own timestamp format, for the jobs the call may write.
         iso = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        return [op, repr(now), consoles, iso, self._jobs, *args]
+        return [op, repr(now), consoles, iso, self._jobs, json.dumps(args, ensure_ascii=False)]
 
     async def due_timers(self, now: float, limit: int = 200) -> list[Timer]:
         """Timers due at ``now``, earliest first (``gateway/jobs.py``)."""
@@ -468,19 +468,20 @@ class Store:
         return Page(tuple(conversations), int(reply[0]), offset, limit)
 
     async def rebuild_indexes(self, force: bool = True, step: int = 1000) -> int:
-        """Build the Inbox's indexes (machine.lua's leaves, declined lists, queue) from the Inbox, ``step``
+        """Build the Inbox's indexes (the machine's leaves, declined lists, queue) from the Inbox, ``step``
         chats per call so Redis is never blocked long; the number of chats indexed. Without ``force`` only
         what was never built: a deployment upgraded with chats waiting gets them at its first Inbox page."""
         indexed, restart = 0, force
         while True:
-            reply = await self.run("rebuild_indexes", time.time(), "", "1" if restart else "0", str(step))
+            reply = await self.run("rebuild_indexes", time.time(), "", {"restart": "1" if restart else "0",
+                                                                         "count": str(step)})
             indexed, restart = indexed + int(reply["indexed"]), False
             if reply["done"]:
                 self._indexed = True
                 return indexed
 
     async def figures(self, now: float) -> Figures:
-        """Team figures from the per-day keys machine.lua writes: two round trips, no scan."""
+        """Team figures from the per-day keys the machine writes: two round trips, no scan."""
         day = int(now // 86400)
         first_responses = self.key("first_response", str(day))
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -513,7 +514,7 @@ class Store:
     # --- end issue 11 routing -------------------------------------------------------
 
     async def auto_close_setting(self, default: AutoClose) -> AutoClose:
-        """The admin's auto-close switch as stored by machine.lua, or ``default`` if never set."""
+        """The admin's auto-close switch as stored by the machine, or ``default`` if never set."""
         enabled, after = await self.redis.hmget(self.key("settings"), "auto_close", "auto_close_after")
         if enabled is None:
             return default
@@ -535,8 +536,9 @@ class Store:
 
     async def queue_to_customer(self, message: OutboundMessage) -> None:
         """Append a message outside any conversation (a greeting) to the customer's outbox."""
-        await self.run("queue_customer", time.time(), "", message.channel, message.customer_id,
-                       json.dumps(asdict(message)))
+        await self.run("queue_customer", time.time(), "", {"channel": message.channel,
+                                                            "customer": message.customer_id,
+                                                            "item": json.dumps(asdict(message))})
 
     # -- console state ---------------------------------------------------------
     # Small per-console mappings (a Slack card's ts for a conversation, etc.).

@@ -1,4 +1,4 @@
-"""The Inbox's indexes (machine.lua's leaves, declined lists, queue) against a naive reading of the whole
+"""The Inbox's indexes (the machine's Inbox leaves, declined lists, queue) against a naive reading of the whole
 Inbox, after random operations; the one-time rebuild for data that predates them; the benchmark runs."""
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ class World:
         self.customers = 0
         self.welcome = True  # new chats get their queue position (which completes a pending rebuild)
 
-    async def run(self, op: str, *args: str) -> dict:
+    async def run(self, op: str, **args: str) -> dict:
         self.now += self.rng.choice((0, 0, 1, 2.5))
-        return await self.store.run(op, self.now, "", *args)
+        return await self.store.run(op, self.now, "", args)
 
     def ids(self, key: str) -> list[str]:
         return [i.decode() for i in self.plain.zrevrange(self.store.key(key), 0, -1)]
@@ -63,28 +63,28 @@ class World:
         if choice == "create" or (choice == "write" and not self.customers):
             self.customers += 1
             topic = rng.choice(TOPICS)
-            reply = await self.run("ingest", *ingest_args(rng.choice(CHANNELS), f"c{self.customers}", topic,
+            reply = await self.run("ingest", **ingest_args(rng.choice(CHANNELS), f"c{self.customers}", topic,
                                                           topic in ROUTED and rng.random() < 0.7))
             if self.welcome and rng.random() < 0.5:  # the queue position, as the welcome tells it
-                told = await self.run("welcome", reply["id"], "", "{position}")
+                told = await self.run("welcome", conversation=reply["id"], away="", template="{position}")
                 assert told["position"] == self.queue().index(reply["id"]) + 1
         elif choice == "write":  # a customer writes again: a waiting chat moves up, a closed one starts anew
             conv = self.conv(rng.choice(self.all_ids()))
-            await self.run("ingest", *ingest_args(conv["channel"], conv["customer_id"], conv["topic"], False))
+            await self.run("ingest", **ingest_args(conv["channel"], conv["customer_id"], conv["topic"], False))
         elif choice == "reject" and waiting:
-            await self.run("reject", rng.choice(waiting), rng.choice(AGENTS), "")
+            await self.run("reject", conversation=rng.choice(waiting), agent=rng.choice(AGENTS))
         elif choice == "accept" and waiting:
-            await self.run("accept", rng.choice(waiting), rng.choice(AGENTS), "", "1", "0")
+            await self.run("accept", conversation=rng.choice(waiting), agent=rng.choice(AGENTS), serves="1")
         elif choice == "leave" and active:
             chosen = rng.choice(active)
-            await self.run("leave", chosen, self.conv(chosen)["assignee"], "")
+            await self.run("leave", conversation=chosen, agent=self.conv(chosen)["assignee"])
         elif choice == "open" and waiting:
-            await self.run("open_to_all", rng.choice(waiting))
+            await self.run("open_to_all", conversation=rng.choice(waiting))
         elif choice == "close" and active:
             chosen = rng.choice(active)
             agent = self.conv(chosen)["assignee"]
-            await self.run("resolve", chosen, agent, "How did we do?", "")
-            await self.run("leave", chosen, agent, "")
+            await self.run("resolve", conversation=chosen, agent=agent, question="How did we do?")
+            await self.run("leave", conversation=chosen, agent=agent)
 
     # -- the naive reading: the whole Inbox, chat by chat (what the old _FILTER did) --
 
@@ -167,14 +167,14 @@ async def test_pages_match_a_naive_reading_of_the_whole_inbox(world, seed):
 async def test_queue_positions_still_come_in_queue_order(world):
     w = world(4)
     # Twelve chats created at the same time: the queue orders them by id, not by name ("10" after "9").
-    ids = [(await w.store.run("ingest", w.now, "", *ingest_args("sms", f"q{i}", "", False)))["id"]
+    ids = [(await w.store.run("ingest", w.now, "", ingest_args("sms", f"q{i}", "", False)))["id"]
            for i in range(12)]
     for conversation_id in reversed(ids):
-        await w.run("welcome", conversation_id, "", "#{position}")
+        await w.run("welcome", conversation=conversation_id, away="", template="#{position}")
     assert [w.conv(i)["queue_told"] for i in ids] == [str(n) for n in range(1, 13)]
     for conversation_id in ids[:4]:
-        await w.run("accept", conversation_id, "ann", "", "1", "0")
-    told = await w.run("queue_positions", "3", "#{position}")
+        await w.run("accept", conversation=conversation_id, agent="ann", serves="1")
+    told = await w.run("queue_positions", step="3", template="#{position}")
     assert len(told["told"]) == 8
     assert [w.conv(i)["queue_told"] for i in ids[4:]] == [str(n) for n in range(1, 9)]
 
@@ -208,7 +208,7 @@ async def test_the_rebuild_goes_by_steps_while_chats_come_move_and_leave(world, 
     forget_indexes(w)
     w.welcome = False  # a welcome would finish the rebuild in one step
     steps = 0
-    while not (await w.store.run("rebuild_indexes", w.now, "", "1" if steps == 4 else "0", "3"))["done"]:
+    while not (await w.store.run("rebuild_indexes", w.now, "", {"restart": "1" if steps == 4 else "0", "count": "3"}))["done"]:
         steps += 1
         for _ in range(2):
             await w.step()
