@@ -188,29 +188,35 @@ def _may(op: Operation, c: Conversation, agent: str, role: Role) -> bool:
 
 
 def _declarations() -> str:
-    """The declarations as a Lua table: sets as ",a,b," strings, cheap to build on every call (names,
-    codes and events are plain identifiers: ``register`` checks)."""
+    """The declarations as Lua: ``DECLARED(name)`` builds only the table of the operation asked for (a
+    call runs one or two), sets as ",a,b," strings (names, codes and events are plain identifiers:
+    ``register`` checks)."""
 
     def listed(names: Iterable[str]) -> str:
         return "'," + ",".join(names) + ",'"
 
-    entries = []
+    lines = ["local function DECLARED(name)"]
     for op in OPERATIONS.values():
         wrong = ", ".join(f"{state.value} = '{code}'" for state, code in op.wrong_state.items())
-        entries.append(
-            f"  {op.name} = {{who = '{op.who.value}', "
+        lines.append(
+            f"  if name == '{op.name}' then return {{who = '{op.who.value}', "
             f"states = {listed(s.value for s in op.states)}, wrong_state = {{{wrong}}}, "
             f"refusals = {listed((*op.refusals, 'not_agent', 'not_admin'))}, "
-            f"events = {listed(e.value for e in op.events)}}},")
-    return "local DECLARED = {\n" + "\n".join(entries) + "\n}\n"
+            f"events = {listed(e.value for e in op.events)}}} end")
+    return "\n".join([*lines, "end", ""])
 
 
 def machine_source() -> str:
-    """The whole machine script: jobs, common helpers, every declared operation's file, the dispatcher."""
+    """The whole machine script: jobs, common helpers, every declared operation's file, the dispatcher.
+
+    A call defines only the operation it runs (all of them for ``fire``, which runs timers'), so the
+    script's cost does not grow with the number of operations.
+    """
     machine = resources.files(__package__).joinpath("machine")
     parts = [resources.files(__package__).joinpath("jobs.lua").read_text(),
              _declarations(),
              machine.joinpath("common.lua").read_text()]
-    parts += [f"-- {op.name}\n" + op.lua() for op in OPERATIONS.values()]
+    parts += [f"if ARGV[1] == '{op.name}' or ARGV[1] == 'fire' then\n{op.lua()}end\n"
+              for op in OPERATIONS.values()]
     parts.append(machine.joinpath("dispatch.lua").read_text())
     return "\n".join(parts)

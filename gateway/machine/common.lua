@@ -1,7 +1,7 @@
 -- The conversation state machine's common part: keys, indexes, outboxes, refusals (docs/conversations.md).
 --
 -- Assembled at load time (gateway/operations.py ``machine_source``): jobs.lua, the declarations
--- (DECLARED), this file, one file per operation (each adds ``OPS.<name>``), then dispatch.lua.
+-- (DECLARED), this file, the file of the operation called (each adds ``OPS.<name>``), then dispatch.lua.
 --
 -- KEYS[1] is the key prefix, e.g. "{chatgate}"; every key of chatgate's starts with it (RQ's do not:
 -- see jobs.lua).
@@ -17,7 +17,7 @@ for name in string.gmatch(ARGV[3], '[^,]+') do table.insert(consoles, name) end
 -- Each operation's file adds its function: OPS.<name>(A, chat), A its named arguments, chat (for an
 -- operation on one chat) {id, state, assignee}. TIMERS.<kind>(subject, arg, extra) runs a due timer.
 local OPS, TIMERS = {}, {}
--- The declaration of the operation running now (DECLARED.<name>) and its name.
+-- The declaration of the operation running now (DECLARED(name)) and its name.
 local CURRENT, CURRENT_NAME = nil, ''
 local REFUSED = false
 -- Runs one operation by name (dispatch.lua): timers run theirs through it.

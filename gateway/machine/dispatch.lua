@@ -19,7 +19,7 @@ local function chat_checks(declared, A)
 end
 
 run_op = function(name, A)
-  local declared, operation = DECLARED[name], OPS[name]
+  local declared, operation = DECLARED(name), OPS[name]
   if not declared or not operation then return redis.error_reply('unknown operation ' .. tostring(name)) end
   local outer, outer_name, outer_refused = CURRENT, CURRENT_NAME, REFUSED
   CURRENT, CURRENT_NAME, REFUSED = declared, name, false
@@ -44,7 +44,7 @@ end
 
 -- ``may``: the common checks of ``operation`` alone, changing nothing (before a console opens a form).
 local function may(A)
-  local declared = DECLARED[A.operation]
+  local declared = DECLARED(A.operation)
   if not declared or declared.states == ',,' then return redis.error_reply('no checks for ' .. tostring(A.operation)) end
   local outer, outer_name = CURRENT, CURRENT_NAME
   CURRENT, CURRENT_NAME = declared, A.operation
