@@ -1,1 +1,2 @@
-"""The agent side: the Slack app. It calls the core operations and holds no state of its own."""
+"""The agent side: the Slack console and the web console. Both call the core operations and hold
+no conversation state of their own."""

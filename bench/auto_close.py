@@ -46,12 +46,12 @@ def run(chats: int = 10000, after: float = 60, workers: int = 2) -> dict:
                                                lambda conversations, _n, cid: conversations.resolve(cid, "admin")))
             resolving = time.time() - started
             deadline = time.time() + after + 600
-            while db.zcard("{chatgate}:closed") < chats and time.time() < deadline:
+            while db.zcard(deployment.key("closed")) < chats and time.time() < deadline:
                 time.sleep(0.5)
             backlog.done.set()
             late, due_at = [], []
             with db.pipeline(transaction=False) as pipe:
-                for key in db.scan_iter("{chatgate}:conv:*", count=1000):
+                for key in db.scan_iter(deployment.key("conv", "*"), count=1000):
                     pipe.hmget(key, "resolved_at", "closed_at")
                 for resolved, closed in pipe.execute():
                     if resolved and closed:

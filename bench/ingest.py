@@ -34,6 +34,10 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable
 from bench import report  # noqa: E402
 from tests.conftest import TELEGRAM_SECRET, Deployment, free_port, wait_http  # noqa: E402
 from tests.fakes.twilio import AUTH_TOKEN, inbound, signed  # noqa: E402
+from tests.support import keys  # noqa: E402
+
+# The store's keys under the default prefix (the deployment's own).
+KEY = keys()
 
 BARE_APP = textwrap.dedent("""
     import sys
@@ -184,7 +188,7 @@ def run(seconds: float = 10, connections: int = 32) -> dict:
 
 def _stored(db: redis_sync.Redis) -> int:
     """Customer messages stored so far (each conversation counts its own)."""
-    return sum(int(db.hget(key, "messages_in") or 0) for key in db.scan_iter("{chatgate}:conv:*", count=1000))
+    return sum(int(db.hget(key, "messages_in") or 0) for key in db.scan_iter(KEY("conv", "*"), count=1000))
 
 
 

@@ -45,6 +45,10 @@ from bench import report, traffic  # noqa: E402
 from tests.conftest import Deployment  # noqa: E402
 from tests.fakes.slack import FakeSlack  # noqa: E402
 from tests.fakes.telegram import text_update  # noqa: E402
+from tests.support import keys  # noqa: E402
+
+# The store's keys under the default prefix (the deployment's own).
+KEY = keys()
 
 SECRET = "load-test-webhook-secret"
 CHANNEL = "C0LOAD"
@@ -283,7 +287,7 @@ def end_to_end(sent: list[Sent], slack: FakeSlack, started: float) -> tuple[list
 
 def stored_messages(redis_url: str) -> int:
     db = redis_sync.Redis.from_url(redis_url)
-    return sum(db.llen(key) for key in db.scan_iter("{chatgate}:msgs:*"))
+    return sum(db.llen(key) for key in db.scan_iter(KEY("msgs", "*")))
 
 
 def run(seconds: float = 60, rate: float = 200, customers: int = 200, concurrency: int = 64,

@@ -30,7 +30,7 @@ from pathlib import Path
 import redis as redis_sync
 from rq import Queue
 
-from chatgate.compose import connect, load_config
+from chatgate.compose import connect, load_config, plugin_refs
 from gateway import conversations as conversations_module
 from gateway.message import InboundMessage
 from gateway.redis_server import EmbeddedRedis
@@ -125,7 +125,8 @@ class Bench:
                 break  # an outbox with items left: not ours to drop
 
     async def retention(self, older_than: float, now: float) -> int:
-        return await export_and_remove(self.store, older_than, self.exports, now, consoles=self.consoles)
+        return await export_and_remove(self.store, older_than, self.exports, now, consoles=self.consoles,
+                                       refs=plugin_refs(self.config))
 
     def breakdown(self) -> dict[str, tuple[int, int]]:
         """MEMORY USAGE (exact: SAMPLES 0) and key count by key type."""

@@ -13,8 +13,12 @@ import redis as redis_sync
 from chatgate.compose import connect, load_config
 from gateway.jobs import QUEUE
 from gateway.message import InboundMessage
+from tests.support import keys
 
 __all__ = ["Backlog", "accepted_chats"]
+
+# The store's keys under the default prefix (the deployments' own).
+KEY = keys()
 
 
 async def accepted_chats(config_path: Path, redis_url: str, count: int, first_chat: int,
@@ -49,6 +53,6 @@ class Backlog(threading.Thread):
         while not self.done.wait(self.every):
             with self.db.pipeline(transaction=False) as pipe:
                 pipe.llen(f"rq:queue:{QUEUE}")
-                pipe.llen("{chatgate}:ready")
+                pipe.llen(KEY("ready"))
                 jobs, ready = pipe.execute()
             self.samples.append((time.time(), jobs, ready))

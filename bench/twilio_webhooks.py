@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:  # run as a script: make the project importable
 from tests.conftest import Deployment  # noqa: E402
 from tests.fakes.slack import FakeSlack  # noqa: E402
 from tests.fakes.twilio import AUTH_TOKEN, inbound  # noqa: E402
+from tests.support import eventually  # noqa: E402
 from twilio.request_validator import RequestValidator  # noqa: E402
 
 CHANNEL = "C0BENCH"
@@ -89,7 +90,7 @@ def main() -> int:
 
             drained = time.perf_counter()
             try:
-                slack.wait_for(lambda s: len(cards(s)) >= args.customers, timeout=300, what="every card")
+                eventually(lambda: len(cards(slack)) >= args.customers, timeout=300, what="every card")
             except AssertionError:
                 pass
             drain_time = time.perf_counter() - drained

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from telegram import Bot, Message, Update
 from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
@@ -19,7 +20,8 @@ from channels import render
 from gateway.config import ConfigReader, url_setting
 from gateway.message import Attachment, File, InboundMessage, OutboundMessage
 from gateway.pacing import Pacer, rate_setting
-from gateway.ports import DeliveryError, Runtime
+from gateway.ports import Channel, DeliveryError, Runtime
+from gateway.refs import Refs, by_message
 
 from gateway.http import accepting
 
@@ -216,7 +218,7 @@ def _normalize(update: Update) -> InboundMessage | Start | None:
     )
 
 
-def webhook_handler(config: TelegramConfig, conversations) -> "web.Handler":
+def webhook_handler(config: TelegramConfig, conversations) -> Handler:
     """The aiohttp handler for ``POST /webhooks/telegram``."""
 
     async def handle(request: web.Request) -> web.Response:
@@ -364,7 +366,7 @@ async def fetch(config: TelegramConfig, attachment: dict, timeout: float = 30.0)
     finally:
         await bot.shutdown()
     if (info.file_size or 0) > MAX_DOWNLOAD:
-        raise DeliveryError(f"the {kind} is {_megabytes(info.file_size)}, over the 20 MB a Telegram bot may "
+        raise DeliveryError(f"the {kind} is {_megabytes(info.file_size or 0)}, over the 20 MB a Telegram bot may "
                             "download", permanent=True)
     path = info.file_path or ""  # python-telegram-bot makes it a URL under base_file_url
     url = path if path.startswith("http") else f"{_file_base(config)}{config.token}/{path}"
@@ -390,17 +392,22 @@ def _file_base(config: TelegramConfig) -> str:
     return base[:-3] + "file/bot" if base.endswith("/bot") else "https://api.telegram.org/file/bot"
 
 
-class Telegram:
+class Telegram(Channel[TelegramConfig]):
     """The Telegram channel: ``POST /webhooks/telegram`` in, the Bot API out."""
 
     section = "telegram"
     labels = {CHANNEL: "Telegram"}
+    fetches_files = True
     load_config = staticmethod(load_config)
     set_webhook = staticmethod(set_webhook)  # `chatgate telegram set-webhook`
 
+    @staticmethod
+    def refs(config: TelegramConfig) -> Refs:
+        """What it keeps per conversation: the message ids of a long text's parts already sent."""
+        return Refs(forget=by_message("telegram-sent"))
+
     def __init__(self, config: TelegramConfig, runtime: Runtime):
-        self.config = config
-        self.runtime = runtime
+        super().__init__(config, runtime)
         self.pacer = Pacer.for_store(runtime.store)
         # One Bot (one HTTP connection pool) for the process's lifetime, made on the first send.
         self._bot: Bot | None = None

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import phonenumbers
 import requests
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from phonenumbers import geocoder
 from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
@@ -35,7 +36,8 @@ from gateway.http import accepting
 from gateway.message import Attachment, File, InboundMessage, OutboundMessage, ReplyWindow
 from gateway.media import LINK_TTL
 from gateway.pacing import Pacer, rate_setting
-from gateway.ports import DeliveryError, Runtime
+from gateway.ports import Channel, DeliveryError, Runtime
+from gateway.refs import CONVERSATION, SEQ, Forget, Refs, by_message, ref
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -325,7 +327,7 @@ def _twiml() -> web.Response:
     return web.Response(text=_EMPTY_TWIML, content_type="text/xml")
 
 
-def webhook_handlers(config: TwilioConfig, public_url: str, conversations) -> tuple["web.Handler", "web.Handler"]:
+def webhook_handlers(config: TwilioConfig, public_url: str, conversations) -> tuple[Handler, Handler]:
     """The aiohttp handlers for ``POST /webhooks/twilio`` and ``POST /webhooks/twilio/status``."""
     if not config.validate_signatures:
         log.warning("!!! twilio.validate_signatures = false: Twilio webhooks are NOT authenticated, anyone "
@@ -494,7 +496,7 @@ async def _send(config: TwilioConfig, public_url: str, message: OutboundMessage,
     # not sit between taking a token and the request.
     create = twilio.messages.create
     for part, media_url in parts[len(sids):]:
-        content = {"body": part} if part else {}
+        content: dict[str, str | list[str]] = {"body": part} if part else {}
         if media_url:
             content["media_url"] = [media_url]
         await _pace(config, pacer, sender)
@@ -594,16 +596,24 @@ def _fetch(config: TwilioConfig, attachment: dict, timeout: float) -> File:
     return File(bytes(data), name, content_type)
 
 
-class Twilio:
+class Twilio(Channel[TwilioConfig]):
     """SMS and WhatsApp through Twilio: ``POST /webhooks/twilio`` (and its status callback) in, Messages API out."""
 
     section = "twilio"
     labels = {SMS: "SMS", WHATSAPP: "WhatsApp"}
+    fetches_files = True
     load_config = staticmethod(load_config)
 
+    @staticmethod
+    def refs(config: TwilioConfig) -> Refs:
+        """What it keeps per conversation: the sids of a message's parts already sent (``twilio-sent``)
+        and, for the status callback, each sid's message (``twilio-sid``: sid -> ``<id>:<seq>``)."""
+        return Refs(forget=(*by_message("twilio-sent"),
+                            Forget("twilio-sid", (ref("twilio-sent", CONVERSATION, SEQ, split=","),),
+                                   only_if=(CONVERSATION, SEQ))))
+
     def __init__(self, config: TwilioConfig, runtime: Runtime):
-        self.config = config
-        self.runtime = runtime
+        super().__init__(config, runtime)
         self.pacer = Pacer.for_store(runtime.store)
 
     def mount(self, app: web.Application, services: "Services") -> None:

@@ -23,14 +23,15 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Literal, overload
 from urllib.parse import urlsplit
 
 import redis.exceptions
 from aiohttp import web
 
 from gateway.message import Conversation, InboundMessage, OutboundMessage, Refused, State
-from gateway.ports import DeliveryError, Runtime
+from gateway.ports import Channel, DeliveryError, Runtime
+from gateway.redis_text import as_text, stream_entries
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -93,7 +94,7 @@ def _clean(text: str) -> str:
     return CONTROL.sub("", text).strip()
 
 
-class WebChat:
+class WebChat(Channel[WebChatConfig]):
     """The web-chat channel: the customer page, the widget, the API and ``send``."""
 
     section: ClassVar[str] = "webchat"
@@ -102,8 +103,7 @@ class WebChat:
     events_wait: ClassVar[float] = 15.0
 
     def __init__(self, config: WebChatConfig, runtime: Runtime):
-        self.config = config
-        self.runtime = runtime
+        super().__init__(config, runtime)
         self.store: "Store" = runtime.store
         public_url = runtime.config.server.public_url
         parts = urlsplit(public_url)
@@ -299,7 +299,7 @@ class WebChat:
         if self._secret is None:
             key = self.store.key("webchat", "secret")
             await self.store.redis.set(key, secrets.token_hex(32), nx=True)
-            self._secret = await self.store.redis.get(key)
+            self._secret = as_text(await self.store.redis.get(key)).encode()
         return self._secret
 
     async def cookie_value(self, customer_id: str, issued: int | None = None) -> str:
@@ -307,7 +307,15 @@ class WebChat:
         signature = hmac.new(await self.secret(), payload.encode(), hashlib.sha256).hexdigest()
         return f"{payload}.{signature}"
 
+    @overload
+    async def _customer(self, request: web.Request) -> str: ...
+
+    @overload
+    async def _customer(self, request: web.Request, required: Literal[False]) -> str | None: ...
+
     async def _customer(self, request: web.Request, required: bool = True) -> str | None:
+        """The customer of the request's session cookie; without a valid one, ApiError 401 (or None when
+        not ``required``)."""
         raw = request.cookies.get(COOKIE)
         if not raw:
             if required:
@@ -406,7 +414,7 @@ class WebChat:
 
     async def _profile(self, customer_id: str) -> dict[str, str]:
         raw = await self.store.redis.hgetall(self.profile_key(customer_id))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return {as_text(k): as_text(v) for k, v in raw.items()}
 
     async def _conversation(self, customer_id: str, profile: dict[str, str] | None = None) -> Conversation | None:
         """The open conversation, else the last one this customer had (to show it closed)."""
@@ -519,6 +527,8 @@ class WebChat:
         message = InboundMessage(channel=CHANNEL, customer_id=customer_id, platform_id=platform_id, text=text,
                                  name=profile.get("name", ""), phone=profile.get("phone", ""),
                                  location=profile.get("location", ""))
+        if self.services is None:
+            raise RuntimeError("the web chat's API answers only once mounted")
         received = await self.services.conversations.receive(message)
         conversation_id = received.conversation_id
         if conversation_id:
@@ -566,7 +576,7 @@ class WebChat:
             raise ApiError(400, "bad_rating", "The rating must be a whole number from 1 to 5.")
         conversation = await self.store.open_conversation(CHANNEL, customer_id)
         view = self.conversation_view(conversation)
-        if view is None or not view["rating_pending"]:
+        if conversation is None or view is None or not view["rating_pending"]:
             raise ApiError(409, "no_rating_pending", "There is no rating question to answer in this chat.")
         return await self._receive(customer_id, str(rating), f"{customer_id}:rating:{conversation.id}")
 
@@ -609,9 +619,7 @@ class WebChat:
                 if not found:
                     await response.write(b": keep-alive\n\n")
                     continue
-                for stream_id, fields in found[0][1]:
-                    last = stream_id.decode() if isinstance(stream_id, bytes) else str(stream_id)
-                    item = {k.decode(): v.decode() for k, v in fields.items()}
+                for last, item in stream_entries(found):
                     await response.write(_event("message", {
                         "conversation_id": item.get("conversation_id", ""),
                         "seq": int(item.get("seq") or 0),
@@ -629,6 +637,7 @@ class WebChat:
 
 def _block_seconds(redis_client: Any, wait: float) -> float:
     """How long one XREAD may block: under the client's socket timeout, which would cut it off."""
+    DEFAULT_SOCKET_TIMEOUT: float | None
     try:
         from redis._defaults import DEFAULT_SOCKET_TIMEOUT  # redis-py 8: 5 s unless told otherwise
     except ImportError:  # older redis-py: no timeout by default

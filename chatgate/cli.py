@@ -1,4 +1,5 @@
-"""The ``chatgate`` command: run, web, worker, check-config, report, retention, telegram set-webhook."""
+"""The ``chatgate`` command: run, web, worker, check-config, hash-password, report, retention,
+telegram set-webhook."""
 
 from __future__ import annotations
 
@@ -188,7 +189,6 @@ def cmd_telegram_set_webhook(args) -> int:
     return 0
 
 
-# --- desk (issue 11): chatgate report ---
 def _moment(text: str, now: float) -> float:
     """``7d``/``24h``/``90m`` ago, or an ISO date or date-time (UTC unless it says otherwise)."""
     from datetime import datetime, timezone
@@ -244,7 +244,6 @@ def cmd_report(args) -> int:
     with _redis(config, args.redis_url) as url:
         asyncio.run(run(url))
     return 0
-# --- end desk ---
 
 
 def cmd_retention(args) -> int:
@@ -266,7 +265,7 @@ def cmd_retention(args) -> int:
     async def run(url: str) -> retention.Pass:
         services = compose.connect(config, url)
         try:
-            return await retention.run(services)
+            return await compose.run_retention(services)
         finally:
             await services.close()
 
@@ -282,7 +281,7 @@ def cmd_retention(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chatgate", description="Contact-center gateway: customers on "
-                                "WhatsApp, SMS and Telegram, agents in Slack.")
+                                "WhatsApp, SMS, Telegram and the web chat, agents in Slack and the web console.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp):
@@ -302,7 +301,6 @@ def parser() -> argparse.ArgumentParser:
     h = sub.add_parser("hash-password", help="a password hash for password_hash in [[agents]] (web console sign-in)")
     h.add_argument("--stdin", action="store_true", help="read the password from standard input")
     h.set_defaults(func=cmd_hash_password)
-    # --- desk (issue 11) ---
     r = with_config(sub.add_parser("report", help="conversations of a period and per-agent totals, CSV or JSON"))
     r.add_argument("--since", default="7d", help="start: a span back from now (7d, 24h) or a date (default 7d)")
     r.add_argument("--until", help="end (excluded): a span back from now or a date (default now)")
@@ -310,7 +308,6 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--table", choices=("all", "conversations", "agents"), default="all",
                    help="CSV: both tables (an empty line between them), or one")
     r.set_defaults(func=cmd_report)
-    # --- end desk ---
     k = with_config(sub.add_parser("retention", help="export closed conversations past [retention] closed_after "
                                    "to files and remove them from Redis (one pass)"))
     k.add_argument("--closed-after", help="override [retention] closed_after for this pass (30d, 12h, 900)")

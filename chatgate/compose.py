@@ -10,22 +10,26 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import redis.asyncio as aioredis
 
 from gateway import config as config_module
+from gateway import retention
 from gateway.config import Config
 from gateway.conversations import Conversations
 from gateway.jobs import JobSettings
 from gateway.media import Media, attach_sources
-from gateway.ports import Runtime
+from gateway.message import ReplyWindow
+from gateway.ports import Channel, Console, Runtime
+from gateway.refs import Refs
 from gateway.services import Services
 from gateway.store import Store
 from gateway.team import Agent, Team
 from gateway.topics import Topics
 
-__all__ = ["CHANNELS", "CONSOLES", "plugin", "channel_classes", "console_classes", "load_config", "connect"]
+__all__ = ["CHANNELS", "CONSOLES", "plugin", "channel_classes", "console_classes", "load_config", "connect",
+           "plugin_refs", "run_retention"]
 
 # Customer channels, by config section.
 CHANNELS = {
@@ -54,12 +58,12 @@ def plugin(section: str) -> Any:
     return _load({**CHANNELS, **CONSOLES}[section])
 
 
-def channel_classes() -> list[Any]:
+def channel_classes() -> list[type[Channel]]:
     """Every registered channel class (all are imported: each checks its own config table)."""
     return [_load(path) for path in CHANNELS.values()]
 
 
-def console_classes() -> list[Any]:
+def console_classes() -> list[type[Console]]:
     return [_load(path) for path in CONSOLES.values()]
 
 
@@ -74,8 +78,8 @@ def job_settings(config: Config) -> JobSettings:
                        timeout=int(config.delivery.timeout * 4 + 60))
 
 
-def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = None,
-            consoles: Sequence[Any] | None = None, clock=None) -> Services:
+def connect(config: Config, redis_url: str, channels: Sequence[type[Channel]] | None = None,
+            consoles: Sequence[type[Console]] | None = None, clock: Callable[[], float] | None = None) -> Services:
     """The core wired to Redis, the RQ workers and the channels and consoles the config enables."""
     channels = channel_classes() if channels is None else channels
     consoles = console_classes() if consoles is None else consoles
@@ -84,31 +88,43 @@ def connect(config: Config, redis_url: str, channels: Sequence[Any] | None = Non
     store = Store(aioredis.Redis(connection_pool=pool), config.redis.key_prefix, job_settings(config))
     media = Media(store)
     runtime = Runtime(config=config, store=store, media=media)
-    built_channels = {}
+    built_channels: dict[str, Channel] = {}
     labels = {name: label for cls in channels for name, label in cls.labels.items()}
     for cls in channels:
         if config.enabled(cls.section):
             channel = cls(config.section(cls.section), runtime)
             built_channels.update({name: channel for name in cls.labels})
-    built_consoles = {cls.name: cls(config.section(cls.section), runtime)
-                      for cls in consoles if config.enabled(cls.section)}
-    # Consoles that know members of their own groups (Slack user groups) vouch for them.
-    sources = [console for console in built_consoles.values() if hasattr(console, "role")]
-    declares_members = bool(config.agents) or any(getattr(s, "declares_members", False) for s in sources)
+    built_consoles: dict[str, Console] = {cls.name: cls(config.section(cls.section), runtime)
+                                          for cls in consoles if config.enabled(cls.section)}
+    # Every console may vouch for members of its own groups (Slack user groups): ``Console.role``.
+    sources = list(built_consoles.values())
+    declares_members = bool(config.agents) or any(console.declares_members for console in sources)
     team = Team(config.agents or (FIRST_ADMIN,), sources, open_team=not declares_members)
     extra = {"clock": clock} if clock is not None else {}
     attach_sources(media, [*built_consoles.items(), *built_channels.items()])
-    checks = {name: channel.check_attachment for name, channel in built_channels.items()
-              if hasattr(channel, "check_attachment")}
-    windows = {}
+    checks = {name: channel.check_attachment for name, channel in built_channels.items()}
+    windows: dict[str, ReplyWindow] = {}
     for name, channel in built_channels.items():
-        window = channel.reply_window(name) if hasattr(channel, "reply_window") else None
+        window = channel.reply_window(name)
         if window is not None:
             windows[name] = window
     conversations = Conversations(store, config.conversation, Topics.compile(config.topics), team,
                                   consoles=tuple(built_consoles), routing=config.routing, windows=windows,
                                   attachment_checks=checks, topic_rules=config.topics,
-                                  hours=config.business_hours, saved_replies=config.saved_replies,  # desk
+                                  hours=config.business_hours, saved_replies=config.saved_replies,
                                   **extra)
     return Services(config=config, redis_url=redis_url, store=store, conversations=conversations, team=team,
                     channels=built_channels, consoles=built_consoles, channel_labels=labels, media=media)
+
+
+def plugin_refs(config: Config) -> list[Refs]:
+    """What every registered channel and console keeps per conversation, enabled or not: one switched
+    off since still left its refs behind."""
+    return [cls.refs(config.section(cls.section)) for cls in [*channel_classes(), *console_classes()]]
+
+
+async def run_retention(services: Services, now: float | None = None, limit: int | None = None) -> retention.Pass:
+    """One retention pass (``gateway.retention.run``), told the plugins' refs and the consoles not enabled
+    (their leftover outboxes go with the chats)."""
+    return await retention.run(services, refs=plugin_refs(services.config),
+                               stale_consoles=sorted(set(CONSOLES) - set(services.consoles)), now=now, limit=limit)

@@ -11,19 +11,15 @@ number of seconds or a string such as ``"90s"``, ``"15m"`` or ``"1h"``.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
-from .team import Agent
-
-# --- desk (issue 11: business hours, queue position, saved replies) ---
 from .hours import DAYS, BusinessHours, parse_ranges
-# --- end desk ---
+from .team import Agent
 
 __all__ = [
     "Config",
@@ -86,15 +82,12 @@ class RoutingConfig:
     # A returning customer's previous agent gets the new chat alone this long
     # before it is offered to everyone (0: offered to everyone at once).
     returning_head_start: float = 60.0
-    # --- desk: queue position (issue 11) ---
     # Tell a waiting customer their place in the Inbox (and today's typical wait) on their
     # first message, and again each time it improved by queue_position_step places.
     queue_position: bool = False
     queue_position_step: int = 3
     queue_position_message: str = "You are number {position} in the queue. Typical wait today: {wait}."
     queue_position_message_no_wait: str = "You are number {position} in the queue."
-    # --- end desk ---
-    # --- issue 11: routing by topic, capacity, SLA (routing helper) ---
     # A chat whose topic team accepted nothing this long is offered to everyone (0: never).
     topic_fallback_after: float = 120.0
     # Active chats an agent may hold at once (0: unlimited); ``[[agents]] max_active`` overrides it.
@@ -102,7 +95,6 @@ class RoutingConfig:
     # A new chat waiting this long without Accept is escalated (0: never), again every ``sla_repeat``.
     sla_first_response: float = 0.0
     sla_repeat: float = 300.0
-    # --- end issue 11 routing ---
 
 
 @dataclass(frozen=True)
@@ -129,14 +121,11 @@ class TopicRule:
     name: str
     keywords: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
-    # --- issue 11 routing: the topic's own Slack channel and team (agent ids and/or a group) ---
-    slack_channel: str = ""
+    # The topic's team: agent ids and/or a group.
     agents: tuple[str, ...] = ()
     group: str = ""
-    # --- end issue 11 routing ---
 
 
-# --- desk: saved replies (issue 11) ---
 @dataclass(frozen=True)
 class SavedReplyConfig:
     name: str
@@ -145,7 +134,6 @@ class SavedReplyConfig:
 
 # The variables a saved reply may use.
 SAVED_REPLY_VARIABLES = ("customer_name", "agent_name")
-# --- end desk ---
 
 
 @dataclass(frozen=True)
@@ -159,10 +147,8 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     topics: tuple[TopicRule, ...] = ()
     agents: tuple[Agent, ...] = ()
-    # --- desk (issue 11) ---
     business_hours: BusinessHours = field(default_factory=BusinessHours)
     saved_replies: tuple[SavedReplyConfig, ...] = ()
-    # --- end desk ---
     # Each channel's and console's own table, as its ``load_config`` read it.
     sections: dict[str, Any] = field(default_factory=dict)
 
@@ -176,12 +162,13 @@ class Config:
 
 
 class Section(Protocol):
-    """A channel or console that reads a table of its own (see ``gateway.ports.Plugin``)."""
+    """A channel or console class that reads a table of its own (see ``gateway.ports.Plugin``)."""
 
-    section: ClassVar[str]
+    # The table's name. Not a ClassVar: the plugins are classes, and a class object matches no ClassVar member.
+    section: str
 
     @staticmethod
-    def load_config(reader: "ConfigReader") -> Any: ...
+    def load_config(reader: "ConfigReader", /) -> Any: ...
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -360,19 +347,17 @@ def _load_topics(raw: Any, path: str, problems: list[str]) -> tuple[TopicRule, .
                 reader.problem("patterns", f"valid regular expressions ({pattern!r}: {exc})")
         if not keywords and not patterns:
             reader.problem("keywords", "at least one keyword or pattern for this topic")
-        # --- issue 11 routing ---
-        slack_channel = reader.string("slack_channel", "")
-        if slack_channel and not re.match(r"^[CG][A-Z0-9]{2,}$", slack_channel):
-            reader.problem("slack_channel", "a Slack channel id like C0123456789", slack_channel)
+        if "slack_channel" in reader.data:
+            # Where a console shows a topic's chats is that console's own setting.
+            moved = f'{name or "<topic>"} = "{reader.data["slack_channel"]}"'
+            reader.problem("slack_channel", f"nothing here: it moved to [slack] topic_channels = {{ {moved} }}")
         team_agents = reader.strings("agents")
         group = reader.string("group", "")
         if group and not re.match(r"^S[A-Z0-9]{2,}$", group):
             reader.problem("group", "a Slack user group id like S0123ABCD", group)
-        # --- end issue 11 routing ---
         reader.unknown_keys({"name", "keywords", "patterns", "slack_channel", "agents", "group"})
         if name:
-            rules.append(TopicRule(name=name, keywords=keywords, patterns=patterns, slack_channel=slack_channel,
-                                   agents=team_agents, group=group))
+            rules.append(TopicRule(name=name, keywords=keywords, patterns=patterns, agents=team_agents, group=group))
     return tuple(rules)
 
 
@@ -391,7 +376,7 @@ def _load_agents(raw: Any, path: str, problems: list[str]) -> tuple[Agent, ...]:
         password_hash = reader.string("password_hash", "")
         if password_hash and not password_hash.startswith("scrypt$"):
             reader.problem("password_hash", "a hash made by `chatgate hash-password` (scrypt$…)", "…")
-        max_active = reader.integer("max_active", -1, minimum=0)  # issue 11 routing: -1 = the default
+        max_active = reader.integer("max_active", -1, minimum=0)  # -1: routing.max_active_per_agent
         reader.unknown_keys({"id", "name", "admin", "slack", "password_hash", "max_active"})
         identities = {"slack": slack} if slack else {}
         agents.append(Agent(id=agent_id, name=reader.string("name", ""), admin=reader.boolean("admin", False),
@@ -400,7 +385,6 @@ def _load_agents(raw: Any, path: str, problems: list[str]) -> tuple[Agent, ...]:
     return tuple(agents)
 
 
-# --- desk: business hours and saved replies (issue 11) ---
 def _load_business_hours(b: ConfigReader, channel_names: set[str]) -> BusinessHours:
     """The ``[business_hours]`` table; no table (or no open day) means always open."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -470,7 +454,6 @@ def _load_saved_replies(raw: Any, path: str, problems: list[str]) -> tuple[Saved
         if name and text.strip():
             replies.append(SavedReplyConfig(name=name, text=text))
     return tuple(replies)
-# --- end desk ---
 
 
 def load(path: str | os.PathLike, plugins: Iterable[Section] = ()) -> Config:
@@ -543,15 +526,10 @@ def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ())
     ro = top.table("routing")
     routing = RoutingConfig(
         returning_head_start=ro.duration("returning_head_start", RoutingConfig.returning_head_start),
-        # --- issue 11 routing ---
         topic_fallback_after=ro.duration("topic_fallback_after", RoutingConfig.topic_fallback_after),
         max_active_per_agent=ro.integer("max_active_per_agent", RoutingConfig.max_active_per_agent, minimum=0),
         sla_first_response=ro.duration("sla_first_response", RoutingConfig.sla_first_response),
         sla_repeat=ro.duration("sla_repeat", RoutingConfig.sla_repeat),
-        # --- end issue 11 routing ---
-    )
-    # --- desk: queue position (issue 11) ---
-    desk_routing = dict(
         queue_position=ro.boolean("queue_position", RoutingConfig.queue_position),
         queue_position_step=ro.integer("queue_position_step", RoutingConfig.queue_position_step, minimum=1),
         queue_position_message=ro.string("queue_position_message", RoutingConfig.queue_position_message),
@@ -559,35 +537,29 @@ def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ())
                                                  RoutingConfig.queue_position_message_no_wait),
     )
     for name in ("queue_position_message", "queue_position_message_no_wait"):
-        if "{position}" not in desk_routing[name]:
-            ro.problem(name, "a message with {position} in it", desk_routing[name])
-    routing = dataclasses.replace(routing, **desk_routing)
-    desk_routing_keys = set(desk_routing)
-    # --- end desk ---
-    if routing.sla_first_response > 0 and routing.sla_repeat <= 0:  # issue 11 routing
+        if "{position}" not in getattr(routing, name):
+            ro.problem(name, "a message with {position} in it", getattr(routing, name))
+    if routing.sla_first_response > 0 and routing.sla_repeat <= 0:
         ro.problem("sla_repeat", "a duration above zero (the escalation repeats at this interval)",
                    ro.data.get("sla_repeat"))
     ro.unknown_keys({"returning_head_start",
-                     "topic_fallback_after", "max_active_per_agent", "sla_first_response", "sla_repeat",
-                     *desk_routing_keys})  # desk (issue 11)
+                     "queue_position", "queue_position_step", "queue_position_message", "queue_position_message_no_wait",
+                     "topic_fallback_after", "max_active_per_agent", "sla_first_response", "sla_repeat"})
 
     topics = _load_topics(top._raw("topics"), path, problems)
     agents = _load_agents(top._raw("agents"), path, problems)
-    # --- issue 11 routing: a topic's team names configured agents ---
+    # A topic's team names configured agents.
     known_agents = {agent.id for agent in agents}
     for index, rule in enumerate(topics):
         for member in rule.agents:
             if agents and member not in known_agents:
                 problems.append(f"{path}: topics[{index}].agents: expected ids of [[agents]] "
                                 f"({', '.join(sorted(known_agents))}), got {member!r}")
-    # --- end issue 11 routing ---
-    # --- desk (issue 11) ---
     channel_names = {name for plugin in plugins for name in getattr(plugin, "labels", {})}
     business_hours = _load_business_hours(top.table("business_hours"), channel_names)
     saved_replies = _load_saved_replies(top._raw("saved_replies"), path, problems)
-    # --- end desk ---
     top.unknown_keys({"server", "redis", "conversation", "routing", "delivery", "retention", "topics", "agents",
-                      "business_hours", "saved_replies",  # desk (issue 11)
+                      "business_hours", "saved_replies",
                       *(plugin.section for plugin in plugins)})
 
     if problems:
@@ -602,8 +574,8 @@ def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ())
         retention=retention,
         topics=topics,
         agents=agents,
-        business_hours=business_hours,  # desk (issue 11)
-        saved_replies=saved_replies,  # desk (issue 11)
+        business_hours=business_hours,
+        saved_replies=saved_replies,
         sections=sections,
     )
 

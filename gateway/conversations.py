@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from .config import ConversationConfig, RoutingConfig, SavedReplyConfig
 from .hours import BusinessHours
-from .message import Attachment, InboundMessage, OutboundMessage, Refused, ReplyWindow
+from .message import NO_FILES, Attachment, InboundMessage, OutboundMessage, Refused, ReplyWindow
 from .operations import OPERATIONS, Operation, available
 from .refusals import refusal_text
 from .replies import SavedReplies, SavedReply, fill, search
@@ -214,8 +214,8 @@ class Conversations:
         if conversation is not None and files and conversation.state.value != "closed":
             check = self.attachment_checks.get(conversation.channel)
             for attachment in files:
-                reason = check(conversation.channel, attachment, conversation.customer_id) if check else \
-                    "this channel cannot send files to customers"
+                # No check: no enabled channel serves this chat's channel, so nothing can send the file.
+                reason = check(conversation.channel, attachment, conversation.customer_id) if check else NO_FILES
                 if reason:
                     raise Refused("attachment", reason=f"Not sent: {attachment.get('name') or 'the file'}: {reason}.")
         return {"text": text, "platform_id": platform_id, "seen_ttl": str(SEEN_TTL),

@@ -16,27 +16,23 @@ import hmac
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Iterable
 
 from .message import File
-from .ports import DeliveryError
+from .ports import DeliveryError, Plugin
+from .redis_text import as_text
 
 if TYPE_CHECKING:
-    from aiohttp import web
+    from aiohttp.typedefs import Handler
 
     from .store import Store
 
-__all__ = ["FileSource", "Media", "MEDIA_TTL", "LINK_TTL"]
+__all__ = ["Media", "MEDIA_TTL", "LINK_TTL", "attach_sources"]
 
 # A MediaUrl is fetched by the platform within seconds; an hour covers its retries.
 MEDIA_TTL = 3600
 # A link in a text message is opened by a person: a week.
 LINK_TTL = 7 * 24 * 3600
-
-
-class FileSource(Protocol):
-    async def open_file(self, attachment: dict) -> File:
-        """The attachment's bytes; ``DeliveryError`` when they cannot be had."""
 
 
 def _b64(data: bytes) -> str:
@@ -50,14 +46,15 @@ def _unb64(text: str) -> bytes:
 class Media:
     def __init__(self, store: "Store"):
         self.store = store
-        self.sources: dict[str, FileSource] = {}
+        # Console or channel name -> the plugin that opens the files shared there (``Plugin.open_file``).
+        self.sources: dict[str, Plugin] = {}
         self._secret: bytes | None = None
 
     async def secret(self) -> bytes:
         if self._secret is None:
             key = self.store.key("media-secret")
             await self.store.redis.set(key, os.urandom(32).hex(), nx=True)
-            self._secret = bytes.fromhex((await self.store.redis.get(key)).decode())
+            self._secret = bytes.fromhex(as_text(await self.store.redis.get(key)))
         return self._secret
 
     async def open(self, attachment: dict) -> File:
@@ -91,7 +88,7 @@ class Media:
             return None
         return payload
 
-    def handler(self) -> "web.Handler":
+    def handler(self) -> "Handler":
         from aiohttp import web
 
         async def serve(request: web.Request) -> web.StreamResponse:
@@ -125,8 +122,8 @@ def _quote(name: str) -> str:
     return quote(name, safe="")
 
 
-def attach_sources(media: Media, plugins: Any) -> None:
-    """Every console or channel that can open its own files (``open_file``) is a source, by name."""
+def attach_sources(media: Media, plugins: Iterable[tuple[str, Plugin]]) -> None:
+    """Every enabled console and channel is the source of the files shared there, by name (one that
+    holds no files refuses to open any: ``Plugin.open_file``)."""
     for name, plugin in plugins:
-        if hasattr(plugin, "open_file"):
-            media.sources[name] = plugin
+        media.sources[name] = plugin

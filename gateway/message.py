@@ -147,11 +147,9 @@ class Conversation:
     head_start_for: str = ""  # a returning customer's previous agent, who has the chat alone until it is offered
     last_customer_at: float | None = None  # the customer's last message (reply windows count from it)
     declined_by: tuple[str, ...] = field(default=())
-    # --- issue 11 routing ---
     team_only: bool = False  # only the topic's team may accept it (until offered to everyone)
     escalations: int = 0  # first-response SLA escalations
     holders: tuple[dict, ...] = ()  # who held the chat when: {"agent", "from", "to"} (to 0 while held)
-    # --- end issue 11 routing ---
 
     @property
     def first_response(self) -> float | None:

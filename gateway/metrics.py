@@ -27,7 +27,7 @@ class Requests:
         self.counts[(route, status)] += 1
 
 
-def _line(name: str, value: float | None, labels: str = "") -> str:
+def _line(name: str, value: float | str | None, labels: str = "") -> str:
     return f"{name}{{{labels}}} {value}" if labels else f"{name} {value}"
 
 
@@ -71,7 +71,6 @@ async def render(store: Store, requests: Requests, queue_name: str = QUEUE) -> s
         "# HELP chatgate_rating_average Average customer rating over the last 7 days.",
         "# TYPE chatgate_rating_average gauge",
         _line("chatgate_rating_average", "NaN" if figures.average_rating is None else round(figures.average_rating, 3)),
-        # issue 11 routing
         "# HELP chatgate_escalations_total New chats escalated for waiting longer than the first-response SLA.",
         "# TYPE chatgate_escalations_total counter",
         _line("chatgate_escalations_total", await store.escalations_total()),

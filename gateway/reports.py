@@ -10,12 +10,11 @@ Used by ``chatgate report`` and the web console's Reports page.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import statistics
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import AsyncIterator, Iterable, TextIO
+from typing import AsyncIterator, TextIO
 
 __all__ = ["ConversationRow", "AgentTotals", "Report", "conversation_rows", "row_of", "build", "write_csv",
            "write_json", "CONVERSATION_FIELDS", "AGENT_FIELDS"]
@@ -110,7 +109,7 @@ def _row(conversation_id: str, values: list, now: float) -> ConversationRow | No
     created = float(d["created_at"])
     first_in, first_out, closed = _num(d["first_customer_at"]), _num(d["first_response_at"]), _num(d["closed_at"])
     agents = []
-    try:  # who held the chat when (machine.lua's ``holders``: [{agent, from, to}, ...])
+    try:  # who held the chat when (the machine's ``holders``: [{agent, from, to}, ...])
         holders = json.loads(d["holders"]) if d["holders"] else []
     except ValueError:
         holders = []
@@ -240,13 +239,3 @@ async def write_json(out: TextIO, rows: AsyncIterator[ConversationRow], report: 
     out.write('], "agents": ')
     out.write(json.dumps(report.agent_rows(), ensure_ascii=False))
     out.write("}\n")
-
-
-def render_csv(rows: Iterable[dict], fields: Iterable[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    fields = tuple(fields)
-    writer.writerow(fields)
-    for data in rows:
-        writer.writerow([_cell(data[name]) for name in fields])
-    return buffer.getvalue()

@@ -7,10 +7,10 @@ leaves the conversations in Redis and the next pass exports them again. A conver
 appear twice in the files (the later line wins), never zero times.
 
 A conversation is removed with everything kept for it alone: its hash, history, declines,
-sound settings, outbox bookkeeping, the consoles' and channels' refs (Slack card and thread,
-sent-part markers), and the customer's ``last`` pointer when it names it. The customer's
-profile (``customer:<channel>:<id>``) and opt-out stay. A chat with a delivery still pending
-(its console outbox, or the customer's outbox, not empty) waits for the next pass.
+sound settings, outbox bookkeeping, what the channels and consoles remember of it in their refs (as
+each declares, ``gateway.refs``), and the customer's ``last`` pointer when it names it. The
+customer's profile (``customer:<channel>:<id>``) and opt-out stay. A chat with a delivery still
+pending (its console outbox, or the customer's outbox, not empty) waits for the next pass.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import reports
+from .refs import Refs, encode
 
 __all__ = ["export_and_remove", "run", "Pass", "BATCH", "export_dir"]
 
@@ -32,24 +33,23 @@ BATCH = 500
 # One pass at a time (two would write the same lines twice); renewed after each batch.
 LOCK_TTL = 600
 
-# What consoles and channels keep per conversation in their ``ref:<kind>`` hashes (Store.set_ref),
-# by conversation id; those by message are below in _REMOVE. A new kind keyed by conversation
-# belongs here, or it outlives the chat.
-_REFS_BY_CONVERSATION = ("slack-card", "slack-channel", "slack-permalink", "slack-reassigned",
-                         "slack-caught-up", "slack-dm", "slack-relayed")
-
-# ARGV: cutoff, live consoles, stale consoles, card channels (comma-separated), then the ids.
-# Returns the ids removed. Each conversation is re-checked here, atomically: still closed, closed
-# before the cutoff, nothing waiting for delivery.
+# ARGV: cutoff, live consoles, stale consoles (comma-separated), the refs to forget (``refs.encode``,
+# JSON), then the ids. Returns the ids removed. Each conversation is re-checked here, atomically: still
+# closed, closed before the cutoff, nothing waiting for delivery.
 _REMOVE = """
 local P = KEYS[1]
 local cutoff = tonumber(ARGV[1])
-local function split(text)
-  local items = {}
-  for item in string.gmatch(text, '[^,]+') do table.insert(items, item) end
-  return items
+local function split(text, separator)
+  local items, start = {}, 1
+  while true do
+    local at = string.find(text, separator, start, true)
+    local item = string.sub(text, start, at and at - 1 or #text)
+    if item ~= '' then table.insert(items, item) end
+    if not at then return items end
+    start = at + #separator
+  end
 end
-local live, stale, card_channels, by_conversation = split(ARGV[2]), split(ARGV[3]), split(ARGV[4]), split(ARGV[5])
+local live, stale, forgets = split(ARGV[2], ','), split(ARGV[3], ','), cjson.decode(ARGV[4])
 local function key(...) return P .. ':' .. table.concat({...}, ':') end
 local function ref(kind) return key('ref', kind) end
 
@@ -61,54 +61,86 @@ local function pending(id, channel, customer)
   return redis.call('LLEN', key('out', 'customer', channel, customer)) > 0
 end
 
-local function forget_refs(id, entries)
-  local card = redis.call('HGET', ref('slack-card'), id)
-  local dm = redis.call('HGET', ref('slack-dm'), id)
-  local dm_ts = dm and string.match(dm, '^[^:]*:(.*)$') or false
-  if card then
-    -- The thread -> chat mapping is keyed "<channel>:<ts>": the card's channel, else a configured one.
-    local channels = {redis.call('HGET', ref('slack-channel'), id)}
-    for _, channel in ipairs(card_channels) do table.insert(channels, channel) end
-    for _, channel in ipairs(channels) do
-      if channel and redis.call('HGET', ref('slack-thread'), channel .. ':' .. card) == id then
-        redis.call('HDEL', ref('slack-thread'), channel .. ':' .. card)
+local function file_count(entry)
+  local files = entry.attachments
+  if type(files) == 'string' then
+    local fine, decoded = pcall(cjson.decode, files)
+    files = fine and decoded or {}
+  end
+  return type(files) == 'table' and #files or 0
+end
+
+-- A field name's parts (see gateway/refs.py), each read for one conversation and, per message, one entry.
+local names
+local function values(part, id, entry)
+  local what, found = part[1], {}
+  if what == 'id' then return {id} end
+  if what == 'seq' then return {tostring(entry.seq)} end
+  if what == 'text' then return {part[2]} end
+  if what == 'file' then
+    for index = 0, file_count(entry) - 1 do table.insert(found, tostring(index)) end
+  elseif what == 'either' then
+    for _, each in ipairs(part[2]) do
+      for _, value in ipairs(values(each, id, entry)) do table.insert(found, value) end
+    end
+  elseif what == 'ref' then
+    for _, name in ipairs(names(part[3], id, entry)) do
+      local value = redis.call('HGET', ref(part[2]), name)
+      if value and part[5] ~= '' then
+        local at = string.find(value, part[5], 1, true)
+        value = at and string.sub(value, at + #part[5]) or false
+      end
+      if value and part[4] ~= '' then
+        for _, item in ipairs(split(value, part[4])) do table.insert(found, item) end
+      elseif value then
+        table.insert(found, value)
       end
     end
   end
-  for _, kind in ipairs(by_conversation) do redis.call('HDEL', ref(kind), id) end
-  -- Per message: the parts sent to Telegram / Twilio, Twilio's status lookup, the parts and files
-  -- posted in a Slack thread (the card's, the head-start DM's, or an echo from another console).
+  return found
+end
+names = function(parts, id, entry)
+  local found = {''}
+  for index, part in ipairs(parts) do
+    local here, longer = values(part, id, entry), {}
+    for _, start in ipairs(found) do
+      for _, value in ipairs(here) do table.insert(longer, index == 1 and value or start .. ':' .. value) end
+    end
+    found = longer
+  end
+  return found
+end
+
+-- Every field first, then the deletes: a name may be read from a ref that goes too.
+local function forget_refs(id, entries)
+  local doomed = {}
+  local function collect(forget, entry)
+    local owner = {}
+    for _, name in ipairs(names(forget.only_if, id, entry)) do owner[name] = true end
+    for _, name in ipairs(names(forget.name, id, entry)) do
+      table.insert(doomed, {forget.kind, name, #forget.only_if > 0 and owner or false})
+    end
+  end
+  local messages = {}
   for _, raw in ipairs(entries) do
     local ok, entry = pcall(cjson.decode, raw)
-    if ok and type(entry) == 'table' and entry.seq then
-      local m = id .. ':' .. tostring(entry.seq)
-      redis.call('HDEL', ref('telegram-sent'), m)
-      local sids = redis.call('HGET', ref('twilio-sent'), m)
-      if sids then
-        for sid in string.gmatch(sids, '[^,]+') do
-          if redis.call('HGET', ref('twilio-sid'), sid) == m then redis.call('HDEL', ref('twilio-sid'), sid) end
-        end
-        redis.call('HDEL', ref('twilio-sent'), m)
-      end
-      local files = entry.attachments
-      if type(files) == 'string' then
-        local fine, decoded = pcall(cjson.decode, files)
-        files = fine and decoded or {}
-      end
-      local count = type(files) == 'table' and #files or 0
-      for _, thread in ipairs({card, dm_ts, 'console'}) do
-        if thread then
-          local progress = m .. ':' .. thread
-          redis.call('HDEL', ref('slack-posted'), progress)
-          for index = 0, count - 1 do redis.call('HDEL', ref('slack-file'), progress .. ':' .. index) end
-        end
-      end
+    if ok and type(entry) == 'table' and entry.seq then table.insert(messages, entry) end
+  end
+  for _, forget in ipairs(forgets) do
+    if forget.per_message then
+      for _, entry in ipairs(messages) do collect(forget, entry) end
+    else
+      collect(forget, nil)
     end
+  end
+  for _, field in ipairs(doomed) do
+    local kind, name, owner = field[1], field[2], field[3]
+    if not owner or owner[redis.call('HGET', ref(kind), name) or ''] then redis.call('HDEL', ref(kind), name) end
   end
 end
 
 local removed = {}
-for i = 6, #ARGV do
+for i = 5, #ARGV do
   local id = ARGV[i]
   local conv = key('conv', id)
   local f = redis.call('HMGET', conv, 'state', 'closed_at', 'channel', 'customer_id', 'assignee')
@@ -245,16 +277,15 @@ async def _read(store, ids: list[str], consoles: Sequence[str]) -> list[tuple]:
 
 async def export_and_remove(store, older_than_seconds: float, directory: str | os.PathLike, now: float,
                             batch: int = BATCH, consoles: Sequence[str] = (), stale_consoles: Sequence[str] = (),
-                            card_channels: Sequence[str] = (), limit: int | None = None) -> int:
+                            refs: Sequence[Refs] = (), limit: int | None = None) -> int:
     """Export closed conversations closed more than ``older_than_seconds`` before ``now`` to
     ``directory`` and remove them from Redis; the number removed (0 when ``older_than_seconds`` <= 0,
     or while another pass runs).
 
     ``consoles``: the enabled consoles (their outboxes must be drained first); ``stale_consoles``:
-    other known consoles, whose leftover outboxes go with the chat; ``card_channels``: the Slack
-    channels cards may be in (``slack.channel``, topics' ``slack_channel``), to forget the thread
-    mapping; ``limit``: stop after the batch that reaches it (a worker's pass stays short, the next
-    goes on). Files are ``conversations-YYYY-MM-DD.jsonl`` by UTC day of closing, one JSON object
+    other known consoles, whose leftover outboxes go with the chat; ``refs``: what the channels and
+    consoles declare they keep per conversation (none is forgotten without them); ``limit``: stop
+    after the batch that reaches it (a worker's pass stays short, the next goes on). Files are ``conversations-YYYY-MM-DD.jsonl`` by UTC day of closing, one JSON object
     per line: ``id``, ``conversation`` (the hash), ``declined_by``, ``history`` (each message,
     attachments decoded), ``metrics`` (as in reports) and ``exported_at``.
     """
@@ -266,6 +297,7 @@ async def export_and_remove(store, older_than_seconds: float, directory: str | o
     if not await store.redis.set(lock, token, nx=True, ex=LOCK_TTL):
         return 0
     remove = store.redis.register_script(_REMOVE)
+    forgets = json.dumps(encode(refs))
     removed = skipped = 0
     try:
         while limit is None or removed < limit:
@@ -280,8 +312,8 @@ async def export_and_remove(store, older_than_seconds: float, directory: str | o
             _write(folder, [(_day(fields), _record(c, fields, history, declined, now))
                             for c, fields, history, declined in ready])
             done = await remove(keys=[store.tag], args=[
-                repr(cutoff), ",".join(consoles), ",".join(stale_consoles), ",".join(card_channels),
-                ",".join(_REFS_BY_CONVERSATION), *strays, *(c for c, *_ in ready)])
+                repr(cutoff), ",".join(consoles), ",".join(stale_consoles), forgets,
+                *strays, *(c for c, *_ in ready)])
             removed += len(done)
             # What stays (a delivery pending) is stepped over: the next batch starts after it.
             skipped += len(found) - len(done) - len(strays)
@@ -291,21 +323,19 @@ async def export_and_remove(store, older_than_seconds: float, directory: str | o
     return removed
 
 
-async def run(services, now: float | None = None, limit: int | None = None) -> Pass:
-    """One pass as ``[retention]`` says, for a worker's periodic maintenance or ``chatgate retention``
-    (``limit``: see ``export_and_remove``)."""
-    from chatgate.compose import CONSOLES  # the registry names every console (named as its section)
+async def run(services, *, refs: Sequence[Refs], stale_consoles: Sequence[str], now: float | None = None,
+              limit: int | None = None) -> Pass:
+    """One pass as ``[retention]`` says, for a worker's periodic maintenance or ``chatgate retention``.
 
+    The composition root says what the core cannot know: ``refs``, every channel's and console's
+    declaration, and ``stale_consoles``, the known consoles not enabled (``limit``: see
+    ``export_and_remove``)."""
     config = services.config
     directory = export_dir(config)
     after = config.retention.closed_after
     if after <= 0:
         return Pass(0, directory, None)
     now = time.time() if now is None else now
-    slack = config.sections.get("slack")
-    channels = {getattr(slack, "channel", ""), *(rule.slack_channel for rule in config.topics)} - {""}
-    enabled = tuple(services.consoles)
-    removed = await export_and_remove(services.store, after, directory, now, consoles=enabled,
-                                      stale_consoles=tuple(set(CONSOLES) - set(enabled)),
-                                      card_channels=tuple(sorted(channels)), limit=limit)
+    removed = await export_and_remove(services.store, after, directory, now, consoles=tuple(services.consoles),
+                                      stale_consoles=stale_consoles, refs=refs, limit=limit)
     return Pass(removed, directory, now - after)

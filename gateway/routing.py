@@ -1,4 +1,4 @@
-"""Routing by topic and capacity: who is offered a chat, who may take one more (issue 11).
+"""Routing by topic and capacity: who is offered a chat, who may take one more.
 
 A topic (``[[topics]]``) may name its team: agent ids (``agents``) and/or a
 group (``group``, a Slack user group whose members a console vouches for). While
@@ -11,18 +11,10 @@ only works out the arguments it needs.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from .config import RoutingConfig, TopicRule
 from .team import Team
 
-__all__ = ["Routing", "GroupSource"]
-
-
-class GroupSource(Protocol):
-    """A console that knows the members of its groups (Slack user groups)."""
-
-    async def group_members(self, group: str) -> frozenset[str]: ...
+__all__ = ["Routing"]
 
 
 class Routing:
@@ -42,9 +34,7 @@ class Routing:
     async def _group(self, group: str) -> frozenset[str]:
         members: set[str] = set()
         for source in self.team.sources:
-            lookup = getattr(source, "group_members", None)
-            if lookup is not None:
-                members |= await lookup(group)
+            members |= await source.group_members(group)
         return frozenset(members)
 
     async def members(self, topic: str) -> frozenset[str]:
@@ -54,15 +44,8 @@ class Routing:
             return frozenset()
         members = {agent for agent in rule.agents if await self.team.is_agent(agent)}
         if rule.group:
-            members |= {self._agent_of(user) for user in await self._group(rule.group)}
+            members |= await self._group(rule.group)
         return frozenset(members)
-
-    def _agent_of(self, identity: str) -> str:
-        for console in ("slack",):
-            agent = self.team.by_identity(console, identity)
-            if agent is not None:
-                return agent.id
-        return identity
 
     async def team_has_someone(self, topic: str) -> bool:
         return self.routed(topic) and bool(await self.members(topic))

@@ -36,6 +36,5 @@ class Services:
     async def close(self) -> None:
         """Close the channels' and consoles' connections, then Redis."""
         for part in {id(p): p for p in [*self.channels.values(), *self.consoles.values()]}.values():
-            if hasattr(part, "aclose"):
-                await part.aclose()
+            await part.aclose()
         await self.store.redis.aclose()

@@ -19,6 +19,7 @@ import redis.exceptions
 from .jobs import JobSettings, Timer
 from .message import Conversation, OutboundMessage, State
 from .operations import machine_source
+from .redis_text import as_text, scored
 
 __all__ = ["Store", "Page", "HistoryEntry", "Figures", "AutoClose"]
 
@@ -43,7 +44,7 @@ return {total, cjson.encode(rows)}
 _INBOX_PAGE = """
 local P, channel, topic, agent = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local offset, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
--- issue 11 routing: ARGV[6] '1' to hide team-only chats of topics not in ARGV[7] (comma-separated)
+-- ARGV[6] '1' to hide team-only chats of topics not in ARGV[7] (comma-separated)
 local by_team, served = ARGV[6] == '1', {}
 for name in string.gmatch(ARGV[7] or '', '[^,]+') do served[name] = true end
 
@@ -137,7 +138,7 @@ end
 """ + _PAGE_ROWS
 
 
-# issue 11 routing: each agent's active chats (ARGV), counted from their Assigned list. Reads only.
+# Each agent's active chats (ARGV), counted from their Assigned list. Reads only.
 _LOADS = """
 local reply = {}
 for i, agent in ipairs(ARGV) do
@@ -200,7 +201,7 @@ T = TypeVar("T")
 
 
 def _float(value: str | None) -> float | None:
-    return float(value) if value not in (None, "") else None
+    return float(value) if value is not None and value != "" else None
 
 
 class Store:
@@ -218,7 +219,7 @@ class Store:
         self._inbox_page = redis.register_script(_INBOX_PAGE)
         self._assigned_page = redis.register_script(_ASSIGNED_PAGE)
         self._indexed = False  # whether this process made sure the Inbox's indexes exist
-        self._loads = redis.register_script(_LOADS)  # issue 11 routing
+        self._loads = redis.register_script(_LOADS)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.tag, *parts))
@@ -313,7 +314,7 @@ class Store:
     async def due_timers(self, now: float, limit: int = 200) -> list[Timer]:
         """Timers due at ``now``, earliest first (``gateway/jobs.py``)."""
         members = await self.redis.zrangebyscore(self.key("timers"), "-inf", now, start=0, num=limit)
-        return [Timer.parse(member) for member in members]
+        return [Timer.parse(as_text(member)) for member in members]
 
     async def take_timer(self, timer: Timer) -> bool:
         """Take a due timer off the set; False if someone else took it first."""
@@ -322,7 +323,7 @@ class Store:
     async def timers(self) -> list[tuple[Timer, float]]:
         """Every pending timer and when it is due (for tests and the admin)."""
         return [(Timer.parse(member), score)
-                for member, score in await self.redis.zrange(self.key("timers"), 0, -1, withscores=True)]
+                for member, score in scored(await self.redis.zrange(self.key("timers"), 0, -1, withscores=True))]
 
     # -- reads ---------------------------------------------------------------
 
@@ -378,7 +379,6 @@ class Store:
             head_start_for=d.get("head_start_for", ""),
             last_customer_at=_float(d.get("last_customer_at")),
             declined_by=tuple(sorted(v.decode() for v in declined)),
-            # issue 11 routing
             team_only=d.get("team_only") == "1",
             escalations=int(d.get("escalations") or 0),
             holders=tuple(json.loads(d["holders"])) if d.get("holders", "").startswith("[") else (),
@@ -387,7 +387,7 @@ class Store:
     async def open_conversation(self, channel: str, customer_id: str) -> Conversation | None:
         """The customer's open (not closed) conversation on that channel, if any."""
         conversation_id = await self.redis.get(self.key("open", channel, customer_id))
-        return await self.get(conversation_id.decode()) if conversation_id else None
+        return await self.get(as_text(conversation_id)) if conversation_id else None
 
     async def history(self, conversation_id: str) -> list[HistoryEntry]:
         """Every message of the conversation, oldest first."""
@@ -404,7 +404,7 @@ class Store:
         return self._entry(raw) if raw else None
 
     @staticmethod
-    def _entry(raw: bytes) -> HistoryEntry:
+    def _entry(raw: bytes | str) -> HistoryEntry:
         d = json.loads(raw)
         attachments = json.loads(d.get("attachments") or "[]")
         return HistoryEntry(
@@ -443,7 +443,7 @@ class Store:
         """The Inbox as ``agent`` sees it: minus chats they declined, filtered by channel and topic.
 
         ``served``: the routed topics the agent serves (``Routing.served_topics``); chats only a
-        topic's team may take are shown to that team alone. None: no routing (issue 11).
+        topic's team may take are shown to that team alone. None: no routing by topic.
         """
         if not self._indexed:
             await self.rebuild_indexes(force=False)
@@ -494,12 +494,10 @@ class Store:
         if replies:
             middle = await self.redis.zrange(first_responses, (replies - 1) // 2, replies // 2, withscores=True)
             if middle:
-                median = sum(score for _, score in middle) / len(middle)
+                median = sum(score for _, score in scored(middle)) / len(middle)
         count = sum(int(c or 0) for c, _ in days)
         total = sum(int(s or 0) for _, s in days)
         return Figures(waiting, median, total / count if count else None, count)
-
-    # --- issue 11 routing ---------------------------------------------------------
 
     async def active_counts(self, agents: list[str]) -> dict[str, int]:
         """How many active chats each agent holds now (their load against capacity)."""
@@ -510,8 +508,6 @@ class Store:
 
     async def escalations_total(self) -> int:
         return int(await self.redis.get(self.key("escalations_total")) or 0)
-
-    # --- end issue 11 routing -------------------------------------------------------
 
     async def auto_close_setting(self, default: AutoClose) -> AutoClose:
         """The admin's auto-close switch as stored by the machine, or ``default`` if never set."""
@@ -548,14 +544,14 @@ class Store:
 
     async def get_ref(self, kind: str, name: str) -> str | None:
         value = await self.redis.hget(self.key("ref", kind), name)
-        return value.decode() if value is not None else None
+        return as_text(value) if value is not None else None
 
     async def get_refs(self, kind: str, names: list[str]) -> dict[str, str]:
         """Several refs of one kind in one call; names without one are left out."""
         if not names:
             return {}
         values = await self.redis.hmget(self.key("ref", kind), names)
-        return {name: value.decode() for name, value in zip(names, values) if value is not None}
+        return {name: as_text(value) for name, value in zip(names, values) if value is not None}
 
     # -- customers ---------------------------------------------------------------
 
@@ -566,7 +562,7 @@ class Store:
     async def customer_location(self, channel: str, customer_id: str) -> str:
         """The location kept in the customer's profile, or ""."""
         value = await self.redis.hget(self.key("customer", channel, customer_id), "location")
-        return value.decode() if value else ""
+        return as_text(value) if value else ""
 
     async def sound(self, conversation_id: str, agent: str) -> bool:
         """Whether ``agent`` hears each customer message of this chat (on unless turned off)."""

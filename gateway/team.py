@@ -2,8 +2,8 @@
 
 An agent has a chatgate id. Agents are listed in the config (``[[agents]]``);
 a console maps its own identities to these ids (a Slack user id, a web login).
-A console may also vouch for members of its own groups (Slack user groups):
-it is then a ``RoleSource``. ``Conversations`` checks every right here.
+Every console is a ``RoleSource``: it may vouch for members of its own groups
+(Slack user groups). ``Conversations`` checks every right here.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Agent:
     # Console name -> that console's identity of this agent, e.g. {"slack": "U0123ABCD"}.
     identities: dict[str, str] = field(default_factory=dict)
     password_hash: str = ""
-    # Active chats this agent may hold at once; None: ``routing.max_active_per_agent`` (issue 11 routing).
+    # Active chats this agent may hold at once; None: ``routing.max_active_per_agent``.
     max_active: int | None = None
 
     @property
@@ -40,10 +40,15 @@ class Agent:
 
 
 class RoleSource(Protocol):
-    """A console that knows roles of its own (membership of a Slack user group, say)."""
+    """What the team asks each console: roles and groups of its own (Slack user groups, say).
+    ``gateway.ports.Console`` is one; it is named by shape here because the ports import this module."""
 
     async def role(self, agent_id: str) -> Role:
         """The role this source grants ``agent_id``; ``Role.NONE`` if none."""
+
+    async def group_members(self, group: str) -> frozenset[str]:
+        """The agent ids of the members of ``group`` (the console maps its own identities); empty
+        when it knows no such group."""
 
 
 class Team:

@@ -102,7 +102,8 @@ class _Parser:
         return None
 
     def inline(self, lo: int, hi: int, style: dict, in_link: bool) -> None:
-        s, buf, i = self.s, [], lo
+        s, i = self.s, lo
+        buf: list[str] = []
 
         def flush() -> None:
             if buf:
@@ -142,11 +143,11 @@ class _Parser:
             if marker:
                 name = _MARKERS[marker]
                 if not style.get(name) and self._opens(marker, i, hi):
-                    j = self._close(marker, i + len(marker), hi)
-                    if j is not None:
+                    closer = self._close(marker, i + len(marker), hi)
+                    if closer is not None:
                         flush()
-                        self.inline(i + len(marker), j, {**style, name: True}, in_link)
-                        i = j + len(marker)
+                        self.inline(i + len(marker), closer, {**style, name: True}, in_link)
+                        i = closer + len(marker)
                         continue
                 buf.append(marker)
                 i += len(marker)
@@ -168,7 +169,9 @@ class _Parser:
                     raw = found.group()
                     while raw and (raw[-1] in _URL_TRAIL or (raw[-1] == ")" and raw.count("(") < raw.count(")"))):
                         raw = raw[:-1]
-                    if len(raw) > _SCHEME.match(raw).end():
+                    # Trimming may eat into the scheme ("mailto:." loses its colon): then it is no link.
+                    scheme = _SCHEME.match(raw)
+                    if scheme is not None and len(raw) > scheme.end():
                         flush()
                         url = _UNESCAPE.sub(r"\1", raw)
                         self.out.append(Span(url, **{**style, "url": url}))
@@ -250,8 +253,8 @@ def render_with(spans: Iterable[Span], *, marks: dict[str, tuple[str, str]], esc
     ``* bold *``.
     """
     out = []
-    for url, group in groupby(spans, key=lambda span: span.url):
-        group = list(group)
+    for url, grouped in groupby(spans, key=lambda span: span.url):
+        group = list(grouped)
         body = _styled(group, marks, escape, code, pre)
         out.append(link(body, url, "".join(span.text for span in group)) if url else body)
     return "".join(out)
@@ -454,8 +457,8 @@ def split_spans(spans: Iterable[Span], limit: int, render: Callable[[Sequence[Sp
         offsets.append(at)
         at += len(span.text)
     links = []
-    for url, group in groupby(range(len(spans)), key=lambda k: spans[k].url):
-        group = list(group)
+    for url, grouped in groupby(range(len(spans)), key=lambda k: spans[k].url):
+        group = list(grouped)
         if url:
             links.append((offsets[group[0]], offsets[group[-1]] + len(spans[group[-1]].text)))
 

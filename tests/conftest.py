@@ -21,8 +21,11 @@ from gateway.redis_server import EmbeddedRedis
 from tests.fakes.slack import FakeSlack, block_action, message_event, sign
 from tests.fakes.telegram import FakeTelegram, text_update
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from tests.support import eventually, keys
 
 ROOT = Path(__file__).resolve().parent.parent
+# The store's keys under the default prefix, for the helpers here that read Redis with a plain client.
+KEY = keys()
 
 
 @pytest.fixture(scope="session")
@@ -147,25 +150,29 @@ class Process:
 
 
 def wait_http(url: str, timeout: float = 20.0, process: Process | None = None, healthy: bool = True) -> None:
-    """Until ``url`` answers 200 (any answer at all, a 503 say, unless ``healthy``)."""
+    """Until ``url`` answers 200 (any answer at all, a 503 say, unless ``healthy``); fails at once
+    if ``process`` exits meanwhile."""
     import urllib.error
     import urllib.request
 
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except urllib.error.HTTPError:
-            if not healthy:
-                return
-        except OSError:
-            pass
+    answer = ["nothing yet"]
+
+    def answers() -> bool:
         if process is not None and process.popen.poll() is not None:
             raise AssertionError(f"process exited:\n{process.output()}")
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer in {timeout}s" + (f"\n{process.output()}" if process else ""))
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                answer[0] = f"HTTP {response.status}"
+                return response.status == 200
+        except urllib.error.HTTPError as error:
+            answer[0] = f"HTTP {error.code}"
+            return not healthy
+        except OSError as error:
+            answer[0] = str(error)
+            return False
+
+    eventually(answers, timeout, interval=0.1, what=lambda: f"{url} to answer (its last answer: {answer[0]})"
+               + (f"\n{process.output()}" if process else ""))
 
 
 # -- the deployment: fakes + config + chatgate web and worker processes ------------------------
@@ -254,6 +261,8 @@ class Deployment:
         self.workers: list[Process | None] = [None] * workers
         self.config = tmp / "config.toml"
         self.sections = sections
+        # The store's key function for this deployment's prefix (``[redis] key_prefix``).
+        self.key = keys((sections.get("redis") or {}).get("key_prefix") or config_module.RedisConfig.key_prefix)
         self.tail = tail
         self._starts = 0
 
@@ -303,10 +312,8 @@ class Deployment:
             wait_http(f"http://127.0.0.1:{port}/healthz", process=self.webs[index], healthy=self.healthy)
         self.gateways = [Gateway(port, self.slack, redis_url=self.redis_url) for port in self.ports]
         # A busy machine can take a while to start a worker; the tests' waits are for chatgate.
-        deadline = time.time() + 60
-        while time.time() < deadline and not all(
-                "Listening on" in w.output() for w in self.workers if w is not None):
-            time.sleep(0.05)
+        eventually(lambda: all("Listening on" in w.output() for w in self.workers if w is not None), timeout=60,
+                   what=lambda: f"the workers to listen\n{self.logs()}")
         return self
 
     def start_web(self, index: int) -> None:
@@ -376,25 +383,23 @@ class Deployment:
             if due:
                 return f"scheduled jobs {due}"
         # Only the outboxes (lists): their locks and marks share the prefix.
-        pending = [key.decode() for key in store.scan_iter("{chatgate}:out:*")
+        pending = [key.decode() for key in store.scan_iter(self.key("out", "*"))
                    if store.type(key) == b"list" and store.llen(key)]
         if pending:
             return f"outboxes with items {pending}"
-        timers = store.zrangebyscore("{chatgate}:timers", "-inf", horizon)
+        timers = store.zrangebyscore(self.key("timers"), "-inf", horizon)
         return f"timers {timers}" if timers else ""
 
     def wait_idle(self, scheduled: bool = False, timeout: float = 30.0, crashed: bool = False) -> None:
         """Poll until ``idle`` holds twice in a row (a job between the queue and the started
         registry is in neither for a moment); never a fixed sleep."""
-        deadline = time.time() + timeout
-        streak, busy = 0, ""
-        while time.time() < deadline:
-            busy = self.busy(scheduled, crashed)
-            streak = 0 if busy else streak + 1
-            if streak >= 2:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"chatgate did not become idle in {timeout}s: {busy}\n{self.logs()}")
+        seen = ["", "?"]  # what was still to do, the last two looks
+
+        def idle() -> bool:
+            seen[:] = [seen[1], self.busy(scheduled, crashed)]
+            return seen == ["", ""]
+
+        eventually(idle, timeout, what=lambda: f"chatgate to become idle (still: {seen[1]})\n{self.logs()}")
 
     # -- talking to chatgate as the platforms do (any web process) ---------------------------
 
@@ -408,11 +413,11 @@ class Deployment:
         return self.gateways[web].say(agent, text, self.card_ts(conversation_id), ts=ts)[0]
 
     def conversation_of(self, chat: int) -> str | None:
-        value = self.store().get(f"{{chatgate}}:open:telegram:{chat}")
+        value = self.store().get(self.key("open", "telegram", str(chat)))
         return value.decode() if value else None
 
     def card_ts(self, conversation_id: str) -> str | None:
-        value = self.store().hget("{chatgate}:ref:slack-card", conversation_id)
+        value = self.store().hget(self.key("ref", "slack-card"), conversation_id)
         return value.decode() if value else None
 
     def customer_texts_in_slack(self, conversation_id: str) -> list[str]:
@@ -420,18 +425,10 @@ class Deployment:
         ts = self.card_ts(conversation_id)
         if ts is None:
             return []
-        query = self.store().hget(f"{{chatgate}}:conv:{conversation_id}", "query").decode()
+        query = self.store().hget(self.key("conv", conversation_id), "query").decode()
         # A thread that fell behind gets several messages in one post, a line "*Name:* text" each.
         return [query, *(message for text in self.slack.thread_texts(ts)
                          for message in re.split(r"\n(?=\*[^*\n]+:\* )", text))]
-
-    def wait(self, predicate, timeout: float = 60.0, what: str = "it") -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if predicate():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
 
 
 def _deployments(make_dir):
@@ -509,7 +506,7 @@ def pending_timers(redis_url: str) -> dict[tuple[str, str], tuple[str, float]]:
 
     connection = redis_sync.Redis.from_url(redis_url)
     found = {}
-    for member, due in connection.zrange("{chatgate}:timers", 0, -1, withscores=True):
+    for member, due in connection.zrange(KEY("timers"), 0, -1, withscores=True):
         timer = Timer.parse(member)
         found[(timer.kind, timer.subject)] = (timer.arg, due)
     return found

@@ -23,6 +23,10 @@ from chatgate.compose import connect
 from gateway.app import create_app
 from tests.fakes.slack import block_action, message_event, sign
 from tests.fakes.telegram import text_update
+from tests.support import eventually, keys
+
+# The store's keys (``Store.key``) under the default prefix, for this module's plain Redis clients.
+KEY = keys()
 
 TELEGRAM_TOKEN = "123456:TG-bot-token-never-logged"
 TELEGRAM_SECRET = "tg-webhook-secret-never-logged"
@@ -85,7 +89,7 @@ async def client_without_redis(make_config, slack):
 
 
 def stored(redis_url: str) -> list[bytes]:
-    return redis_sync.Redis.from_url(redis_url).keys("{chatgate}:*")
+    return redis_sync.Redis.from_url(redis_url).keys(KEY("*"))
 
 
 async def post(client, path: str, body: bytes | str, headers: dict) -> tuple[int, str]:
@@ -137,7 +141,7 @@ async def test_a_body_just_under_the_limit_is_accepted(client, redis_url):
     update["message"]["text"] = "a" * (2048 - len(json.dumps(update)) - 10)
     status, _ = await post(client, "/webhooks/telegram", json.dumps(update), telegram_headers())
     assert status == 200
-    assert redis_sync.Redis.from_url(redis_url).hget("{chatgate}:conv:1", "state") == b"new"
+    assert redis_sync.Redis.from_url(redis_url).hget(KEY("conv", "1"), "state") == b"new"
 
 
 # -- malformed bodies and content types ---------------------------------------------------
@@ -232,8 +236,8 @@ async def test_unknown_fields_in_a_telegram_update_are_ignored(client, redis_url
     status, text = await post(client, "/webhooks/telegram", json.dumps(update), telegram_headers())
     assert (status, json.loads(text)) == (200, {"ok": True})
     db = redis_sync.Redis.from_url(redis_url, decode_responses=True)
-    assert db.hget("{chatgate}:conv:1", "query") == "Where is my parcel?"
-    assert json.loads(db.lindex("{chatgate}:msgs:1", 0))["text"] == "Where is my parcel?"
+    assert db.hget(KEY("conv", "1"), "query") == "Where is my parcel?"
+    assert json.loads(db.lindex(KEY("msgs", "1"), 0))["text"] == "Where is my parcel?"
 
 
 # -- Slack authentication -----------------------------------------------------------------
@@ -249,7 +253,7 @@ async def open_chat(client) -> None:
 async def test_a_slack_request_older_than_five_minutes_is_refused_and_changes_nothing(client, slack, redis_url):
     await open_chat(client)
     db = redis_sync.Redis.from_url(redis_url)
-    before = {key: db.dump(key) for key in db.keys("{chatgate}:*")}
+    before = {key: db.dump(key) for key in db.keys(KEY("*"))}
     body = block_action("accept", "1", "UAGENT1", CHANNEL, "1.000001", slack.response_url)
     # Signed correctly, but six minutes ago: a replay.
     status, _ = await post(client, "/slack/events", body, slack_form(body, int(time.time()) - 360))
@@ -259,8 +263,8 @@ async def test_a_slack_request_older_than_five_minutes_is_refused_and_changes_no
     status, _ = await post(client, "/slack/events", reply,
                            {"Content-Type": "application/json", **sign(SIGNING_SECRET, reply, int(time.time()) - 301)})
     assert status == 401
-    assert {key: db.dump(key) for key in db.keys("{chatgate}:*")} == before
-    assert db.hget("{chatgate}:conv:1", "state") == b"new"
+    assert {key: db.dump(key) for key in db.keys(KEY("*"))} == before
+    assert db.hget(KEY("conv", "1"), "state") == b"new"
     assert slack.calls_to("chat.postEphemeral") == [] and slack.calls_to("response_url") == []
 
 
@@ -269,7 +273,7 @@ async def test_a_slack_request_four_minutes_old_is_still_accepted(client, slack,
     body = block_action("accept", "1", "UAGENT1", CHANNEL, "1.000001", slack.response_url)
     status, _ = await post(client, "/slack/events", body, slack_form(body, int(time.time()) - 240))
     assert status == 200
-    assert redis_sync.Redis.from_url(redis_url).hget("{chatgate}:conv:1", "assignee") == b"UAGENT1"
+    assert redis_sync.Redis.from_url(redis_url).hget(KEY("conv", "1"), "assignee") == b"UAGENT1"
 
 
 @pytest.mark.parametrize("headers", [
@@ -280,7 +284,7 @@ async def test_a_slack_request_four_minutes_old_is_still_accepted(client, slack,
 async def test_a_slack_request_with_a_bad_signature_is_refused_and_changes_nothing(client, slack, redis_url, headers):
     await open_chat(client)
     db = redis_sync.Redis.from_url(redis_url)
-    before = {key: db.dump(key) for key in db.keys("{chatgate}:*")}
+    before = {key: db.dump(key) for key in db.keys(KEY("*"))}
     body = block_action("accept", "1", "UAGENT1", CHANNEL, "1.000001", slack.response_url)
     forged = {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": str(int(time.time())),
               **headers}
@@ -288,7 +292,7 @@ async def test_a_slack_request_with_a_bad_signature_is_refused_and_changes_nothi
     assert status == 401
     status, _ = await post(client, "/slack/events", body, slack_form(body, secret="not-the-signing-secret"))
     assert status == 401
-    assert {key: db.dump(key) for key in db.keys("{chatgate}:*")} == before
+    assert {key: db.dump(key) for key in db.keys(KEY("*"))} == before
     assert slack.calls_to("chat.postEphemeral") == [] and slack.calls_to("response_url") == []
 
 
@@ -403,9 +407,9 @@ def test_chatgate_worker_logs_no_secret_at_debug_when_the_platforms_fail(deploym
                     telegram_headers())[0] == 200
         assert http("POST", base + "/webhooks/telegram", json.dumps(text_update(2, CHAT_ID, "help")).encode(),
                     telegram_headers())[0] == 200
-        slack.wait_for(lambda s: [c for c in s.calls_to("chat.postMessage") if "thread_ts" not in c.params],
-                       what="the card, after Slack's failures")
-        started.wait(lambda: "giving up on a message" in worker.output(), timeout=15, what="the given-up greeting")
+        eventually(lambda: [c for c in slack.calls_to("chat.postMessage") if "thread_ts" not in c.params],
+                   what="the card, after Slack's failures")
+        eventually(lambda: "giving up on a message" in worker.output(), timeout=15, what="the given-up greeting")
     logs = web.output() + worker.output()
     assert "giving up on a message" in logs and "chat not found" in logs.lower(), logs[-3000:]
     assert " DEBUG " in logs  # the level really was DEBUG

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from channels.webchat import COOKIE, WebChat, WebChatConfig
 from gateway.ports import Runtime
 from tests.conftest import screenshot
+from tests.support import eventually_async
 from tests.test_webchat import AGENT, core, deliver  # noqa: F401 (core is a fixture)
 
 from playwright import async_api as playwright_api
@@ -20,17 +19,6 @@ async def serve(app: web.Application) -> TestServer:
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     return server
-
-
-async def until(check, timeout: float = 10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.05)
 
 
 async def test_customer_chats_with_an_agent_live(core, browser):
@@ -63,7 +51,8 @@ async def test_customer_chats_with_an_agent_live(core, browser):
         await expect(page.locator("#status")).to_have_text("Waiting for an agent…")
 
         customer = next(c["value"] for c in await context.cookies() if c["name"] == COOKIE).split(".")[0]
-        conversation = await until(lambda: core.store.open_conversation("webchat", customer))
+        conversation = await eventually_async(lambda: core.store.open_conversation("webchat", customer),
+                                              what="the customer's chat")
         assert (conversation.name, conversation.location) == ("Ada", "London")
 
         # The agent answers: the reply appears without a reload, its markup as elements.
@@ -94,7 +83,10 @@ async def test_customer_chats_with_an_agent_live(core, browser):
         await expect(page.locator("#rating")).to_be_visible()
         await page.click("#rating [data-rating='5']")
         await expect(page.locator("#rating")).to_be_hidden()
-        assert (await until(lambda: core.store.get(conversation.id))).rating == 5
+        async def rating() -> int | None:
+            return (await core.store.get(conversation.id)).rating
+
+        assert await eventually_async(rating, what="the rating stored") == 5
         await deliver(core, chat, customer)
         await expect(page.locator(".msg.system .text").last).to_have_text(core.config.conversation.rating_thanks)
 
@@ -105,7 +97,8 @@ async def test_customer_chats_with_an_agent_live(core, browser):
         await page.press("#text", "Enter")
         await expect(page.locator("#closed")).to_be_hidden()
         await expect(page.locator(".msg.you .text")).to_have_text(["One more thing"])
-        second = await until(lambda: core.store.open_conversation("webchat", customer))
+        second = await eventually_async(lambda: core.store.open_conversation("webchat", customer),
+                                        what="the new chat")
         assert second.id != conversation.id
 
         assert problems == []
@@ -151,8 +144,10 @@ async def test_widget_embeds_the_chat_on_an_allowed_site_only(core, browser):
         page = await browser.new_page()
         await page.goto(f"http://127.0.0.1:{other_site.port}/")
         await page.get_by_role("button", name="Chat with us").click()
-        await page.wait_for_timeout(1000)
-        child = next(f for f in page.frames if f != page.main_frame)
+        # Chromium refuses to load the chat into the frame: the frame ends on its error page.
+        child = await eventually_async(lambda: next((f for f in page.frames if f != page.main_frame
+                                                     and f.url.startswith("chrome-error:")), None),
+                                       what=lambda: f"the frame refused (frames: {[f.url for f in page.frames]})")
         assert await child.locator("#name").count() == 0
         await page.close()
     finally:

@@ -34,9 +34,10 @@ class ConsoleSite:
 
 @pytest.fixture(params=["in_process", "processes"])
 async def console_site(request, redis_url, tmp_path):
-    """The console on a real HTTP port: in this process (the core on the real Redis, events delivered at
-    once), or the real thing, two ``chatgate web`` processes and a worker, customers writing through the
-    fake Telegram webhook on the second web process while the browser uses the first."""
+    """The console on a real HTTP port: in this process (the core on the real Redis, the workers' own
+    drain of the outboxes on this event loop), or the real thing, two ``chatgate web`` processes and a
+    worker, customers writing through the fake Telegram webhook on the second web process while the
+    browser uses the first."""
     if request.param == "in_process":
         harness = build(tmp_path, redis_url)
         server = TestServer(harness.app)

@@ -12,9 +12,9 @@ worked from Slack and the web console at once. The README's screenshots are take
 from __future__ import annotations
 
 import asyncio
-import time
 
 from tests.conftest import TOPICS, screenshot
+from tests.support import eventually_async
 from tests.web_console_support import AGENTS_TOML, PASSWORDS
 
 from playwright import async_api as playwright_api
@@ -46,18 +46,6 @@ FORCE = """async ([id, action]) => {
     headers: {'Content-Type': 'application/json', Accept: 'application/json', 'X-CSRF-Token': me.csrf}});
   return [response.status, await response.json()];
 }"""
-
-
-async def until(check, timeout: float = 20.0, what: str = "it"):
-    """Poll ``check`` (sync, run off the event loop) until it is truthy; its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.to_thread(check)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def watch(page, problems: list[str], allowed: tuple[str, ...] = ()) -> None:
@@ -137,7 +125,7 @@ async def test_the_whole_workflow_from_both_pages(deployment, browser):
     await expect(alice.locator("#ctl-accept")).to_be_enabled()
     status, body = await alice.evaluate(FORCE, [first_chat, "resolve"])
     assert (status, body["error"]) == (409, "not_accepted"), body
-    assert body["message"].startswith("Accept this chat first (E)"), body
+    assert body["message"] == "Accept this chat first: its controls work only after accept.", body
     await expect(alice.locator("#chat-state")).to_have_text("New")
 
     # -- a second customer writes while the agent watches the Inbox: the row appears live --
@@ -249,7 +237,7 @@ async def test_the_whole_workflow_from_both_pages(deployment, browser):
     await bob.click("#back-to-list")
     dan_row = bob_rows.filter(has_text="Dan Brooks")
     dan_chat = await dan_row.get_attribute("data-id")
-    card_ts = await until(lambda: chatgate.card_ts(dan_chat), what="Dan's card in Slack")
+    card_ts = await eventually_async(lambda: chatgate.card_ts(dan_chat), timeout=20, what="Dan's card in Slack")
     status = await asyncio.to_thread(chatgate.click, "accept", dan_chat, BOB_IN_SLACK, 1)
     assert status == 200
     await expect(dan.locator("#status")).to_have_text("Connected")
@@ -263,8 +251,8 @@ async def test_the_whole_workflow_from_both_pages(deployment, browser):
     await bob.fill("#reply-text", reply)
     await bob.press("#reply-text", "Enter")
     await expect(dan.locator(".msg.agent .text")).to_have_text(reply)
-    await until(lambda: any(reply in text for text in chatgate.slack.thread_texts(card_ts)),
-                what="the web console's reply in the Slack thread")
+    await eventually_async(lambda: any(reply in text for text in chatgate.slack.thread_texts(card_ts)), timeout=20,
+                           what="the web console's reply in the Slack thread")
 
     # -- the console at phone width --
     phone = await browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True,

@@ -122,6 +122,26 @@ def test_config_errors_raise_with_all_problems(tmp_path):
     assert len(error.value.problems) == 2
 
 
+def test_a_topics_slack_channel_is_slack_configuration(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[slack]\nchannel = "C0SUPPORT"\ntopic_channels = { billing = "C0BILLING" }\n'
+                    '[[topics]]\nname = "billing"\nkeywords = ["refund"]\n')
+    slack = load(path).section("slack")
+    assert (slack.topic_channel("billing"), slack.topic_channel("general")) == ("C0BILLING", "C0SUPPORT")
+    assert slack.card_channels() == {"C0SUPPORT", "C0BILLING"}
+    path.write_text('[slack]\ntopic_channels = { billing = "#billing", account = 7 }\n'
+                    '[[topics]]\nname = "billing"\nkeywords = ["refund"]\nslack_channel = "C0BILLING"\n')
+    with pytest.raises(ConfigError) as error:
+        load(path)
+    assert error.value.problems == [
+        f"{path}: slack.topic_channels.billing: expected the id of the Slack channel for this topic's chat cards, "
+        "like C0123456789, got '#billing'",
+        f"{path}: slack.topic_channels.account: expected a string, got 7",
+        f'{path}: topics[0].slack_channel: expected nothing here: it moved to [slack] topic_channels = '
+        '{ billing = "C0BILLING" }',
+    ]
+
+
 def topics(text: str, tmp_path) -> Topics:
     path = tmp_path / "t.toml"
     path.write_text(text)

@@ -27,6 +27,10 @@ from chatgate.compose import connect
 from gateway.app import create_app
 from gateway.message import InboundMessage
 from tests.fakes.slack import FakeSlack
+from tests.support import keys
+
+# The store's keys (``Store.key``) under the default prefix, for this module's plain Redis clients.
+KEY = keys()
 
 TELEGRAM_SECRET = "fuzz-secret-token"
 TWILIO_TOKEN = "fuzz-twilio-auth-token-0123456789"
@@ -191,7 +195,7 @@ def consistent(redis_url: str) -> list[str]:
     """Problems with the conversations in Redis (empty when every one is whole)."""
     db = redis_sync.Redis.from_url(redis_url, decode_responses=True)
     problems = []
-    for key in db.scan_iter("{chatgate}:conv:*"):
+    for key in db.scan_iter(KEY("conv", "*")):
         conv = db.hgetall(key)
         missing = [name for name in REQUIRED_FIELDS if not conv.get(name)]
         if missing:
@@ -199,7 +203,7 @@ def consistent(redis_url: str) -> list[str]:
         history = db.llen(key.replace(":conv:", ":msgs:", 1))
         if str(history) != conv.get("seq"):
             problems.append(f"{key}: seq {conv.get('seq')} but {history} messages in its history")
-    for key in db.scan_iter("{chatgate}:msgs:*"):
+    for key in db.scan_iter(KEY("msgs", "*")):
         if not db.exists(key.replace(":msgs:", ":conv:", 1)):
             problems.append(f"{key}: a history without its conversation")
     return problems
@@ -208,7 +212,7 @@ def consistent(redis_url: str) -> list[str]:
 def stored_keys(redis_url: str) -> set[str]:
     """Conversation data in Redis (the RQ queue's keys are not conversation data)."""
     db = redis_sync.Redis.from_url(redis_url, decode_responses=True)
-    return {key for key in db.scan_iter("{chatgate}:*")}
+    return {key for key in db.scan_iter(KEY("*"))}
 
 
 @pytest.fixture(scope="module")
@@ -325,8 +329,8 @@ def test_twilio_status_callback_fuzzed_never_500_and_keeps_conversations_whole(g
                "X-Twilio-Signature": twilio_signature(PUBLIC_URL + "/webhooks/twilio", first)}
     assert post(gateway, "/webhooks/twilio", form_body(first), headers)[0] == 200
     db = redis_sync.Redis.from_url(redis_url)
-    db.hset("{chatgate}:ref:twilio-sid", "SMKNOWN", "1:1")
-    history = db.lrange("{chatgate}:msgs:1", 0, -1)
+    db.hset(KEY("ref", "twilio-sid"), "SMKNOWN", "1:1")
+    history = db.lrange(KEY("msgs", "1"), 0, -1)
 
     headers = {"Content-Type": "application/x-www-form-urlencoded",
                "X-Twilio-Signature": twilio_signature(PUBLIC_URL + "/webhooks/twilio/status", form)}
@@ -334,7 +338,7 @@ def test_twilio_status_callback_fuzzed_never_500_and_keeps_conversations_whole(g
     assert status in (200, 204, 400), (status, text)
     assert consistent(redis_url) == []
     if status == 400:
-        assert "error" in text and db.lrange("{chatgate}:msgs:1", 0, -1) == history
+        assert "error" in text and db.lrange(KEY("msgs", "1"), 0, -1) == history
 
 
 @FUZZ_HTTP
@@ -398,11 +402,11 @@ def test_slack_events_signed_junk_changes_nothing(gateway, redis_url, body, cont
 def test_the_consistency_check_notices_a_half_written_conversation(redis_url):
     """The invariant the fuzzers rely on does catch a broken conversation."""
     db = redis_sync.Redis.from_url(redis_url)
-    db.hset("{chatgate}:conv:1", mapping={"id": "1", "channel": "telegram", "customer_id": "5",
+    db.hset(KEY("conv", "1"), mapping={"id": "1", "channel": "telegram", "customer_id": "5",
                                           "state": "new", "created_at": "1", "seq": "2"})
-    db.rpush("{chatgate}:msgs:1", "{}")
-    db.hset("{chatgate}:conv:2", mapping={"id": "2", "seq": "0"})
-    db.rpush("{chatgate}:msgs:3", "{}")
+    db.rpush(KEY("msgs", "1"), "{}")
+    db.hset(KEY("conv", "2"), mapping={"id": "2", "seq": "0"})
+    db.rpush(KEY("msgs", "3"), "{}")
     problems = consistent(redis_url)
     assert any("seq 2 but 1" in p for p in problems)
     assert any("conv:2 lacks" in p for p in problems)

@@ -33,6 +33,7 @@ from tests.conftest import CHANNEL, ROOT
 from tests.fakes.server import TOLERANCE, Call
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from tests.support import eventually
 
 def most_in_one_second(calls: list[Call]) -> int:
     """The most calls any one-second window of the fake's record holds."""
@@ -67,8 +68,8 @@ async def test_a_bucket_gives_its_burst_at_once_then_says_how_long_the_next_toke
     wait = await pacer.take("b", 2.0, 3)
     assert 0 < wait <= 0.5  # one token at 2 a second
     # Kept under the store's hash tag, and forgotten once it would be full again.
-    assert await store.redis.exists("{chatgate}:pace:b")
-    assert 0 < await store.redis.pttl("{chatgate}:pace:b") <= 3 / 2.0 * 1000 + 1000
+    assert await store.redis.exists(store.key("pace", "b"))
+    assert 0 < await store.redis.pttl(store.key("pace", "b")) <= 3 / 2.0 * 1000 + 1000
     # Another bucket is another limit.
     assert await pacer.take("other", 2.0, 3) == 0.0
 
@@ -79,7 +80,7 @@ async def test_a_pacer_in_another_process_shares_the_bucket(store, redis_url):
         "from gateway.pacing import Pacer\n"
         "async def main():\n"
         "    client = r.from_url(sys.argv[1])\n"
-        "    pacer = Pacer(client, '{chatgate}:pace')\n"
+        f"    pacer = Pacer(client, {store.key('pace')!r})\n"
         "    print([await pacer.take('shared', 0.5, 2) for _ in range(2)])\n"
         "    await client.aclose()\n"
         "asyncio.run(main())\n"
@@ -111,7 +112,7 @@ async def test_waiters_on_two_connections_together_keep_to_the_rate(store, redis
 
 async def test_rate_zero_means_no_limit_and_no_redis_call():
     nowhere = aioredis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.5)
-    pacer = Pacer(nowhere, "{chatgate}:pace")
+    pacer = Pacer.for_store(Store(nowhere))
     try:
         for _ in range(100):
             await pacer.wait("anything", 0, 1)  # nothing listens on port 1: a call would raise
@@ -222,7 +223,7 @@ def test_a_burst_of_customer_messages_reaches_one_slack_channel_in_order_without
         texts = started.customer_texts_in_slack(started.conversation_of(chat) or "")
         return re.findall(r"message (\d) from", "\n".join(texts))
 
-    started.wait(lambda: all(len(shown(chat)) == 5 for chat in chats), what="10 messages in Slack")
+    eventually(lambda: all(len(shown(chat)) == 5 for chat in chats), timeout=60, what="10 messages in Slack")
     for chat in chats:
         assert shown(chat) == ["0", "1", "2", "3", "4"]
     posts = [c for c in started.slack.calls_to("chat.postMessage") if c.params.get("channel") == CHANNEL]
@@ -305,7 +306,7 @@ def test_a_backlogged_thread_gets_the_customer_s_waiting_messages_in_one_post(de
     """Messages that piled up while the thread was behind (Slack's pace, a backlog) go in one post, in order."""
     d = deployment()
     d.customer_says(1, 4242, "Where is my parcel?")
-    conversation_id = d.slack.wait_for(lambda s: d.card_ts("1") and "1", what="the card")
+    conversation_id = eventually(lambda: d.card_ts("1") and "1", what="the card")
     card = d.card_ts(conversation_id)
     d.wait_idle()
     # The thread falls behind: the worker stops (cleanly: a killed one's connection could still take
@@ -314,7 +315,7 @@ def test_a_backlogged_thread_gets_the_customer_s_waiting_messages_in_one_post(de
     for n, text in enumerate(("first & <more>", "second", "third"), start=2):
         d.customer_says(n, 4242, text)
     d.start_worker(0)
-    d.slack.wait_for(lambda s: any("third" in t for t in s.thread_texts(card)), what="the messages in the thread")
+    eventually(lambda: any("third" in t for t in d.slack.thread_texts(card)), what="the messages in the thread")
     d.wait_idle()
     relayed = [t for t in d.slack.thread_texts(card) if "first" in t or "second" in t or "third" in t]
     assert len(relayed) == 1, relayed

@@ -5,21 +5,25 @@ from __future__ import annotations
 import redis
 
 from gateway.redis_server import EmbeddedRedis
+from tests.support import keys
+
+# The store's keys (``Store.key``) under the default prefix, for this module's plain Redis clients.
+KEY = keys()
 
 
 def test_restart_loses_nothing(tmp_path):
     server = EmbeddedRedis(tmp_path / "data").start()
     client = redis.Redis.from_url(server.url)
-    client.hset("{chatgate}:conv:1", mapping={"state": "active", "assignee": "U1"})
-    client.rpush("{chatgate}:msgs:1", "hello")
+    client.hset(KEY("conv", "1"), mapping={"state": "active", "assignee": "U1"})
+    client.rpush(KEY("msgs", "1"), "hello")
     client.close()
     server.stop()
     assert server.process is None
 
     again = EmbeddedRedis(tmp_path / "data").start()
     client = redis.Redis.from_url(again.url)
-    assert client.hgetall("{chatgate}:conv:1") == {b"state": b"active", b"assignee": b"U1"}
-    assert client.lrange("{chatgate}:msgs:1", 0, -1) == [b"hello"]
+    assert client.hgetall(KEY("conv", "1")) == {b"state": b"active", b"assignee": b"U1"}
+    assert client.lrange(KEY("msgs", "1"), 0, -1) == [b"hello"]
     client.close()
     again.stop()
 

@@ -12,8 +12,12 @@ import json
 import pytest
 
 from tests.fakes.slack import block_action
+from tests.support import eventually, keys
 from tests.test_end_to_end import CHANNEL, buttons
 from tests.test_slack_card import ACTIVE_BUTTONS, AGENT, OTHER, Chat, card_gateway, chat_in
+
+# The store's keys (``Store.key``) under the default prefix, for this module's plain Redis clients.
+KEY = keys()
 
 
 def returning(gateway) -> tuple[Chat, str, dict]:
@@ -21,11 +25,11 @@ def returning(gateway) -> tuple[Chat, str, dict]:
     old = chat_in(gateway, "closed")
     old.customer_writes("Hello again, my parcel is lost now")
     redis = old.redis
-    new_id = old.slack.wait_for(
-        lambda s: (redis.get(f"{{chatgate}}:open:telegram:{old.customer}") or b"").decode(), what="the new chat")
+    new_id = eventually(
+        lambda: (redis.get(KEY("open", "telegram", str(old.customer))) or b"").decode(), what="the new chat")
     assert new_id != old.id
-    dm = old.slack.wait_for(lambda s: [c for c in s.calls_to("chat.postMessage") if c.params.get("channel") == AGENT],
-                            what="the DM to the previous agent")[0]
+    dm = eventually(lambda: [c for c in old.slack.calls_to("chat.postMessage") if c.params.get("channel") == AGENT],
+                    what="the DM to the previous agent")[0]
     return old, new_id, dm
 
 
@@ -67,75 +71,75 @@ def test_previous_agent_accepts_in_time_and_the_card_appears_already_assigned(lo
         assert expected in text
     assert dm_buttons(old.slack) == ["accept", "reject"]
     # During the head start the chat waits in the Inbox, but nobody else is offered it.
-    assert old.redis.zscore("{chatgate}:inbox", new_id) is not None
+    assert old.redis.zscore(KEY("inbox"), new_id) is not None
     assert channel_cards_of(old.slack, new_id) == []
 
     # The customer adds a message: the previous agent sees it in the DM's thread only.
     old.customer_writes("It was order 991")
-    old.slack.wait_for(lambda s: any("order 991" in c.params.get("text", "") for c in s.calls_to("chat.postMessage")
-                                     if c.params.get("channel") == AGENT and c.params.get("thread_ts")),
-                       what="the message in the DM thread")
+    eventually(lambda: any("order 991" in c.params.get("text", "") for c in old.slack.calls_to("chat.postMessage")
+                           if c.params.get("channel") == AGENT and c.params.get("thread_ts")),
+               what="the message in the DM thread")
     assert channel_cards_of(old.slack, new_id) == []
 
     click_in_dm(old, "accept", new_id)
-    card = old.slack.wait_for(lambda s: channel_cards_of(s, new_id), what="the channel card")[0]
+    card = eventually(lambda: channel_cards_of(old.slack, new_id), what="the channel card")[0]
     card_ts = next(ts for ts, m in old.slack.messages.items() if m.get("channel") == CHANNEL
                    and m.get("text") == card.params["text"] and "thread_ts" not in m
                    and m["blocks"][-1].get("block_id") == f"chat-{new_id}")
-    old.slack.wait_for(lambda s: buttons(s, card_ts) == ACTIVE_BUTTONS, what="the card, assigned")
+    eventually(lambda: buttons(old.slack, card_ts) == ACTIVE_BUTTONS, what="the card, assigned")
     assert "assigned to <@UAGENT1>" in json.dumps(old.slack.messages[card_ts]["blocks"])
     # The thread catches up with what only the DM saw, once.
-    old.slack.wait_for(lambda s: any("order 991" in t for t in s.thread_texts(card_ts)), what="the catch-up")
+    eventually(lambda: any("order 991" in t for t in old.slack.thread_texts(card_ts)), what="the catch-up")
     assert sum("order 991" in t for t in old.slack.thread_texts(card_ts)) == 1
-    old.slack.wait_for(lambda s: dm_buttons(s) == [], what="the DM without buttons")
+    eventually(lambda: dm_buttons(old.slack) == [], what="the DM without buttons")
     assert "accepted this chat" in json.dumps(old.slack.messages[dm_ts(old.slack)]["blocks"])
-    assert old.redis.hget("{chatgate}:conv:" + new_id, "assignee") == AGENT.encode()
+    assert old.redis.hget(KEY("conv", new_id), "assignee") == AGENT.encode()
 
 
 def test_head_start_times_out_and_the_chat_is_offered_to_everyone(short_head_start):
     old, new_id, dm = returning(short_head_start)
-    card = old.slack.wait_for(lambda s: channel_cards_of(s, new_id), what="the channel card after the head start")[0]
+    card = eventually(lambda: channel_cards_of(old.slack, new_id), what="the channel card after the head start")[0]
     assert card.at - dm.at >= 0.9  # not before the 1 s head start ended
     assert [e["action_id"] for e in card.params["blocks"][-1]["elements"]] == ["accept", "reject"]
-    old.slack.wait_for(lambda s: dm_buttons(s) == [], what="the DM without buttons")
+    eventually(lambda: dm_buttons(old.slack) == [], what="the DM without buttons")
     assert "head start is over" in json.dumps(old.slack.messages[dm_ts(old.slack)]["blocks"])
-    assert old.redis.hget("{chatgate}:conv:" + new_id, "state") == b"new"
+    assert old.redis.hget(KEY("conv", new_id), "state") == b"new"
     # Anyone may take it now; the previous agent's stale DM button is refused.
     card_ts = next(ts for ts, m in old.slack.messages.items() if m.get("channel") == CHANNEL
                    and "thread_ts" not in m and m["blocks"][-1].get("block_id") == f"chat-{new_id}")
     assert old.gw.click("accept", new_id, OTHER, card_ts)[0] == 200
-    old.slack.wait_for(lambda s: buttons(s, card_ts) == ACTIVE_BUTTONS, what="accepted by the other agent")
+    eventually(lambda: buttons(old.slack, card_ts) == ACTIVE_BUTTONS, what="accepted by the other agent")
     before = len(old.slack.calls_to("response_url"))
     click_in_dm(old, "accept", new_id)
-    refusal = old.slack.wait_for(lambda s: s.calls_to("response_url")[before:], what="the refusal")
+    refusal = eventually(lambda: old.slack.calls_to("response_url")[before:], what="the refusal")
     assert "Too late" in refusal[0].params["text"]
-    assert old.redis.hget("{chatgate}:conv:" + new_id, "assignee") == OTHER.encode()
+    assert old.redis.hget(KEY("conv", new_id), "assignee") == OTHER.encode()
 
 
 def test_previous_agent_rejects_and_the_chat_is_offered_at_once(long_head_start):
     old, new_id, _ = returning(long_head_start)
     click_in_dm(old, "reject", new_id)
-    card = old.slack.wait_for(lambda s: channel_cards_of(s, new_id), what="the channel card")[0]
+    card = eventually(lambda: channel_cards_of(old.slack, new_id), what="the channel card")[0]
     assert [e["action_id"] for e in card.params["blocks"][-1]["elements"]] == ["accept", "reject"]
     card_ts = next(ts for ts, m in old.slack.messages.items() if m.get("channel") == CHANNEL
                    and "thread_ts" not in m and m["blocks"][-1].get("block_id") == f"chat-{new_id}")
-    old.slack.wait_for(lambda s: "Declined by <@UAGENT1>" in json.dumps(s.messages[card_ts]["blocks"]),
-                       what="who declined, on the card")
-    old.slack.wait_for(lambda s: dm_buttons(s) == [], what="the DM without buttons")
+    eventually(lambda: "Declined by <@UAGENT1>" in json.dumps(old.slack.messages[card_ts]["blocks"]),
+               what="who declined, on the card")
+    eventually(lambda: dm_buttons(old.slack) == [], what="the DM without buttons")
     assert "You declined" in json.dumps(old.slack.messages[dm_ts(old.slack)]["blocks"])
-    assert old.redis.hget("{chatgate}:conv:" + new_id, "state") == b"new"
+    assert old.redis.hget(KEY("conv", new_id), "state") == b"new"
     assert len(channel_cards_of(old.slack, new_id)) == 1
 
 
 def test_previous_agent_out_of_reach_means_no_head_start(long_head_start):
     old = chat_in(long_head_start, "closed")
-    old.slack.wait_for(lambda s: any("This chat is closed" in t for t in old.thread()), what="the closed note")
+    eventually(lambda: any("This chat is closed" in t for t in old.thread()), what="the closed note")
     # Slack refuses the DM (the agent was deactivated): the next call fails once.
     old.slack.failures.append((200, {"ok": False, "error": "user_not_found"}, {}))
     old.customer_writes("Hello again, anyone there?")
-    new_id = old.slack.wait_for(
-        lambda s: (old.redis.get(f"{{chatgate}}:open:telegram:{old.customer}") or b"").decode(), what="the new chat")
-    card = old.slack.wait_for(lambda s: channel_cards_of(s, new_id), what="the channel card at once")[0]
+    new_id = eventually(
+        lambda: (old.redis.get(KEY("open", "telegram", str(old.customer))) or b"").decode(), what="the new chat")
+    card = eventually(lambda: channel_cards_of(old.slack, new_id), what="the channel card at once")[0]
     assert [e["action_id"] for e in card.params["blocks"][-1]["elements"]] == ["accept", "reject"]
     # No head start was given: no DM with Accept/Reject reached the agent.
     assert not [c for c in old.slack.calls_to("chat.postMessage") if c.params.get("channel") == AGENT

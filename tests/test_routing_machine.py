@@ -1,4 +1,4 @@
-"""Issue 11 routing in the state machine, in-process on a real Redis: topic teams, capacity, transfer,
+"""Routing in the state machine, in-process on a real Redis: topic teams, capacity, transfer,
 who held a chat when, and the first-response SLA escalation (on the scripted clock)."""
 
 from __future__ import annotations
@@ -9,7 +9,11 @@ from chatgate.compose import channel_classes, connect, console_classes
 from gateway.events import AgentEvent, EventKind
 from gateway.message import Refused, State
 from tests.conftest import pending_timers
+from tests.support import keys
 from tests.test_machine import inbound
+
+# The store's keys (``Store.key``) under the default prefix, for this module's plain Redis clients.
+KEY = keys()
 
 ROUTED = """
 [routing]
@@ -168,7 +172,7 @@ async def test_sla_escalates_until_accepted_and_counts(routed, redis_url):
 
     def scheduled() -> set[str]:
         return {member.decode() for member in
-                __import__("redis").Redis.from_url(redis_url).zrange("{chatgate}:timers", 0, -1)}
+                __import__("redis").Redis.from_url(redis_url).zrange(KEY("timers"), 0, -1)}
 
     assert f"escalate|{cid}|1" in scheduled()
     assert await c.escalate(cid) == 1
@@ -209,7 +213,8 @@ group = "nope"
                      "routing.sla_first_response: expected a duration",
                      "routing.topic_fallback_after: expected a duration",
                      "agents[0].max_active: expected a whole number >= 0",
-                     "topics[0].slack_channel: expected a Slack channel id",
+                     "topics[0].slack_channel: expected nothing here: it moved to [slack] topic_channels = "
+                     '{ billing = "billing" }',
                      "topics[0].agents: expected ids of [[agents]]",
                      "topics[0].group: expected a Slack user group id"):
         assert expected in text, text

@@ -1,4 +1,4 @@
-"""Issue 11 routing in the web console's API: the Inbox by topic team, capacity refusals and who has
+"""Routing in the web console's API: the Inbox by topic team, capacity refusals and who has
 room, Transfer with a note and who held the chat when, escalated rows."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ async def test_topic_team_capacity_transfer_and_escalation_in_the_web_console(ha
         assert sorted(await inbox_ids(bob)) == sorted([vip, plain])
         refused = await post(alice, f"/console/api/chats/{vip}/accept", a_csrf)
         assert refused.status == 409 and (await refused.json())["error"] == "not_in_team"
-        assert "vip team" in (await refused.json())["message"]
+        assert "topic (vip) is for its own team" in (await refused.json())["message"]
         assert (await post(bob, f"/console/api/chats/{vip}/accept", b_csrf)).status == 200
         # Bob is at capacity (1): a second accept is refused with the reason; the lists show the room.
         refused = await post(bob, f"/console/api/chats/{plain}/accept", b_csrf)

@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import psutil
 import redis
 
 from tests.conftest import ROOT, free_port, wait_http
+from tests.support import eventually
 
 
 def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path):
@@ -25,10 +25,7 @@ def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path):
         wait_http(f"http://127.0.0.1:{port}/healthz")
         # The embedded Redis keeps its data in the configured folder, and a worker is registered.
         client = redis.Redis.from_url(f"unix://{data / 'redis.sock'}")
-        deadline = time.time() + 15
-        while not client.smembers("rq:workers") and time.time() < deadline:
-            time.sleep(0.1)
-        assert client.smembers("rq:workers"), "no RQ worker registered"
+        eventually(lambda: client.smembers("rq:workers"), what="an RQ worker registered")
         client.set("kept", "yes")
         family = psutil.Process(process.pid).children(recursive=True)
         names = " ".join(" ".join(p.cmdline()) for p in family)
@@ -62,9 +59,8 @@ def test_the_default_run_prints_the_console_and_a_one_time_admin_sign_in_link(tm
     reader.start()
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
-        deadline = time.time() + 20
-        while not any("login/token?t=" in line for line in lines) and time.time() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: any("login/token?t=" in line for line in lines), timeout=20,
+                   what=lambda: f"the sign-in link in the output:\n{''.join(lines)}")
         output = "".join(lines)
         assert f"http://127.0.0.1:{port}/console" in output
         link = re.search(r"(http://\S+/console/login/token\?t=\S+)", output).group(1)

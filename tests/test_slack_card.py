@@ -15,7 +15,11 @@ import pytest
 
 from tests.fakes.slack import FakeSlack, block_action, select_user_action
 from tests.fakes.telegram import text_update
+from tests.support import eventually, keys
 from tests.test_end_to_end import CHANNEL, buttons, latest_card
+
+# The store's keys (``Store.key``) under the default prefix, for this module's plain Redis clients.
+KEY = keys()
 
 AGENT, OTHER, ADMIN, GROUP_MEMBER, OUTSIDER = "UAGENT1", "UAGENT2", "UADMIN1", "UGROUP1", "UOUTSIDER"
 
@@ -64,15 +68,15 @@ class Chat:
         self.card_ts = card_ts
 
     def field(self, name: str) -> str:
-        return (self.redis.hget("{chatgate}:conv:" + self.id, name) or b"").decode()
+        return (self.redis.hget(KEY("conv", self.id), name) or b"").decode()
 
     def snapshot(self) -> tuple:
         """Everything a control could change about this chat."""
         r, cid = self.redis, self.id
-        assigned = {k.decode(): r.zscore(k, cid) for k in r.keys("{chatgate}:assigned:*")}
-        return (r.hgetall("{chatgate}:conv:" + cid), r.smembers("{chatgate}:declined:" + cid),
-                r.hgetall("{chatgate}:sound:" + cid), r.zscore("{chatgate}:inbox", cid), assigned,
-                r.llen("{chatgate}:msgs:" + cid))
+        assigned = {k.decode(): r.zscore(k, cid) for k in r.keys(KEY("assigned", "*"))}
+        return (r.hgetall(KEY("conv", cid)), r.smembers(KEY("declined", cid)),
+                r.hgetall(KEY("sound", cid)), r.zscore(KEY("inbox"), cid), assigned,
+                r.llen(KEY("msgs", cid)))
 
     def click(self, action: str, user: str, value: str | None = None) -> None:
         body = block_action(action, self.id if value is None else value, user, CHANNEL, self.card_ts,
@@ -89,10 +93,10 @@ class Chat:
         assert self.gw.telegram(update)[0] == 200
 
     def wait_state(self, state: str) -> None:
-        self.slack.wait_for(lambda s: self.field("state") == state, what=f"chat {self.id} {state}")
+        eventually(lambda: self.field("state") == state, what=f"chat {self.id} {state}")
 
     def wait_buttons(self, expected: list[str]) -> None:
-        self.slack.wait_for(lambda s: buttons(s, self.card_ts) == expected, what=f"buttons {expected}")
+        eventually(lambda: buttons(self.slack, self.card_ts) == expected, what=f"buttons {expected}")
 
     def card(self) -> str:
         return latest_card(self.slack, self.card_ts)
@@ -118,7 +122,7 @@ def new_chat(gateway, text: str = "") -> Chat:
                 return call
         return None
 
-    posted = slack.wait_for(lambda s: card(), what="the chat card")
+    posted = eventually(lambda: card(), what="the chat card")
     ts = next(ts for ts, m in slack.messages.items() if m.get("channel") == CHANNEL
               and m.get("text") == posted.params["text"] and "thread_ts" not in m)
     conversation_id = posted.params["blocks"][-1]["elements"][0]["value"]
@@ -154,7 +158,7 @@ def refusal_after(chat: Chat, act) -> str:
     """Run ``act``; the ephemeral refusal it got."""
     before = len(ephemerals(chat.slack))
     act()
-    texts = chat.slack.wait_for(lambda s: ephemerals(s)[before:], what="an ephemeral refusal")
+    texts = eventually(lambda: ephemerals(chat.slack)[before:], what="an ephemeral refusal")
     return texts[0]
 
 
@@ -203,7 +207,7 @@ def test_forged_conversation_id_and_double_click_are_refused(gateway):
     assert "does not exist" in refusal_after(chat, lambda: chat.click("accept", AGENT, value="987654"))
     assert "does not exist" in refusal_after(chat, lambda: chat.click("accept", AGENT, value="1; DROP"))
     chat.click("reject", AGENT)
-    chat.slack.wait_for(lambda s: "Declined by <@UAGENT1>" in chat.card(), what="declined on the card")
+    eventually(lambda: "Declined by <@UAGENT1>" in chat.card(), what="declined on the card")
     before = chat.snapshot()
     assert "already declined" in refusal_after(chat, lambda: chat.click("reject", AGENT))
     assert chat.snapshot() == before
@@ -214,7 +218,7 @@ def test_card_shows_profile_state_and_only_the_controls_the_state_allows(gateway
     # A shared phone number fills the profile.
     chat.gw.telegram(text_update(next(_updates), chat.customer, None, first_name="Grace", last_name="Hopper",
                                  contact={"phone_number": "4420790000", "first_name": "Grace"}))
-    chat.slack.wait_for(lambda s: any("+4420790000" in t for t in chat.thread()), what="the shared contact")
+    eventually(lambda: any("+4420790000" in t for t in chat.thread()), what="the shared contact")
     chat.wait_buttons(["accept", "reject"])
     card = chat.card()
     for expected in ("Grace Hopper", "My parcel is late, order 77", "Telegram", "delivery", "New, waiting",
@@ -245,9 +249,9 @@ def test_leave_an_active_chat_hands_it_back_to_the_inbox_and_leave_a_resolved_on
     chat.wait_buttons(["accept", "reject"])
     assert chat.field("state") == "new" and chat.field("assignee") == ""
     assert "previously <@UAGENT1>" in chat.card()
-    assert chat.redis.zscore("{chatgate}:inbox", chat.id) is not None
-    assert chat.redis.zscore("{chatgate}:assigned:" + AGENT, chat.id) is None
-    chat.slack.wait_for(lambda s: any("left this chat" in t for t in chat.thread()), what="the leave note")
+    assert chat.redis.zscore(KEY("inbox"), chat.id) is not None
+    assert chat.redis.zscore(KEY("assigned", AGENT), chat.id) is None
+    eventually(lambda: any("left this chat" in t for t in chat.thread()), what="the leave note")
 
     chat.click("accept", OTHER)
     chat.wait_buttons(ACTIVE_BUTTONS)
@@ -256,18 +260,18 @@ def test_leave_an_active_chat_hands_it_back_to_the_inbox_and_leave_a_resolved_on
     chat.click("leave", OTHER)
     chat.wait_buttons([])
     assert chat.field("state") == "closed"
-    assert chat.redis.zscore("{chatgate}:assigned:" + OTHER, chat.id) is None
-    assert chat.redis.zscore("{chatgate}:inbox", chat.id) is None
+    assert chat.redis.zscore(KEY("assigned", OTHER), chat.id) is None
+    assert chat.redis.zscore(KEY("inbox"), chat.id) is None
 
 
 def test_reject_hides_the_chat_from_that_agent_and_the_card_says_who_declined(gateway):
     chat = chat_in(gateway, "new")
     chat.click("reject", AGENT)
-    chat.slack.wait_for(lambda s: "Declined by <@UAGENT1>" in chat.card(), what="declined on the card")
+    eventually(lambda: "Declined by <@UAGENT1>" in chat.card(), what="declined on the card")
     assert chat.field("state") == "new"
-    assert chat.redis.smembers("{chatgate}:declined:" + chat.id) == {AGENT.encode()}
+    assert chat.redis.smembers(KEY("declined", chat.id)) == {AGENT.encode()}
     chat.click("reject", OTHER)
-    chat.slack.wait_for(lambda s: "Declined by <@UAGENT1>, <@UAGENT2>" in chat.card(), what="both declined")
+    eventually(lambda: "Declined by <@UAGENT1>, <@UAGENT2>" in chat.card(), what="both declined")
     # Still offered to the others: a group member accepts.
     chat.click("accept", GROUP_MEMBER)
     chat.wait_buttons(ACTIVE_BUTTONS)
@@ -277,15 +281,15 @@ def test_reject_hides_the_chat_from_that_agent_and_the_card_says_who_declined(ga
 def test_sound_on_mentions_the_assignee_in_each_customer_message_and_off_does_not(gateway):
     chat = chat_in(gateway, "active")
     chat.customer_writes("first, with sound")
-    chat.slack.wait_for(lambda s: any("first, with sound" in t for t in chat.thread()), what="message 1")
+    eventually(lambda: any("first, with sound" in t for t in chat.thread()), what="message 1")
     assert [t for t in chat.thread() if "first, with sound" in t][0].startswith("<@UAGENT1> ")
 
     chat.click("sound_off", AGENT)
     chat.wait_buttons(["open_chat", "sound_on", "leave", "resolve", "saved_reply", "transfer", "reassign"])
     assert "Sound off for <@UAGENT1>" in chat.card()
-    assert chat.redis.hget("{chatgate}:sound:" + chat.id, AGENT) == b"0"
+    assert chat.redis.hget(KEY("sound", chat.id), AGENT) == b"0"
     chat.customer_writes("second, silent")
-    chat.slack.wait_for(lambda s: any("second, silent" in t for t in chat.thread()), what="message 2")
+    eventually(lambda: any("second, silent" in t for t in chat.thread()), what="message 2")
     silent = [t for t in chat.thread() if "second, silent" in t][0]
     assert "<@" not in silent
 
@@ -294,7 +298,7 @@ def test_sound_on_mentions_the_assignee_in_each_customer_message_and_off_does_no
     chat.click("sound_on", AGENT)
     chat.wait_buttons(ACTIVE_BUTTONS)
     chat.customer_writes("third, loud again")
-    chat.slack.wait_for(lambda s: any("third, loud again" in t for t in chat.thread()), what="message 3")
+    eventually(lambda: any("third, loud again" in t for t in chat.thread()), what="message 3")
     assert [t for t in chat.thread() if "third, loud again" in t][0].startswith("<@UAGENT1> ")
 
 
@@ -305,10 +309,10 @@ def test_notes_stay_private_kept_in_history_not_a_reply(gateway):
 
     assert chat.gw.slack_event(message_event(AGENT, CHANNEL, "NOTE: customer sounds upset, be gentle",
                                              note_ts, chat.card_ts))[0] == 200
-    reaction = chat.slack.wait_for(lambda s: [c for c in s.calls_to("reactions.add")
-                                              if c.params.get("timestamp") == note_ts], what="the :memo: reaction")
+    reaction = eventually(lambda: [c for c in chat.slack.calls_to("reactions.add")
+                                   if c.params.get("timestamp") == note_ts], what="the :memo: reaction")
     assert reaction[0].params["name"] == "memo"
-    history = [json.loads(m) for m in chat.redis.lrange("{chatgate}:msgs:" + chat.id, 0, -1)]
+    history = [json.loads(m) for m in chat.redis.lrange(KEY("msgs", chat.id), 0, -1)]
     assert [(m["dir"], m["by"]) for m in history if "upset" in m["text"]] == [("note", AGENT)]
     assert chat.field("first_response_at") == "" and chat.field("messages_out") == "0"
 
@@ -320,7 +324,7 @@ def test_notes_stay_private_kept_in_history_not_a_reply(gateway):
 
     # A real reply reaches the customer; the note never does.
     chat.gw.say(AGENT, "Hello Grace, checking now.", chat.card_ts)
-    chat.telegram.wait_for(lambda t: "Hello Grace, checking now." in t.sent_texts(chat.customer), what="the reply")
+    eventually(lambda: "Hello Grace, checking now." in chat.telegram.sent_texts(chat.customer), what="the reply")
     assert chat.field("first_response_at") != ""
     assert not [t for t in chat.telegram.sent_texts(chat.customer) if "upset" in t or "take this one" in t]
 
@@ -334,23 +338,23 @@ def test_admin_reassigns_from_the_card_and_non_admins_are_refused(gateway):
     assert chat.snapshot() == before
 
     chat.reassign(ADMIN, OTHER)
-    chat.slack.wait_for(lambda s: "Reassigned by <@UADMIN1> to <@UAGENT2>" in chat.card(), what="the card")
+    eventually(lambda: "Reassigned by <@UADMIN1> to <@UAGENT2>" in chat.card(), what="the card")
     assert "assigned to <@UAGENT2>" in chat.card()
     assert any("<@UADMIN1> reassigned this chat to <@UAGENT2>" in t for t in chat.thread())
     assert chat.field("assignee") == OTHER
-    assert chat.redis.zscore("{chatgate}:assigned:" + AGENT, chat.id) is None
-    assert chat.redis.zscore("{chatgate}:assigned:" + OTHER, chat.id) is not None
+    assert chat.redis.zscore(KEY("assigned", AGENT), chat.id) is None
+    assert chat.redis.zscore(KEY("assigned", OTHER), chat.id) is not None
 
     # The new assignee's replies go out; the old one's are refused.
     chat.gw.say(OTHER, "Hi, I am taking over.", chat.card_ts)
-    chat.telegram.wait_for(lambda t: "Hi, I am taking over." in t.sent_texts(chat.customer), what="the reply")
+    eventually(lambda: "Hi, I am taking over." in chat.telegram.sent_texts(chat.customer), what="the reply")
     assert "Only the agent who accepted this chat (<@UAGENT2>)" in refusal_after(
         chat, lambda: chat.gw.say(AGENT, "me too", chat.card_ts))
 
     # A resolved chat can be reassigned; new and closed ones cannot.
     resolved = chat_in(gateway, "resolved")
     resolved.reassign(ADMIN, OTHER)
-    resolved.slack.wait_for(lambda s: resolved.field("assignee") == OTHER, what="resolved reassigned")
+    eventually(lambda: resolved.field("assignee") == OTHER, what="resolved reassigned")
     assert resolved.field("state") == "resolved"
     for state, refusal in (("new", "waiting in the Inbox"), ("closed", "closed")):
         other = chat_in(gateway, state)
@@ -367,3 +371,10 @@ def test_a_non_agent_cannot_reply_in_a_thread(gateway):
     assert chat.snapshot() == before
     assert "hello from outside" not in chat.telegram.sent_texts(chat.customer)
 
+
+
+def test_every_event_kind_has_its_handler_in_slack():
+    from agent_console.slack.deliver import HANDLERS
+    from gateway.events import EventKind
+
+    assert set(HANDLERS) == set(EventKind)

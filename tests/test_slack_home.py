@@ -9,7 +9,6 @@ workers, so they run ``chatgate web`` and ``chatgate worker`` as processes.
 
 from __future__ import annotations
 
-import asyncio
 import calendar
 import itertools
 import json
@@ -28,7 +27,11 @@ from tests import conftest
 from tests.fakes.slack import FakeSlack, block_action, home_action, home_opened, sign
 from tests.fakes.telegram import text_update
 from tests.conftest import pending_timers
+from tests.support import eventually, eventually_async, keys
 from workers.outbox import drain
+
+# The store's keys (``Store.key``) under the default prefix, for this module's plain Redis clients.
+KEY = keys()
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL = "C0SUPPORT"
@@ -112,11 +115,8 @@ class Console:
         return self.slack.home_views[user]
 
     async def published(self, before: int) -> None:
-        for _ in range(200):
-            if len(self.slack.calls_to("views.publish")) > before:
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError("no views.publish")
+        await eventually_async(lambda: len(self.slack.calls_to("views.publish")) > before, timeout=4,
+                               what=f"a views.publish after the first {before}")
 
     async def customer(self, name: str, text: str, channel: str = "telegram", when: float | None = None) -> str:
         if when is not None:
@@ -402,7 +402,7 @@ class Remote(conftest.Gateway):
     def card_ts(self, conversation_id: str) -> str:
         """The chat card's ts, as chatgate noted it when the worker posted the card."""
         refs = self.store()
-        found = wait_until(lambda: refs.hget("{chatgate}:ref:slack-card", conversation_id),
+        found = eventually(lambda: refs.hget(KEY("ref", "slack-card"), conversation_id),
                            what=f"the card of chat {conversation_id}")
         return found.decode()
 
@@ -412,22 +412,12 @@ class Remote(conftest.Gateway):
 
 
 def state(redis_url: str, conversation_id: str) -> str:
-    return redis_sync.Redis.from_url(redis_url).hget("{chatgate}:conv:" + conversation_id, "state").decode()
+    return redis_sync.Redis.from_url(redis_url).hget(KEY("conv", conversation_id), "state").decode()
 
 
 def scheduled_auto_closes(redis_url: str) -> set[str]:
     """The chats with an auto-close pending."""
     return {subject for kind, subject in pending_timers(redis_url) if kind == "auto_close"}
-
-
-def wait_until(predicate, timeout: float = 15.0, what: str = "a condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_auto_close_switch_both_ways_with_chats_pending(processes):
@@ -438,36 +428,36 @@ def test_auto_close_switch_both_ways_with_chats_pending(processes):
     ids = ["1", "2"]
     for conversation_id in ids:
         remote.card_click("accept", conversation_id, AGENT1)
-        wait_until(lambda: state(redis_url, conversation_id) == "active", what="the accept")
+        eventually(lambda: state(redis_url, conversation_id) == "active", what="the accept")
         remote.card_click("resolve", conversation_id, AGENT1)
-        wait_until(lambda: state(redis_url, conversation_id) == "resolved", what="the resolve")
+        eventually(lambda: state(redis_url, conversation_id) == "resolved", what="the resolve")
     # Bolt answers a click before its handler is done: the schedule follows the resolve.
-    wait_until(lambda: scheduled_auto_closes(redis_url) == set(ids),
+    eventually(lambda: scheduled_auto_closes(redis_url) == set(ids),
                what="both auto-closes scheduled")
 
     # Off: the pending auto-closes are gone, and the chats stay resolved past the delay.
     remote.open_home(ADMIN)
-    remote.slack.wait_for(lambda s: ADMIN in s.home_views, what="the admin's Home")
+    eventually(lambda: ADMIN in remote.slack.home_views, what="the admin's Home")
     assert remote.slack_form(home_action("home_auto_close", ADMIN, "off")) == 200
-    wait_until(lambda: "Auto-close is off" in json.dumps(remote.slack.home_views[ADMIN]), what="the switch")
+    eventually(lambda: "Auto-close is off" in json.dumps(remote.slack.home_views[ADMIN]), what="the switch")
     assert scheduled_auto_closes(redis_url) == set()
     remote.deployment.wait_idle(scheduled=True)  # nothing is left that could close them
     assert [state(redis_url, i) for i in ids] == ["resolved", "resolved"]
     # A chat resolved while it is off is not scheduled either.
     remote.customer(9003, "hello")
     remote.card_click("accept", "3", AGENT2)
-    wait_until(lambda: state(redis_url, "3") == "active", what="the accept")
+    eventually(lambda: state(redis_url, "3") == "active", what="the accept")
     remote.card_click("resolve", "3", AGENT2)
-    wait_until(lambda: state(redis_url, "3") == "resolved", what="the resolve")
+    eventually(lambda: state(redis_url, "3") == "resolved", what="the resolve")
     remote.deployment.wait_idle(scheduled=True)  # the resolve's work is done and scheduled nothing
     assert scheduled_auto_closes(redis_url) == set()
 
     # On: every resolved chat is scheduled (4 s from now) and closes.
     switched_at = time.time()
     assert remote.slack_form(home_action("home_auto_close", ADMIN, "on")) == 200
-    wait_until(lambda: scheduled_auto_closes(redis_url) or
+    eventually(lambda: scheduled_auto_closes(redis_url) or
                all(state(redis_url, i) == "closed" for i in ("1", "2", "3")), what="the schedule")
-    wait_until(lambda: all(state(redis_url, i) == "closed" for i in ("1", "2", "3")), timeout=20,
+    eventually(lambda: all(state(redis_url, i) == "closed" for i in ("1", "2", "3")), timeout=20,
                what="the auto-close")
     # Counted from the switch, not from the resolve (then they would close at once); RQ keeps
     # schedule times in whole seconds, which can take up to one second off.
@@ -482,7 +472,7 @@ def test_home_refresh_under_a_burst_stays_within_the_publish_pace(processes):
                        agents=tuple(a for a in agents if a != ADMIN))
     for agent in agents:
         remote.open_home(agent)
-    remote.slack.wait_for(lambda s: all(a in s.home_views for a in agents), what="the Homes")
+    eventually(lambda: all(a in remote.slack.home_views for a in agents), what="the Homes")
     remote.deployment.wait_idle(scheduled=True)  # the Homes' own refreshes are done
     burst_start = time.time()
 
@@ -497,7 +487,7 @@ def test_home_refresh_under_a_burst_stays_within_the_publish_pace(processes):
         return all(json.loads(json.dumps(s.home_views.get(a, {}))).get("blocks") and
                    figures(s.home_views[a])["Chats waiting"] == "12" for a in agents)
 
-    remote.slack.wait_for(settled, timeout=40, what="every Home showing the 12 waiting chats")
+    eventually(lambda: settled(remote.slack), timeout=40, what="every Home showing the 12 waiting chats")
     remote.deployment.wait_idle(scheduled=True)  # any late refresh lands too
 
     publishes = [c for c in remote.slack.calls_to("views.publish") if c.at >= burst_start]

@@ -14,6 +14,7 @@ import pytest
 
 from gateway.config import ConfigError
 from tests.fakes.slack import block_action, message_event
+from tests.support import eventually
 from tests.test_end_to_end import CHANNEL
 from tests.test_slack_card import ACTIVE_BUTTONS, AGENT, card_gateway, new_chat
 
@@ -23,7 +24,7 @@ def test_socket_mode_receives_clicks_and_replies_over_the_websocket_and_acks_the
                                               "signing_secret": None})
     if True:  # noqa: SIM108 - keeps the steps below as they read
         gw, slack = running[0], running[1]
-        slack.wait_for(lambda s: s.calls_to("socket_connect"), what="the Socket Mode connection")
+        eventually(lambda: slack.calls_to("socket_connect"), what="the Socket Mode connection")
         # No signing secret: there is no HTTP endpoint for Slack at all.
         assert gw.slack_form(block_action("accept", "1", AGENT, CHANNEL, "1.1", slack.response_url))[0] == 404
 
@@ -32,15 +33,15 @@ def test_socket_mode_receives_clicks_and_replies_over_the_websocket_and_acks_the
                                                  slack.response_url))["payload"][0])
         slack.socket_send({"envelope_id": "env-click", "type": "interactive", "payload": click,
                            "accepts_response_payload": False})
-        slack.wait_for(lambda s: [c for c in s.calls_to("socket_ack") if c.params.get("envelope_id") == "env-click"],
-                       what="the ack of the click")
+        eventually(lambda: [c for c in slack.calls_to("socket_ack") if c.params.get("envelope_id") == "env-click"],
+                   what="the ack of the click")
         chat.wait_buttons(ACTIVE_BUTTONS)
         assert chat.field("assignee") == AGENT
 
         event = json.loads(message_event(AGENT, CHANNEL, "Hello over the socket", f"{time.time():.6f}", chat.card_ts))
         slack.socket_send({"envelope_id": "env-reply", "type": "events_api", "payload": event,
                            "accepts_response_payload": False, "retry_attempt": 0, "retry_reason": ""})
-        chat.telegram.wait_for(lambda t: "Hello over the socket" in t.sent_texts(chat.customer), what="the reply")
+        eventually(lambda: "Hello over the socket" in chat.telegram.sent_texts(chat.customer), what="the reply")
         assert [c for c in slack.calls_to("socket_ack") if c.params.get("envelope_id") == "env-reply"]
 
 

@@ -27,6 +27,8 @@ def test_preformatted_block_keeps_markup_literal():
 @pytest.mark.parametrize("text", [
     "**unclosed", "a ** b ** c", "_ not italic_", "snake_case_name", "2*3*4", "[label](no-scheme)",
     "[x](javascript:alert(1))", "``", "```", "trailing \\", "[unclosed](x.com",
+    # A bare scheme whose trailing punctuation is trimmed away is no link.
+    "mailto:.", "ask mailto:!",
 ])
 def test_unbalanced_or_unknown_markup_is_literal(text):
     assert plain(parse(text)) == text.replace("\\\\", "\\")

@@ -24,6 +24,7 @@ from gateway.message import InboundMessage, Refused
 from tests import conftest
 from tests.fakes.slack import FakeSlack
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, error, inbound, signed, status_callback
+from tests.support import eventually, keys
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL = "C0SUPPORT"
@@ -32,7 +33,8 @@ SMS_FROM = "+15005550006"
 WHATSAPP_FROM = "+14155238886"
 SMS_CUSTOMER = "+442079460958"  # a London number
 WA_CUSTOMER = "+4915123456789"
-PREFIX = "{chatgate}"
+# The store's keys (``Store.key``) under the default prefix, for this module's plain Redis clients.
+KEY = keys()
 
 
 # -- the parser, without processes ------------------------------------------------
@@ -215,28 +217,28 @@ class Gateway(conftest.Gateway):
     # Reads of the stored state, by the documented key layout.
 
     def open_chat(self, channel: str, number: str) -> str | None:
-        value = self.redis.get(f"{PREFIX}:open:{channel}:{number}")
+        value = self.redis.get(KEY("open", channel, number))
         return value.decode() if value else None
 
     def chat(self, conversation_id: str) -> dict:
-        return {k.decode(): v.decode() for k, v in self.redis.hgetall(f"{PREFIX}:conv:{conversation_id}").items()}
+        return {k.decode(): v.decode() for k, v in self.redis.hgetall(KEY("conv", conversation_id)).items()}
 
     def history(self, conversation_id: str) -> list[dict]:
-        return [json.loads(item) for item in self.redis.lrange(f"{PREFIX}:msgs:{conversation_id}", 0, -1)]
+        return [json.loads(item) for item in self.redis.lrange(KEY("msgs", conversation_id), 0, -1)]
 
     def card_ts(self, conversation_id: str) -> str:
-        return self.slack.wait_for(lambda s: (self.redis.hget(f"{PREFIX}:ref:slack-card", conversation_id)
-                                              or b"").decode(), what="the chat card")
+        return eventually(lambda: (self.redis.hget(KEY("ref", "slack-card"), conversation_id)
+                                   or b"").decode(), what="the chat card")
 
     def wait_state(self, conversation_id: str, state: str, timeout: float = 15.0) -> None:
-        self.slack.wait_for(lambda s: self.chat(conversation_id).get("state") == state, timeout=timeout,
-                            what=f"chat {conversation_id} to be {state}")
+        eventually(lambda: self.chat(conversation_id).get("state") == state, timeout=timeout,
+                   what=f"chat {conversation_id} to be {state}")
 
     def start_chat(self, params: dict, agent: str = "UAGENT1") -> tuple[str, str]:
         """The customer writes, the agent accepts: (conversation id, card ts)."""
         channel, number = twilio._address(params["From"])
         assert self.twilio(params)[0] == 200
-        conversation_id = self.slack.wait_for(lambda s: self.open_chat(channel, number), what="the chat")
+        conversation_id = eventually(lambda: self.open_chat(channel, number), what="the chat")
         card_ts = self.card_ts(conversation_id)
         assert self.click("accept", conversation_id, agent, card_ts)[0] == 200
         self.wait_state(conversation_id, "active")
@@ -258,7 +260,8 @@ def running(deployment):
 
 
 def thread_has(slack: FakeSlack, card_ts: str, *needles: str):
-    return lambda s: [t for t in s.thread_texts(card_ts) if all(n in t for n in needles)]
+    """A check for ``eventually``: the thread's posts that hold every needle."""
+    return lambda: [t for t in slack.thread_texts(card_ts) if all(n in t for n in needles)]
 
 
 @pytest.mark.parametrize("channel", ["sms", "whatsapp"])
@@ -271,7 +274,7 @@ def test_full_flow_over_twilio(running, channel):
 
     status, body = gateway.twilio(inbound("SMa1", sender, "My parcel never arrived", **extra))
     assert status == 200 and body.strip().endswith("<Response />") and "<?xml" in body
-    conversation_id = slack.wait_for(lambda s: gateway.open_chat(channel, number), what="the chat")
+    conversation_id = eventually(lambda: gateway.open_chat(channel, number), what="the chat")
     card_ts = gateway.card_ts(conversation_id)
     card = json.dumps(slack.messages[card_ts]["blocks"])
     assert "My parcel never arrived" in card and number in card
@@ -283,19 +286,19 @@ def test_full_flow_over_twilio(running, channel):
     gateway.wait_state(conversation_id, "active")
     assert gateway.say("UAGENT1", "Sorry about that, I'm on it.", card_ts)[0] == 200
     to = ("whatsapp:" if whatsapp else "") + number
-    fake.wait_for(lambda f: f.bodies(to), what="the reply at Twilio")
+    eventually(lambda: fake.bodies(to), what="the reply at Twilio")
     sent = fake.messages(to)[0]
     assert sent["Body"] == "Sorry about that, I'm on it."
     assert sent["From"] == ("whatsapp:" + WHATSAPP_FROM if whatsapp else SMS_FROM)
     assert sent["StatusCallback"] == PUBLIC_URL + "/webhooks/twilio/status"
 
     gateway.click("resolve", conversation_id, "UAGENT1", card_ts)
-    fake.wait_for(lambda f: any("rate" in b for b in f.bodies(to)), what="the rating question")
+    eventually(lambda: any("rate" in b for b in fake.bodies(to)), what="the rating question")
     gateway.twilio(inbound("SMa2", sender, "5", **extra))
-    fake.wait_for(lambda f: "Thank you for your rating!" in f.bodies(to), what="the thanks")
+    eventually(lambda: "Thank you for your rating!" in fake.bodies(to), what="the thanks")
     assert gateway.chat(conversation_id)["rating"] == "5"
     gateway.wait_state(conversation_id, "closed", timeout=20)
-    slack.wait_for(lambda s: "Closed" in json.dumps(s.messages[card_ts]["blocks"]), what="the closed card")
+    eventually(lambda: "Closed" in json.dumps(slack.messages[card_ts]["blocks"]), what="the closed card")
     assert fake.bodies(to) == [
         "Sorry about that, I'm on it.",
         "Your chat has been resolved. How would you rate our help from 1 (poor) to 5 (excellent)?",
@@ -319,11 +322,11 @@ def test_forged_or_missing_signature_is_refused_and_stores_nothing(running):
     assert gateway.post("/webhooks/twilio", form.replace(b"hello", b"hacked"), headers)[0] == 403
     assert gateway.twilio(status_callback("SMx", "failed", SMS_CUSTOMER, 30003), path="/webhooks/twilio/status",
                           token="forged")[0] == 403
-    assert gateway.store().keys(f"{PREFIX}:*") == []
+    assert gateway.store().keys(KEY("*")) == []
     # A signed but malformed webhook is a clear 400, and stores nothing either.
     status, body = gateway.twilio({"Body": "no sender"})
     assert status == 400 and "From and MessageSid" in body
-    assert gateway.store().keys(f"{PREFIX}:*") == []
+    assert gateway.store().keys(KEY("*")) == []
 
 
 def test_duplicate_message_sid_is_stored_once(running):
@@ -331,10 +334,10 @@ def test_duplicate_message_sid_is_stored_once(running):
     params = inbound("SMdup", SMS_CUSTOMER, "Is anyone there?")
     assert gateway.twilio(params)[0] == 200
     assert gateway.twilio(params)[0] == 200  # Twilio's retry
-    conversation_id = slack.wait_for(lambda s: gateway.open_chat("sms", SMS_CUSTOMER), what="the chat")
+    conversation_id = eventually(lambda: gateway.open_chat("sms", SMS_CUSTOMER), what="the chat")
     gateway.card_ts(conversation_id)
     gateway.twilio(inbound("SMdup2", SMS_CUSTOMER, "Hello?"))
-    slack.wait_for(lambda s: len(gateway.history(conversation_id)) == 2, what="the second message")
+    eventually(lambda: len(gateway.history(conversation_id)) == 2, what="the second message")
     assert [m["text"] for m in gateway.history(conversation_id)] == ["Is anyone there?", "Hello?"]
     assert gateway.chat(conversation_id)["messages_in"] == "2"
 
@@ -349,23 +352,23 @@ def test_media_and_shared_location_reach_profile_and_thread(running):
     conversation_id, card_ts = gateway.start_chat(inbound(
         "SMm1", sender, "The box was broken", ProfileName="Grace Hopper", NumMedia=1, MediaUrl0=photo,
         MediaContentType0="image/jpeg"))
-    slack.wait_for(thread_has(slack, card_ts, "The box was broken"), what="the text in the thread")
-    slack.wait_for(lambda s: [f for f in s.files if f["thread_ts"] == card_ts and f["data"] == b"\xff\xd8jpeg-bytes"],
-                   what="the photo uploaded into the thread")
+    eventually(thread_has(slack, card_ts, "The box was broken"), what="the text in the thread")
+    eventually(lambda: [f for f in slack.files if f["thread_ts"] == card_ts and f["data"] == b"\xff\xd8jpeg-bytes"],
+               what="the photo uploaded into the thread")
     assert gateway.history(conversation_id)[0]["attachments"]
 
     gateway.twilio(inbound("SMm2", sender, "", ProfileName="Grace Hopper", Latitude="52.520008",
                            Longitude="13.404954", Address="Pariser Platz", Label="Brandenburg Gate"))
-    slack.wait_for(thread_has(slack, card_ts, "Shared location: Brandenburg Gate"), what="the location")
+    eventually(thread_has(slack, card_ts, "Shared location: Brandenburg Gate"), what="the location")
     location = "Brandenburg Gate, Pariser Platz (52.52001, 13.40495)"
     assert gateway.chat(conversation_id)["location"] == location
     # The next plain message keeps the shared location (the number's region does not replace it).
     gateway.twilio(inbound("SMm3", sender, "Are you there?", ProfileName="Grace Hopper"))
-    slack.wait_for(thread_has(slack, card_ts, "Are you there?"), what="the next message")
+    eventually(thread_has(slack, card_ts, "Are you there?"), what="the next message")
     assert gateway.chat(conversation_id)["location"] == location
     gateway.click("leave", conversation_id, "UAGENT1", card_ts)  # a card update shows the new profile
-    slack.wait_for(lambda s: "Brandenburg Gate" in json.dumps(s.messages[card_ts]["blocks"]),
-                   what="the location on the card")
+    eventually(lambda: "Brandenburg Gate" in json.dumps(slack.messages[card_ts]["blocks"]),
+               what="the location on the card")
 
 
 def test_stop_opts_out_refuses_replies_and_start_opts_back_in(running):
@@ -373,22 +376,22 @@ def test_stop_opts_out_refuses_replies_and_start_opts_back_in(running):
     conversation_id, card_ts = gateway.start_chat(inbound("SMs1", SMS_CUSTOMER, "Question about my bill"))
 
     gateway.twilio(inbound("SMs2", SMS_CUSTOMER, "STOP"))
-    slack.wait_for(thread_has(slack, card_ts, "STOP", "Opted out"), what="the opt-out in the thread")
+    eventually(thread_has(slack, card_ts, "STOP", "Opted out"), what="the opt-out in the thread")
     gateway.say("UAGENT1", "Please don't go!", card_ts)
-    slack.wait_for(lambda s: any("opted out" in t and "not sent" in t for t in s.ephemerals()),
-                   what="the refusal to the agent")
+    eventually(lambda: any("opted out" in t and "not sent" in t for t in slack.ephemerals()),
+               what="the refusal to the agent")
     assert "Please don't go!" not in [m["text"] for m in gateway.history(conversation_id)]
 
     # Automatic messages are not sent either: the rating question fails and the agent sees why.
     gateway.click("resolve", conversation_id, "UAGENT1", card_ts)
-    slack.wait_for(thread_has(slack, card_ts, "Not delivered", "rate our help", "opted out"),
-                   what="the unsent rating question in the thread")
+    eventually(thread_has(slack, card_ts, "Not delivered", "rate our help", "opted out"),
+               what="the unsent rating question in the thread")
 
     gateway.twilio(inbound("SMs3", SMS_CUSTOMER, "start"))
-    slack.wait_for(thread_has(slack, card_ts, "start", "Opted back in"), what="the opt-in in the thread")
+    eventually(thread_has(slack, card_ts, "start", "Opted back in"), what="the opt-in in the thread")
     gateway.wait_state(conversation_id, "active")  # START on a resolved chat reopens it
     gateway.say("UAGENT1", "Welcome back.", card_ts)
-    fake.wait_for(lambda f: f.bodies(SMS_CUSTOMER), what="the reply after START")
+    eventually(lambda: fake.bodies(SMS_CUSTOMER), what="the reply after START")
     assert fake.bodies(SMS_CUSTOMER) == ["Welcome back."]
 
 
@@ -400,7 +403,7 @@ def test_malformed_form_body_is_refused_with_a_clear_error(running):
     status, body = gateway.post("/webhooks/twilio", b"From=%2B44207946&Body=\xff\xfe", {
         "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "bm90"})
     assert status == 400 and "malformed" in body
-    assert gateway.store().keys(f"{PREFIX}:*") == []
+    assert gateway.store().keys(KEY("*")) == []
 
 
 def test_signature_check_switched_off_says_so_loudly_and_accepts_unsigned_webhooks(deployment):
@@ -412,17 +415,17 @@ def test_signature_check_switched_off_says_so_loudly_and_accepts_unsigned_webhoo
                                      data=urllib.parse.urlencode(inbound("SMu1", SMS_CUSTOMER, "hi")).encode())
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
-    assert started.store().get(f"{PREFIX}:open:sms:{SMS_CUSTOMER}") is not None
+    assert started.store().get(KEY("open", "sms", SMS_CUSTOMER)) is not None
 
 
 def _sent_sid(gateway: Gateway, conversation_id: str, text: str) -> str:
-    def sent(_):
+    def sent():
         for entry in gateway.history(conversation_id):
             if entry["text"] == text and entry.get("status") == "sent":
                 return entry["detail"]
         return None
 
-    return gateway.slack.wait_for(sent, what=f"{text!r} recorded as sent")
+    return eventually(sent, what=f"{text!r} recorded as sent")
 
 
 def test_delivery_status_is_recorded_and_a_failure_reaches_the_agent(running):
@@ -440,15 +443,15 @@ def test_delivery_status_is_recorded_and_a_failure_reaches_the_agent(running):
     gateway.say("UAGENT1", "Second answer", card_ts)
     second = _sent_sid(gateway, conversation_id, "Second answer")
     gateway.twilio(status_callback(second, "undelivered", sender, error_code=63016), path=status)
-    found = slack.wait_for(thread_has(slack, card_ts, "Not delivered", "Second answer", "63016", "24-hour window"),
-                           what="the failure in the thread")
+    found = eventually(thread_has(slack, card_ts, "Not delivered", "Second answer", "63016", "24-hour window"),
+                       what="the failure in the thread")
     assert len(found) == 1
     gateway.twilio(status_callback(second, "failed", sender, error_code=63016), path=status)  # reported once
     assert gateway.history(conversation_id)[2]["status"] == "failed"
     # An unknown SID is acknowledged and changes nothing.
     assert gateway.twilio(status_callback("SMunknown", "failed", sender, 30003), path=status)[0] == 204
     gateway.deployment.wait_idle()  # a wrongly queued second notice would have shown up by now
-    assert len(thread_has(slack, card_ts, "Not delivered")(slack)) == 1
+    assert len(thread_has(slack, card_ts, "Not delivered")()) == 1
 
 
 def test_a_500_is_retried_and_the_message_arrives_once(running):
@@ -457,7 +460,7 @@ def test_a_500_is_retried_and_the_message_arrives_once(running):
     fake.failures.append((500, {"code": 20500, "message": "Internal Server Error", "status": 500}, {}))
     fake.failures.append((429, {"code": 20429, "message": "Too Many Requests", "status": 429}, {"Retry-After": "1"}))
     gateway.say("UAGENT1", "Here is your answer", card_ts)
-    fake.wait_for(lambda f: f.bodies(SMS_CUSTOMER), what="the retried reply")
+    eventually(lambda: fake.bodies(SMS_CUSTOMER), what="the retried reply")
     _sent_sid(gateway, conversation_id, "Here is your answer")
     assert [c.params["status"] for c in fake.calls_to("failure")] == [500, 429]
     assert fake.bodies(SMS_CUSTOMER) == ["Here is your answer"]
@@ -468,13 +471,13 @@ def test_a_400_is_not_retried_and_the_agent_is_told(running):
     conversation_id, card_ts = gateway.start_chat(inbound("SMe1", SMS_CUSTOMER, "hello"))
     fake.failures.append(error(21211, "The 'To' number +44... is not a valid phone number."))
     gateway.say("UAGENT1", "Can you hear me?", card_ts)
-    slack.wait_for(thread_has(slack, card_ts, "Not delivered", "Can you hear me?", "21211", "not a valid phone number"),
-                   what="the failure in the thread")
+    eventually(thread_has(slack, card_ts, "Not delivered", "Can you hear me?", "21211", "not a valid phone number"),
+               what="the failure in the thread")
     assert len(fake.calls_to("failure")) == 1 and fake.messages() == []
     assert gateway.history(conversation_id)[1]["status"] == "failed"
     # The next reply goes through: the failed one does not block the customer's outbox.
     gateway.say("UAGENT1", "Trying again", card_ts)
-    fake.wait_for(lambda f: f.bodies(SMS_CUSTOMER), what="the next reply")
+    eventually(lambda: fake.bodies(SMS_CUSTOMER), what="the next reply")
     gateway.deployment.wait_idle(scheduled=True)  # a wrong retry of the refused message would have been sent
     assert fake.bodies(SMS_CUSTOMER) == ["Trying again"] and len(fake.calls_to("failure")) == 1
 
@@ -484,11 +487,11 @@ def test_unsubscribed_error_marks_the_customer_opted_out(running):
     conversation_id, card_ts = gateway.start_chat(inbound("SMu1", SMS_CUSTOMER, "hello"))
     fake.failures.append(error(21610, "Attempt to send to unsubscribed recipient"))
     gateway.say("UAGENT1", "First answer", card_ts)
-    slack.wait_for(thread_has(slack, card_ts, "Not delivered", "First answer", "21610"), what="the failure")
+    eventually(thread_has(slack, card_ts, "Not delivered", "First answer", "21610"), what="the failure")
     # Twilio knew they had opted out: chatgate now refuses the next reply at once.
     gateway.say("UAGENT1", "Second answer", card_ts)
-    slack.wait_for(lambda s: any("opted out" in t and "not sent" in t for t in s.ephemerals()),
-                   what="the refusal to the agent")
+    eventually(lambda: any("opted out" in t and "not sent" in t for t in slack.ephemerals()),
+               what="the refusal to the agent")
     assert "Second answer" not in [m["text"] for m in gateway.history(conversation_id)]
     assert fake.messages() == []
 
@@ -500,7 +503,7 @@ def test_long_sms_reply_is_split_and_sent_in_order(running):
     # The second part fails once: the retry must not send the first part again.
     fake.fail_request[2] = (503, {"code": 20503, "message": "Service Unavailable", "status": 503}, {})
     gateway.say("UAGENT1", " ".join(words), card_ts)
-    fake.wait_for(lambda f: len(f.bodies(SMS_CUSTOMER)) >= 3, what="three parts")
+    eventually(lambda: len(fake.bodies(SMS_CUSTOMER)) >= 3, what="three parts")
     parts = fake.bodies(SMS_CUSTOMER)
     assert len(parts) == 3 and all(len(p) <= 1600 for p in parts)
     assert [c.params["status"] for c in fake.calls_to("failure")] == [503]
@@ -509,4 +512,4 @@ def test_long_sms_reply_is_split_and_sent_in_order(running):
     assert len(sids) == 3
     # A failure callback for any part reaches the agent.
     gateway.twilio(status_callback(sids[2], "failed", SMS_CUSTOMER, 30007), path="/webhooks/twilio/status")
-    slack.wait_for(thread_has(slack, card_ts, "Not delivered", "30007", "spam"), what="the failed part")
+    eventually(thread_has(slack, card_ts, "Not delivered", "30007", "spam"), what="the failed part")

@@ -14,6 +14,7 @@ from agent_console.web import WebConsole, hash_password, issue_login_token, veri
 from agent_console.web.config import WebConfig
 from agent_console.web.sessions import COOKIE
 from gateway.config import ConfigReader as _Reader
+from tests.support import eventually_async
 from tests.web_console_support import PASSWORDS, build
 
 
@@ -219,8 +220,10 @@ async def test_the_chat_json_has_profile_history_and_the_controls_of_this_agent(
     assert [(h["direction"], h["by"], h["by_name"], h["text"]) for h in chat["history"]] == [
         ("in", "customer", "Carla", "Where is my parcel?")]
     assert chat["controls"] == {"back": False, "sound": False, "leave": False, "resolve": False, "accept": True,
-                                "reject": True, "reply": False, "note": False, "retry": False, "reassign": False,
-                                "transfer": False}
+                                "reject": True, "reply": False, "note": False, "redeliver": False,
+                                "reassign": False, "transfer": False}
+    assert [(c["name"], c["label"], c["arguments"]) for c in chat["available"]] == [
+        ("accept", "E Accept", []), ("reject", "F Reject", [])]
     assert chat["state"] == "new" and chat["mine"] is False
 
 
@@ -234,8 +237,7 @@ async def test_a_control_before_accept_is_refused_clearly_and_changes_nothing(cl
         assert response.status == 409, action
         refusal = await response.json()
         assert refusal["error"] == "not_accepted"
-        assert refusal["message"] == ("Accept this chat first (E): its other controls work only after you "
-                                      "accept it.")
+        assert refusal["message"] == "Accept this chat first: its controls work only after accept."
     conversation = await harness.services.store.get(cid)
     assert conversation.state.value == "new" and conversation.assignee == ""
     assert await harness.services.store.history(cid) == before
@@ -351,7 +353,12 @@ async def test_the_event_stream_resumes_from_last_event_id_without_losing_events
     cid = await harness.customer_writes("Hello")  # event 1: created
     csrf = await signed_in(client)
     await post(client, f"/console/api/chats/{cid}/accept", csrf)  # event 2: accepted
-    stream = await harness.services.store.redis.xrange(harness.services.store.key("web", "events"))
+
+    async def both_events() -> list:  # on the stream once the worker has drained the chat's outbox
+        stream = await harness.services.store.redis.xrange(harness.services.store.key("web", "events"))
+        return stream if len(stream) >= 2 else []
+
+    stream = await eventually_async(both_events, what="the created and accepted events on the stream")
     first_id = stream[0][0].decode()
 
     # A browser that saw only the first event reconnects: it gets what it missed, then what comes next.

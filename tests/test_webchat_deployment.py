@@ -53,5 +53,5 @@ async def test_a_reply_sent_by_the_worker_reaches_the_page_on_another_web_proces
         history = await (await http.get(f"{two}/chat/api/messages")).json()
         assert [(m["from"], m["text"]) for m in history["messages"]] == [
             ("you", "Where is my parcel?"), ("agent", "**On its way**, Ada")]
-        entry = json.loads(chatgate.store().lindex(f"{{chatgate}}:msgs:{conversation_id}", 1))
+        entry = json.loads(chatgate.store().lindex(chatgate.key("msgs", conversation_id), 1))
         assert entry["status"] == "sent"  # the worker recorded the stream id as the platform's

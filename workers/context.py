@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable, Coroutine, TypeVar
 
 from gateway.config import Config
 
 __all__ = ["WorkerContext", "current", "current_context"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -39,7 +41,7 @@ class WorkerContext:
             self._connection = Redis.from_url(self.redis_url)
         return self._connection
 
-    def run(self, work: Callable[[Any], Awaitable[Any]], connect: Callable[..., Any]) -> Any:
+    def run(self, work: Callable[[Any], Coroutine[Any, Any, T]], connect: Callable[..., Any]) -> T:
         """Run ``work(services)`` on the worker's loop, building the services with ``connect`` once."""
         if self.services is None:
             self.services = connect(self.config, self.redis_url)

@@ -22,7 +22,7 @@ from chatgate.compose import connect, job_settings
 from gateway.jobs import QUEUE, SERIALIZER
 from gateway.events import AgentEvent
 from gateway.message import OutboundMessage
-from gateway.ports import DeliveryError
+from gateway.ports import Channel, Console, DeliveryError
 from gateway.services import Services
 
 from . import ready
@@ -87,15 +87,11 @@ async def retry_later(services: Services, outbox: str) -> None:
 
 async def drain_customer(services: Services, channel: str, customer_id: str, last_attempt: bool) -> None:
     """Send the customer's queued messages in order; on the last attempt a failure is final."""
-    connector = services.channels.get(channel)
+    connector: Channel | None = services.channels.get(channel)
 
     async def send(item: bytes, maybe_sent: bool) -> None:
         message = OutboundMessage.from_json(item)
         record = services.conversations.record_delivery
-        if maybe_sent and await _already_sent(connector, message):
-            log.info("message %s/%s is already with %s; not sending it again",
-                     message.conversation_id, message.seq, channel)
-            return
         try:
             if connector is None:
                 raise DeliveryError(f"no enabled channel sends to {channel!r}", permanent=True)
@@ -117,23 +113,16 @@ async def drain_customer(services: Services, channel: str, customer_id: str, las
     await drain(services.store, services.store.customer_outbox(channel, customer_id), send)
 
 
-async def _already_sent(connector, message: OutboundMessage) -> bool:
-    # Only a channel whose platform can be asked has ``already_sent``.
-    check = getattr(connector, "already_sent", None)
-    return bool(check and await check(message))
-
-
 async def drain_console(services: Services, console_name: str, conversation_id: str, last_attempt: bool) -> None:
     """Show the conversation's queued events in one console, in order; on the last attempt a failed
     update is dropped (logged)."""
-    console = services.consoles.get(console_name)
+    console: Console | None = services.consoles.get(console_name)
     delivered: list[AgentEvent] = []
 
     async def send(item: bytes, maybe_sent: bool) -> None:
         event = AgentEvent.from_json(item)
         if console is not None:
-            check = getattr(console, "already_delivered", None)
-            if maybe_sent and check is not None and await check(event, services):
+            if maybe_sent and await console.already_delivered(event, services):
                 log.info("%s already shows %s of chat %s; not posting it again",
                          console_name, event.kind.value, conversation_id)
                 delivered.append(event)
@@ -176,8 +165,10 @@ def retry_job(connection, config, function: str, *args: str, first: bool = True)
     settings = job_settings(config)
     intervals = list(settings.retry_intervals[1:] if first else settings.retry_intervals)
     queue = Queue(QUEUE, connection=connection, serializer=SERIALIZER)
-    options = dict(retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
-                   job_timeout=settings.timeout, result_ttl=0, failure_ttl=7 * 24 * 3600)
+    # rq annotates intervals as int but schedules them with timedelta(seconds=...): fractions of a
+    # second work, and delivery.retry_intervals may hold them.
+    retry = Retry(max=len(intervals), interval=intervals) if intervals else None  # type: ignore[arg-type]
+    options = dict(retry=retry, job_timeout=settings.timeout, result_ttl=0, failure_ttl=7 * 24 * 3600)
     if first and settings.retry_intervals:
         queue.enqueue_in(timedelta(seconds=settings.retry_intervals[0]), function, *args, **options)
     else:

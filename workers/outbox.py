@@ -25,6 +25,7 @@ import time
 from typing import Awaitable, Callable
 
 from gateway.ports import DeliveryError
+from gateway.redis_text import as_text
 from gateway.store import Store
 
 __all__ = ["drain", "sweep", "LOCK_TTL"]
@@ -124,8 +125,8 @@ async def drain(store: Store, outbox: str, send: Send) -> int:
                 sent += 1
                 maybe_sent = False
                 # The platform has it: acknowledge even through a Redis outage, or a retry resends it.
-                item = await store.through_outage(
-                    lambda current=item: ack(keys=[outbox, mark, dirty], args=[current]))
+                done = item
+                item = await store.through_outage(lambda: ack(keys=[outbox, mark, dirty], args=[done]))
         finally:
             if keeper is not None:
                 keeper.cancel()
@@ -148,7 +149,7 @@ async def sweep(store: Store, older_than: float) -> tuple[list[tuple[str, str]],
     consoles: list[tuple[str, str]] = []
     customers: list[tuple[str, str]] = []
     for raw in await store.redis.zrangebyscore(dirty, "-inf", now - older_than, start=0, num=500):
-        outbox = raw.decode()
+        outbox = as_text(raw)
         status = (await settle(keys=[outbox, outbox + ":lock", dirty], args=[now])).decode()
         if status != "stuck":
             continue

@@ -19,6 +19,7 @@ import time
 from typing import Awaitable, Callable
 
 from gateway.pacing import Paced, patience
+from gateway.redis_text import as_text
 from gateway.services import Services
 
 __all__ = ["drain_ready", "BUDGET", "LANES"]
@@ -66,7 +67,7 @@ async def drain_ready(services: Services, drain_outbox: Drain, retry_later: Drai
             raw = await redis.lpop(ready)
             if raw is None:
                 return
-            outbox = raw.decode()
+            outbox = as_text(raw)
             # This lane's task only: a paced send waits for a turn at most this long, else gives way.
             patience.set(time.monotonic() + PACING_LOOKAHEAD)
             try:

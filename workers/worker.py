@@ -10,8 +10,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.exceptions import StopRequested
 
-from chatgate.compose import channel_classes, console_classes
-from gateway import retention
+from chatgate.compose import channel_classes, console_classes, run_retention
 from gateway.config import Config
 from gateway.jobs import QUEUE, SERIALIZER, TIMERS_QUEUE
 
@@ -69,10 +68,10 @@ class ChatgateWorker(SimpleWorker):
 
     async def _retention(self, services) -> None:
         # About once an hour per worker (a pass with nothing to do is one read); a backlog is worked
-        # off a batch per maintenance run. Passes never overlap (retention.run locks).
+        # off a batch per maintenance run. Passes never overlap (gateway.retention locks).
         if time.monotonic() < self.context.retention_at:
             return
-        done = await retention.run(services, limit=RETENTION_BATCH)
+        done = await run_retention(services, limit=RETENTION_BATCH)
         self.context.retention_at = time.monotonic() + (0 if done.removed >= RETENTION_BATCH else 3600)
         if done.removed:
             log.info("retention: %d closed conversations exported to %s and removed", done.removed, done.directory)

@@ -9,14 +9,14 @@ from aiohttp import web
 
 from gateway.events import AgentEvent
 from gateway.message import File, Refused
-from gateway.ports import DeliveryError
-from gateway.operations import refusal_text
+from gateway.refusals import render
 from gateway.pacing import Pacer
-from gateway.ports import Runtime
+from gateway.ports import Console, DeliveryError, Runtime
 from gateway.team import Role
 
 from .config import SlackConfig, load_config
 from .deliver import already_delivered, client, deliver_event
+from .refs import slack_refs
 from .team import SlackGroups, mention
 
 if TYPE_CHECKING:
@@ -26,33 +26,42 @@ __all__ = ["SlackConsole", "SlackConfig"]
 
 log = logging.getLogger(__name__)
 
+# Slack's own words for some refusals: where to add someone to the team, here.
+SLACK_WORDS = {
+    "not_agent": "You are not on the support team in chatgate, so you cannot work on chats. "
+                 "Ask an admin to add you ([[agents]] in the config, or slack.agent_group).",
+}
 
-class SlackConsole:
+
+class SlackConsole(Console[SlackConfig]):
     """The Slack console: ``POST /slack/events`` (or Socket Mode) in, Web API out."""
 
     section = "slack"
     name = "slack"
     load_config = staticmethod(load_config)
+    refs = staticmethod(slack_refs)
 
     def __init__(self, config: SlackConfig, runtime: Runtime):
-        self.config = config
-        self.runtime = runtime
+        super().__init__(config, runtime)
         self.web = client(config)
         self.groups = SlackGroups(config, self.web)
         # Posts per channel are paced in Redis, shared with every other process (slack.post_rate).
         self.pacer = Pacer.for_store(runtime.store)
 
-    # Slack user groups vouch for their members (see gateway.team.RoleSource).
+    # Slack user groups vouch for their members (``Console.role``).
     @property
     def declares_members(self) -> bool:
         return self.groups.declares_members
 
-    async def role(self, agent: str) -> Role:
-        return await self.groups.role(agent)
+    async def role(self, agent_id: str) -> Role:
+        return await self.groups.role(agent_id)
 
     async def group_members(self, group: str) -> frozenset[str]:
-        """Issue 11 routing: the Slack users of a topic's ``group`` (a user group id), cached."""
-        return await self.groups._members(group)
+        """The agents in a topic's ``group`` (a user group id, cached): the agent linked to each Slack user
+        in ``[[agents]]``, else the user id itself (a group member is an agent by that id)."""
+        linked = {agent.identities["slack"]: agent.id for agent in self.runtime.config.agents
+                  if agent.identities.get("slack")}
+        return frozenset(linked.get(user, user) for user in await self.groups._members(group))
 
     def mount(self, app: web.Application, services: "Services") -> None:
         from .app import build, events_handler, socket_mode_handler
@@ -137,10 +146,9 @@ class SlackConsole:
         return File(data, str(attachment.get("name") or "file"), str(attachment.get("content_type") or ""))
 
     def refusal(self, refused: Refused, services: "Services") -> str:
-        """The core's refusal with agents as Slack mentions."""
-        if refused.code in ("not_agent", "not_admin") or not refused.detail:
-            if refused.code == "not_agent":
-                return ("You are not on the support team in chatgate, so you cannot work on chats. "
-                        "Ask an admin to add you ([[agents]] in the config, or slack.agent_group).")
+        """The catalogue's sentence with agents as Slack mentions, in Slack's own words where it has them
+        (``SLACK_WORDS``); one that names no one is the core's own (it may say more: which file, and why)."""
+        if refused.code not in SLACK_WORDS and not refused.detail and refused.reason:
             return refused.reason
-        return refusal_text(refused.code, mention(services.team, refused.detail))
+        return render(refused.code, refused.detail, who=lambda agent: mention(services.team, agent),
+                      templates=SLACK_WORDS)

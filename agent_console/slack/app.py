@@ -1,4 +1,5 @@
-"""The slack-bolt app: chat card buttons and thread replies, mounted at ``POST /slack/events``.
+"""The slack-bolt app: chat card buttons, thread replies, the App Home, saved replies and reaction
+shortcuts, mounted at ``POST /slack/events`` (or connected over Socket Mode).
 
 Every button and every reply calls the core operations; a refusal is shown to
 the clicking agent only (ephemeral), and the card itself is updated by the
@@ -12,6 +13,7 @@ import re
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
@@ -20,10 +22,11 @@ from gateway.message import Attachment, Refused
 
 from .config import SlackConfig
 from .controls import register_controls, register_unknown_actions
-from .deliver import card_channels, conversation_for_thread
-from .desk import register_desk  # desk (issue 11)
+from .deliver import conversation_for_thread
 from .home_actions import register_home
 from .mrkdwn import to_chatgate, user_ids
+from .reactions import register_reactions
+from .saved_replies import register_saved_replies
 from .team import agent_id
 
 if TYPE_CHECKING:
@@ -108,9 +111,10 @@ def build(console: "SlackConsole", services: "Services") -> AsyncApp:
 
     register_home(app, console, services)  # before the controls: Home's Accept is answered in Home
     register_controls(app, console, services)
-    register_desk(app, console, services)  # desk (issue 11): saved replies modal, reaction shortcuts
+    register_saved_replies(app, console, services)
+    register_reactions(app, console, services)
 
-    channels = card_channels(config, services.config.topics)  # issue 11 routing: topics' own channels
+    channels = config.card_channels()  # the topics' own channels too
 
     @app.event("message")
     async def on_message(event: dict, client) -> None:
@@ -202,7 +206,7 @@ def _signed(verifier: SignatureVerifier, raw_body: str, headers: dict) -> bool:
         return False
 
 
-def events_handler(app: AsyncApp, signing_secret: str) -> "web.Handler":
+def events_handler(app: AsyncApp, signing_secret: str) -> Handler:
     """The aiohttp handler for ``POST /slack/events`` (events and interactivity)."""
     verifier = SignatureVerifier(signing_secret)
 

@@ -1,16 +1,26 @@
-"""Block Kit for the chat card: profile, state, metrics and the buttons the state allows."""
+"""Block Kit for the chat card (profile, state, metrics and the buttons the state allows), the
+transfer modal, and the direct message to a returning customer's previous agent.
+
+The card is shared by everyone in the channel, so its controls are those of the
+chat's state (``gateway.operations.available`` with no agent); the machine refuses
+whoever clicks one that is not theirs. ``CARD`` says how Slack shows each control;
+any other is a plain button with its declared label.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from gateway.message import Conversation, State
+from gateway.operations import Operation, available
 
 from .mrkdwn import clip
 
-__all__ = ["card", "card_text", "format_seconds", "controls", "head_start_dm", "SOUND_ACTIONS", "transfer_modal",
-           "QUERY_ON_CARD", "query_fits", "customer_name"]
+__all__ = ["card", "card_text", "format_seconds", "card_controls", "head_start_dm", "SOUND_ACTIONS",
+           "transfer_modal", "QUERY_ON_CARD", "query_fits", "customer_name", "CARD", "ELSEWHERE", "CardView",
+           "plain_button", "shown_on_card"]
 
 # The card shows this much of the first message (escaped); a longer one is posted whole in the thread.
 QUERY_ON_CARD = 1850
@@ -52,19 +62,6 @@ def format_seconds(seconds: float | None) -> str:
 SOUND_ACTIONS = {"sound_on": True, "sound_off": False}
 
 
-def controls(conversation: Conversation, sound: bool = True) -> list[str]:
-    """The action ids a state offers, Go back, Speaker, Leave, Resolve, Accept, Reject (A-F; the server enforces the same rules).
-
-    ``sound`` is the assignee's current setting: its button turns it the other way.
-    """
-    return {
-        State.NEW: ["accept", "reject"],
-        State.ACTIVE: ["open_chat", "sound_off" if sound else "sound_on", "leave", "resolve"],
-        State.RESOLVED: ["leave"],
-        State.CLOSED: [],
-    }[conversation.state]
-
-
 _BUTTONS = {
     "open_chat": ("Go back to chat", None),
     "sound_off": (":bell: Sound on", None),
@@ -73,16 +70,16 @@ _BUTTONS = {
     "reject": ("Reject", "danger"),
     "resolve": ("Resolve", "primary"),
     "leave": ("Leave", None),
-    "saved_reply": (":speech_balloon: Saved reply", None),  # desk (issue 11): opens a modal
+    "saved_reply": (":speech_balloon: Saved reply", None),  # opens a modal
 }
 
 
-def _button(action: str, conversation_id: str, url: str = "") -> dict:
-    label, style = _BUTTONS[action]
+def _button(action: str, conversation_id: str, url: str = "", label: str = "", style: str | None = None) -> dict:
+    label, style = _BUTTONS.get(action, (label, style))
     button = {
         "type": "button",
         "action_id": action,
-        "text": {"type": "plain_text", "text": label, "emoji": True},
+        "text": {"type": "plain_text", "text": _plain(label, 75), "emoji": True},
         "value": conversation_id,
     }
     if style:
@@ -90,6 +87,89 @@ def _button(action: str, conversation_id: str, url: str = "") -> dict:
     if url:
         button["url"] = url
     return button
+
+
+def plain_button(op: Operation, conversation_id: str) -> dict:
+    """A control Slack has no way of its own to show: a button with its declared label, its name the action id."""
+    return _button(op.name, conversation_id, label=op.label or op.name)
+
+
+@dataclass(frozen=True)
+class CardView:
+    """What the card's controls show besides the chat: the assignee's sound, the thread's link."""
+
+    sound: bool = True
+    permalink: str = ""
+
+
+Shows = Callable[[Conversation, CardView], list[dict]]
+
+
+def _shown_as(action: str) -> Shows:
+    return lambda c, view: [_button(action, c.id)]
+
+
+def _users(action: str, placeholder: str) -> Shows:
+    def select(c: Conversation, view: CardView) -> list[dict]:
+        return [{"type": "users_select", "action_id": action,
+                 "placeholder": {"type": "plain_text", "text": placeholder}}]
+
+    return select
+
+
+def _go_back(c: Conversation, view: CardView) -> list[dict]:
+    # A: a link to the thread, where replies are written; without the thread's link there is nothing to offer.
+    return [_button("open_chat", c.id, view.permalink)] if view.permalink else []
+
+
+# Where the card's other controls go, each a ``plain_button``.
+OTHERS = "*"
+
+# How the card shows each control the chat's state offers, in the card's order: (the control, its
+# elements). Reply has two ways in: A's link to the thread where replies are written, and the saved replies.
+CARD: tuple[tuple[str, Shows | None], ...] = (
+    ("reply", _go_back),
+    # B: of its two buttons (``SOUND_ACTIONS``) the one that turns the assignee's sound the other way.
+    ("sound", lambda c, view: [_button("sound_off" if view.sound else "sound_on", c.id)]),
+    ("leave", _shown_as("leave")),
+    ("resolve", _shown_as("resolve")),
+    ("accept", _shown_as("accept")),
+    ("reject", _shown_as("reject")),
+    (OTHERS, None),
+    ("reply", _shown_as("saved_reply")),  # opens a modal of the saved replies (the server checks who)
+    # The assignee hands the chat on (a note is asked for in a modal).
+    ("transfer", _users("transfer", "Transfer to…")),
+    # Shared card, so everyone sees it; the server accepts it from admins only.
+    ("reassign", _users("reassign", "Reassign (admins)")),
+)
+
+# Controls Slack shows somewhere other than the card's buttons, and where.
+ELSEWHERE = {
+    "reply": "a message in the card's thread",
+    "note": "a message in the card's thread starting with note:",
+    "redeliver": "the Retry button of a failure note in the thread",
+}
+
+_ON_CARD = {name for name, _ in CARD if name != OTHERS}
+
+
+def shown_on_card(op: Operation) -> bool:
+    """Whether Slack shows ``op``: a way of its own, or a plain button (a control with nothing to ask)."""
+    return op.name in _ON_CARD or op.name in ELSEWHERE or all(not a.required for a in op.arguments)
+
+
+def card_controls(conversation: Conversation, view: CardView = CardView()) -> list[dict]:
+    """The card's control elements: what ``available`` says the chat's state offers, each as ``CARD`` shows it."""
+    offered = available(conversation)
+    names = {op.name for op in offered}
+    elements: list[dict] = []
+    for name, shows in CARD:
+        if name == OTHERS:
+            elements += [plain_button(op, conversation.id) for op in offered
+                         if op.name not in _ON_CARD and op.name not in ELSEWHERE and shown_on_card(op)]
+        elif name in names and shows is not None:
+            elements += shows(conversation, view)
+    return elements
 
 
 def customer_name(conversation: Conversation, limit: int = 150) -> str:
@@ -173,38 +253,14 @@ def card(conversation: Conversation, now: float | None = None, sound: bool = Tru
         notes.append(f"Reassigned by {who(reassigned[0])} to {who(reassigned[1])}")
     if c.state is State.ACTIVE and c.assignee:
         notes.append(f"Sound {'on' if sound else 'off'} for {who(c.assignee)}")
-    notes += _routing_notes(c, who)  # issue 11 routing
+    notes += _routing_notes(c, who)
     if notes:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(notes)[:3000]}]})
-    buttons = []
-    for action in controls(c, sound):
-        if action == "open_chat":
-            if permalink:  # A is a link; without the thread's link there is nothing to offer
-                buttons.append(_button(action, c.id, permalink))
-            continue
-        buttons.append(_button(action, c.id))
-    if c.state is State.ACTIVE:  # desk (issue 11): the assignee's saved replies (the server checks who)
-        buttons.append(_button("saved_reply", c.id))
-    if c.state is State.ACTIVE:
-        # issue 11 routing: the assignee hands the chat on (a note is asked for in a modal).
-        buttons.append({
-            "type": "users_select",
-            "action_id": "transfer",
-            "placeholder": {"type": "plain_text", "text": "Transfer to…"},
-        })
-    if c.state in (State.ACTIVE, State.RESOLVED):
-        # Shared card, so everyone sees it; the server accepts it from admins only.
-        buttons.append({
-            "type": "users_select",
-            "action_id": "reassign",
-            "placeholder": {"type": "plain_text", "text": "Reassign (admins)"},
-        })
+    buttons = card_controls(c, CardView(sound, permalink))
     if buttons:
         blocks.append({"type": "actions", "block_id": f"chat-{c.id}", "elements": buttons})
     return blocks
 
-
-# --- issue 11 routing ----------------------------------------------------------------------
 
 def _when(at: float) -> str:
     return time.strftime("%H:%M", time.gmtime(at))
@@ -242,8 +298,6 @@ def transfer_modal(conversation_id: str, target: str, target_name: str) -> dict:
                          "max_length": 2000}},
         ],
     }
-
-# --- end issue 11 routing ------------------------------------------------------------------
 
 
 def head_start_dm(conversation: Conversation, labels: Mapping[str, str], status: str = "") -> list[dict]:

@@ -1,10 +1,10 @@
-"""The ``[slack]`` table: the workspace, its channel, and how the App Home is refreshed."""
+"""The ``[slack]`` table: the workspace, the channels of chat cards, how the App Home is refreshed,
+the pace of posts, and the reaction shortcuts."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from dataclasses import replace as _replace
 
 from gateway.config import ConfigReader, url_setting
 from gateway.pacing import rate_setting
@@ -35,9 +35,18 @@ class SlackConfig:
     # about one message a second per channel, with short bursts. 0: no pacing.
     post_rate: float = 1.0
     post_burst: int = 4
-    # --- desk (issue 11): a reaction on a chat card runs a control (emoji name -> operation) ---
+    # Topic name -> the channel its chat cards go to instead of ``channel``.
+    topic_channels: tuple[tuple[str, str], ...] = ()
+    # A reaction on a chat card runs a control (emoji name -> operation).
     reactions: tuple[tuple[str, str], ...] = (("eyes", "accept"), ("white_check_mark", "resolve"))
-    # --- end desk ---
+
+    def topic_channel(self, topic: str) -> str:
+        """Where a new chat card of ``topic`` goes: the topic's own channel, else ``channel``."""
+        return dict(self.topic_channels).get(topic, self.channel)
+
+    def card_channels(self) -> set[str]:
+        """Every channel chat cards may be in."""
+        return {self.channel, *(channel for _, channel in self.topic_channels)} - {""}
 
 
 def load_config(sl: ConfigReader) -> SlackConfig:
@@ -58,10 +67,9 @@ def load_config(sl: ConfigReader) -> SlackConfig:
                                              minimum=1),
         post_rate=rate_setting(sl, "post_rate", SlackConfig.post_rate),
         post_burst=sl.integer("post_burst", SlackConfig.post_burst, minimum=1),
+        topic_channels=_topic_channels(sl.table("topic_channels")),
+        reactions=_reactions(sl),
     )
-    # --- desk (issue 11) ---
-    slack = _replace(slack, reactions=_reactions(sl))
-    # --- end desk ---
     for name in ("agent_group", "admin_group"):
         value = getattr(slack, name)
         if value and not re.match(r"^S[A-Z0-9]{2,}$", value):
@@ -85,11 +93,23 @@ def load_config(sl: ConfigReader) -> SlackConfig:
     sl.unknown_keys({"enabled", "bot_token", "signing_secret", "channel", "api_url",
                      "agent_group", "admin_group", "agents", "admins", "returning_head_start",
                      "socket_mode", "app_token", "home_refresh_interval", "home_publishes_per_second",
-                     "post_rate", "post_burst", "reactions"})  # desk (issue 11)
+                     "post_rate", "post_burst", "topic_channels", "reactions"})
     return slack
 
 
-# --- desk (issue 11): emoji shortcuts ---
+def _topic_channels(topics: ConfigReader) -> tuple[tuple[str, str], ...]:
+    """``topic_channels = {billing = "C0BILLING"}``: each topic's own channel for its chat cards."""
+    channels = []
+    for topic in topics.data:
+        channel = topics.string(topic, "")
+        if not re.match(r"^[CG][A-Z0-9]{2,}$", channel):
+            topics.problem(topic, "the id of the Slack channel for this topic's chat cards, like C0123456789",
+                           channel)
+        else:
+            channels.append((topic, channel))
+    return tuple(channels)
+
+
 # What a reaction may do: the card's controls that need no more than the chat and the agent.
 REACTION_OPERATIONS = ("accept", "reject", "resolve", "leave")
 
@@ -108,4 +128,3 @@ def _reactions(sl: ConfigReader) -> tuple[tuple[str, str], ...]:
         sl.problem("reactions", expected, raw)
         return SlackConfig.reactions
     return tuple(raw.items())
-# --- end desk ---

@@ -1,5 +1,7 @@
 """The chat card's controls (E Accept, F Reject, D Resolve, C Leave, B Speaker, A Go back,
-Retry, Reassign): one bolt listener each, behind one listener middleware.
+Retry, Reassign, and every other declared control with nothing to ask, by its name): one bolt
+listener each, behind one listener middleware, each through ``Conversations.perform``.
+Transfer (a user picker on the card, then the note in a modal) has its own listeners.
 
 The middleware maps the clicking Slack user to their agent id and answers
 whatever the core refuses: the core checks roles and the state machine checks
@@ -18,6 +20,7 @@ from slack_bolt import BoltResponse
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from gateway.message import Refused
+from gateway.operations import controls
 
 from .cards import SOUND_ACTIONS, transfer_modal
 from .team import agent_id, mention
@@ -79,32 +82,29 @@ def register_controls(app: AsyncApp, console: "SlackConsole", services: "Service
         conversation_id, _, seq = action.get("value", "").partition(":")
         if not seq.isdigit():
             raise Refused("unknown", reason="This Retry button does not name a message; nothing was sent.")
-        await conversations.redeliver(conversation_id, int(seq), agent, via=via)
+        await conversations.perform("redeliver", conversation_id, agent, via=via, seq=int(seq))
 
     async def reassign(agent: str, conversation_id: str, action: dict) -> None:
         target = action.get("selected_user") or ""
-        await conversations.reassign(conversation_id, agent, agent_id(services.team, target) if target else "",
-                                     via=via)
+        await conversations.perform("reassign", conversation_id, agent, via=via,
+                                    to=agent_id(services.team, target) if target else "")
 
     def sound(on: bool) -> Control:
         async def set_sound(agent: str, conversation_id: str, _action: dict) -> None:
-            await conversations.set_sound(conversation_id, agent, on, via=via)
+            await conversations.perform("sound", conversation_id, agent, via=via, on=on)
 
         return set_sound
 
-    def operation(name: str) -> Control:
-        method = getattr(conversations, name)
-
+    def perform(name: str) -> Control:
         async def run(agent: str, conversation_id: str, _action: dict) -> None:
-            await method(conversation_id, agent, via=via)
+            await conversations.perform(name, conversation_id, agent, via=via)
 
         return run
 
     _CONTROLS: dict[str, Control] = {
-        "accept": operation("accept"),
-        "reject": operation("reject"),
-        "resolve": operation("resolve"),
-        "leave": operation("leave"),
+        # Every declared control with nothing to ask: its button's action id is its name (cards.plain_button).
+        **{op.name: perform(op.name) for op in controls() if all(not a.required for a in op.arguments)},
+        # The controls Slack shows its own way (cards.CARD).
         "open_chat": open_chat,
         "retry_delivery": retry,
         "reassign": reassign,
@@ -117,10 +117,8 @@ def register_controls(app: AsyncApp, console: "SlackConsole", services: "Service
     for action_id in _CONTROLS:
         app.action(action_id, middleware=[as_agent])(done)
 
-    register_transfer(app, console, services)  # issue 11 routing
+    register_transfer(app, console, services)
 
-
-# --- issue 11 routing: Transfer (a user picker on the card, then the note in a modal) ---------
 
 def register_transfer(app: AsyncApp, console: "SlackConsole", services: "Services") -> None:
     """The card's "Transfer to…" picker opens a modal for the note; its submission transfers.
@@ -160,8 +158,6 @@ def register_transfer(app: AsyncApp, console: "SlackConsole", services: "Service
             await ack(response_action="errors", errors={"note": "Something went wrong; nothing was changed."})
             return
         await ack()
-
-# --- end issue 11 routing ------------------------------------------------------------------
 
 
 def register_unknown_actions(app: AsyncApp) -> None:

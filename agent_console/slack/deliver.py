@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from gateway.events import AgentEvent, EventKind
 from gateway.message import Conversation, State
+from gateway.operations import OPERATIONS
 from gateway.ports import DeliveryError
 from gateway.store import HistoryEntry, Store
 from gateway.team import Team
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from . import SlackConsole
 
 __all__ = ["client", "deliver_event", "already_delivered", "event_id", "conversation_for_thread", "card_channel",
-           "card_channels", "METADATA_TYPE"]
+           "HANDLERS", "METADATA_TYPE"]
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +79,9 @@ async def conversation_for_thread(store: Store, channel: str, thread_ts: str) ->
     return await store.get_ref("slack-thread", f"{channel}:{thread_ts}")
 
 
-# --- issue 11 routing: a topic's card goes to its own channel ------------------------------
-
-def card_channels(config: SlackConfig, topics) -> set[str]:
-    """Every channel chat cards may be in: ``slack.channel`` and each topic's ``slack_channel``."""
-    return {config.channel, *(rule.slack_channel for rule in topics if rule.slack_channel)}
-
-
 async def card_channel(store: Store, config: SlackConfig, conversation_id: str) -> str:
     """The channel of a chat's card (as posted), else ``slack.channel``."""
     return await store.get_ref("slack-channel", conversation_id) or config.channel
-
-# --- end issue 11 routing ------------------------------------------------------------------
 
 
 def _customer_text(conversation: Conversation, entry: HistoryEntry, files_follow: bool = False) -> str:
@@ -160,12 +152,9 @@ class Delivery:
         return mention(self.team, agent)
 
     async def channel(self, conversation: Conversation) -> str:
-        """Issue 11 routing: where the chat's card is (or goes): its topic's channel, else slack.channel."""
+        """Where the chat's card is (or goes): its topic's channel (``slack.topic_channels``), else slack.channel."""
         posted = await self.store.get_ref("slack-channel", conversation.id)
-        if posted:
-            return posted
-        rule = self.services.conversations.routes.rule(conversation.topic)
-        return rule.slack_channel if rule is not None and rule.slack_channel else self.config.channel
+        return posted or self.config.topic_channel(conversation.topic)
 
     def _card(self, conversation: Conversation, **extra) -> list[dict]:
         return card(conversation, labels=self.labels, who=self.who, window=self.window(conversation), **extra)
@@ -224,7 +213,7 @@ class Delivery:
             # Posted: remember it even through a Redis outage, or a retry would post a second card.
             await store.through_outage(lambda: store.set_ref("slack-card", conversation.id, ts))
             await store.through_outage(lambda: store.set_ref("slack-thread", f"{channel}:{ts}", conversation.id))
-            if channel != config.channel:  # issue 11 routing
+            if channel != config.channel:
                 await store.through_outage(lambda: store.set_ref("slack-channel", conversation.id, channel))
         await self._catch_up(conversation, ts)
         await store.through_outage(lambda: store.set_ref("slack-caught-up", conversation.id, "1"))
@@ -264,7 +253,7 @@ class Delivery:
                     lead: str = "", text: str | None = None) -> None:
         """A customer's message in a thread, whole and in order (its text, then its files)."""
         source = self.services.channels.get(conversation.channel)
-        files_follow = bool(entry.attachments) and hasattr(source, "fetch")
+        files_follow = bool(entry.attachments) and source is not None and source.fetches_files
         body = text if text is not None else _relayed_text(conversation, entry, files_follow)
         progress = f"{conversation.id}:{entry.seq}:{thread_ts}"
         await self.post_parts(channel, thread_ts, lead + body, progress)
@@ -370,45 +359,6 @@ class Delivery:
                 lambda: self.store.set_ref("slack-dm", conversation.id, f"{reply['channel']}:{reply['ts']}"))
         return True
 
-    # --- issue 11 routing: transfer, offered to everyone, SLA escalation ---
-
-    async def routing_event(self, conversation: Conversation, event: AgentEvent) -> None:
-        kind, store = event.kind, self.store
-        if kind is EventKind.TRANSFERRED:
-            note = await store.message(conversation.id, event.seq) if event.seq else None
-            said = f"\n>{note.text[:2000]}" if note is not None else ""
-            await self.update_card(conversation)
-            await self.thread(conversation, f":arrow_right: {self.who(event.by)} transferred this chat to "
-                              f"{self.who(event.to)}. Replies in this thread from {self.who(event.to)} go to the "
-                              f"customer.{said}")
-            receiver = slack_user(self.team, event.to)
-            if receiver:
-                await self._card_link(conversation)
-                link = await store.get_ref("slack-permalink", conversation.id)
-                where = f"<{link}|open the thread>" if link else f"the card is in <#{await self.channel(conversation)}>"
-                try:
-                    await self.post(
-                        channel=receiver, text=f":arrow_right: {self.who(event.by)} transferred the chat with "
-                        f"*{conversation.name or conversation.customer_id}* to you ({where}).{said}")
-                except DeliveryError as exc:
-                    if not exc.permanent:
-                        raise
-                    log.warning("cannot DM %s about transferred chat %s: %s", receiver, conversation.id, exc)
-            return
-        if kind is EventKind.OPENED_TO_ALL:
-            await self.update_card(conversation)
-            await self.thread(conversation, f"Nobody on the {conversation.topic} team accepted this chat in time: "
-                              "it is offered to everyone now.")
-            return
-        # ESCALATED: mention whoever should take it, and mark the card.
-        if conversation.state is not State.NEW:
-            return
-        waited = format_seconds(max(0.0, event.at - conversation.created_at))
-        await self.update_card(conversation)
-        await self.thread(conversation, f":rotating_light: {await self._escalation_audience(conversation)} this chat "
-                          f"has waited {waited} without Accept (escalation {conversation.escalations}).")
-
-
     async def _escalation_audience(self, conversation: Conversation) -> str:
         """Who an escalation mentions: the topic's team while only it may take the chat, else
         ``slack.agent_group``, else the topic team's users, else everyone here."""
@@ -422,13 +372,10 @@ class Delivery:
         users = [f"<@{user}>" for user in users if user]
         return " ".join(users) if users else "<!here>"
 
-
     async def _card_link(self, conversation: Conversation) -> None:
         """Make sure the chat's permalink is known (it is asked for with the active card)."""
         if not await self.store.get_ref("slack-permalink", conversation.id):
             await self._card_blocks(conversation, await self.store.get_ref("slack-card", conversation.id))
-
-    # --- end issue 11 routing ---
 
     async def already_posted(self, event: AgentEvent) -> bool:
         """Whether Slack already has a message posted for ``event`` (by its metadata id): in the chat's card
@@ -440,7 +387,8 @@ class Delivery:
             return False
         channel = await self.channel(conversation)
         card = await store.get_ref("slack-card", conversation.id)
-        places = [(self.web.conversations_replies, {"channel": channel, "ts": card})] if card else [
+        places: list[tuple[Callable[..., Awaitable[object]], dict[str, str]]] = [
+            (self.web.conversations_replies, {"channel": channel, "ts": card})] if card else [
             (self.web.conversations_history, {"channel": channel, "oldest": f"{event.at - CLOCK_SKEW:.6f}"})]
         dm = await _dm(store, conversation.id)
         if dm is not None:
@@ -476,127 +424,245 @@ class Delivery:
             await store.through_outage(lambda: store.set_ref("slack-channel", conversation.id, channel))
 
     async def deliver(self, event: AgentEvent) -> None:
-        """Show one outbox event in Slack. Raises DeliveryError when Slack fails."""
-        store = self.store
+        """Show one outbox event in Slack, by its kind's handler (``HANDLERS``). Raises DeliveryError when
+        Slack fails."""
         self.event = event
-        conversation = await store.get(event.conversation_id)
-        if conversation is None:
-            return
-        kind, by, seq = event.kind, event.by, event.seq
-        name = customer_name(conversation)
+        conversation = await self.store.get(event.conversation_id)
+        if conversation is not None:
+            await HANDLERS[event.kind](self, conversation, event)
 
-        if kind is EventKind.CREATED:
-            if await self.head_start(conversation):
-                return
-            previous = slack_user(self.team, conversation.previous_agent) if conversation.previous_agent else ""
-            if previous:
-                # The returning customer's previous agent hears of it first, in a DM.
-                try:
-                    await self.post(
-                        channel=previous,
-                        text=f":wave: Your previous customer *{name}* is back: “{clip(conversation.query, 300)}”. "
-                        f"The chat card is in <#{await self.channel(conversation)}>.",
-                    )
-                except DeliveryError as exc:
-                    if not exc.permanent:
-                        raise
-                    log.warning("cannot DM %s about chat %s: %s", previous, conversation.id, exc)
-            await self.post_card(conversation)  # with the first message whole in the thread when it needs it
-            return
+    # -- one handler per event kind, each given the chat as it is now and the event -------------------
 
-        if kind in (EventKind.MESSAGE, EventKind.REOPENED, EventKind.RATED):
-            entry = await store.message(conversation.id, seq)
-            card_ts = await store.get_ref("slack-card", conversation.id)
-            dm = await _dm(store, conversation.id)
-            if entry is not None and card_ts is None and dm is not None:
-                # Still in the head start: only the previous agent sees it, in the DM's thread.
-                await self.relay(conversation, entry, dm[0], dm[1])
-                return
-            if entry is not None and entry.seq > int(await store.get_ref("slack-relayed", conversation.id) or 0):
-                text, lead = None, ""
-                if kind is EventKind.REOPENED:
-                    lead = ":arrows_counterclockwise: The customer wrote again, the chat is active again.\n"
-                if kind is EventKind.RATED:
-                    text = f":star: {name} rated this chat {conversation.rating}/5."
-                elif conversation.state is State.ACTIVE and conversation.assignee and await self._sound(conversation):
-                    # The mention is what makes Slack notify the assignee with sound.
-                    lead = f"{self.who(conversation.assignee)} {lead}"
-                thread = await self.post_card(conversation)
-                behind = await self._written_since(conversation, entry) if kind is EventKind.MESSAGE else []
-                if behind:
-                    await self.relay_together(conversation, [entry, *behind], await self.channel(conversation),
-                                              thread, lead)
-                else:
-                    await self.relay(conversation, entry, await self.channel(conversation), thread, lead, text)
-            if kind is not EventKind.MESSAGE or conversation.channel in self.services.conversations.windows:
-                await self.update_card(conversation)  # (a customer message reopens a reply window)
+    async def on_created(self, conversation: Conversation, event: AgentEvent) -> None:
+        """A new chat: a returning customer's previous agent gets the head start DM; else the card (with the
+        first message whole in the thread when it needs it), the previous agent told first."""
+        if await self.head_start(conversation):
             return
+        previous = slack_user(self.team, conversation.previous_agent) if conversation.previous_agent else ""
+        if previous:
+            await self._direct(previous, f"chat {conversation.id}",
+                               f":wave: Your previous customer *{customer_name(conversation)}* is back: "
+                               f"“{clip(conversation.query, 300)}”. The chat card is in "
+                               f"<#{await self.channel(conversation)}>.")
+        await self.post_card(conversation)
 
-        if kind in (EventKind.REPLIED, EventKind.FIRST_RESPONSE, EventKind.NOTED):
-            if event.console != "slack":
-                # Written in another console: the thread shows it too.
-                entry = await store.message(conversation.id, seq)
-                if entry is not None:
-                    what = "private note" if kind is EventKind.NOTED else "to the customer"
-                    # chatgate text shown as Slack mrkdwn (escaped: it pings no one), whole.
-                    await self.thread(conversation, f"{self.who(by)} ({what}): {from_chatgate(entry.text)}",
-                                      progress=f"{conversation.id}:{seq}:console")
-            if kind is not EventKind.NOTED:
-                entry = await store.message(conversation.id, seq)
-                rule = self.services.conversations.windows.get(conversation.channel)
-                if entry is not None and entry.template and rule is not None:
-                    await self.thread(conversation, f":envelope_with_arrow: {self.who(by)}: the customer last wrote "
-                                      f"more than {_hours(rule.seconds)} ago, outside "
-                                      f"{clip(self.labels.get(conversation.channel, conversation.channel), 50)}'s "
-                                      f"reply window, so they get {rule.template} instead of this message. "
-                                      "Once they answer, the window opens again: send your message then.")
-            if kind is EventKind.FIRST_RESPONSE:
-                await self.update_card(conversation)
-            return
+    async def on_message(self, conversation: Conversation, event: AgentEvent) -> None:
+        """A customer's message, with those right after it when the thread is behind."""
+        entry = await self.store.message(conversation.id, event.seq)
+        if not await self._in_head_start(conversation, entry):
+            await self._in_thread(conversation, entry, together=True)
+            if conversation.channel in self.services.conversations.windows:
+                await self.update_card(conversation)  # the message opens the reply window again
 
-        notes = {
-            EventKind.ACCEPTED: f"{self.who(by)} accepted this chat. Replies in this thread go to the customer.",
-            EventKind.DECLINED: f"{self.who(by)} declined this chat.",
-            EventKind.LEFT: f"{self.who(by)} left this chat; it is back in the Inbox.",
-            EventKind.RESOLVED: f"{self.who(by)} resolved this chat; the customer was asked for a rating.",
-            EventKind.CLOSED: "This chat is closed.",
-            EventKind.REASSIGNED: f"{self.who(by)} reassigned this chat to {self.who(event.to)}. "
-            f"Replies in this thread from {self.who(event.to)} go to the customer.",
-        }
-        if kind is EventKind.REASSIGNED:
-            await store.set_ref("slack-reassigned", conversation.id, f"{by} {event.to}")
-        if kind is EventKind.OFFERED:
-            await self.post_card(conversation)
-            if conversation.previous_agent not in conversation.declined_by:
-                await self.update_dm(conversation, ":hourglass: The head start is over: this chat is offered to "
-                                     f"everyone in <#{await self.channel(conversation)}>.")
-            return
-        if kind in (EventKind.TRANSFERRED, EventKind.OPENED_TO_ALL, EventKind.ESCALATED):
-            await self.routing_event(conversation, event)  # issue 11 routing
-            return
-        if kind is EventKind.DELIVERY_FAILED:
-            entry = await store.message(conversation.id, seq)
-            if entry is not None:
-                text = f":warning: Not delivered to the customer: “{_quoted(entry.text)}” ({clip(entry.detail, 500)})"
-                await self.thread(conversation, text, _failed_blocks(conversation, text, seq))
-            return
-        if kind is EventKind.REDELIVERING:
-            entry = await store.message(conversation.id, seq)
-            if entry is not None:
-                await self.thread(conversation, f":repeat: {self.who(by)} is sending “{_quoted(entry.text)}” again.")
-            return
+    async def on_reopened(self, conversation: Conversation, event: AgentEvent) -> None:
+        """A customer's message that made the resolved chat active again."""
+        entry = await self.store.message(conversation.id, event.seq)
+        if not await self._in_head_start(conversation, entry):
+            await self._in_thread(conversation, entry, lead=":arrows_counterclockwise: The customer wrote again, "
+                                  "the chat is active again.\n")
+            await self.update_card(conversation)
+
+    async def on_rated(self, conversation: Conversation, event: AgentEvent) -> None:
+        """The customer's rating, said in the thread instead of their message."""
+        entry = await self.store.message(conversation.id, event.seq)
+        if not await self._in_head_start(conversation, entry):
+            await self._in_thread(conversation, entry,
+                                  text=f":star: {customer_name(conversation)} rated this chat {conversation.rating}/5.")
+            await self.update_card(conversation)
+
+    async def on_replied(self, conversation: Conversation, event: AgentEvent) -> None:
+        """An agent's reply: shown when written in another console, and explained when the customer gets
+        the channel's template instead."""
+        await self._echo(conversation, event, "to the customer")
+        await self._sent_as_template(conversation, event)
+
+    async def on_first_response(self, conversation: Conversation, event: AgentEvent) -> None:
+        """The chat's first reply: as any reply, and the card shows its First Response."""
+        await self.on_replied(conversation, event)
         await self.update_card(conversation)
-        if kind in notes:
-            await self.thread(conversation, notes[kind])
-        if kind is EventKind.ACCEPTED:
-            link = await store.get_ref("slack-permalink", conversation.id)
-            await self.update_dm(conversation, f"{self.who(by)} accepted this chat"
-                                 + (f": <{link}|open the thread>." if link else "."))
-        elif kind is EventKind.DECLINED and by == conversation.previous_agent:
-            await self.update_dm(conversation,
-                                 f"You declined this chat; it is offered to everyone in "
+
+    async def on_noted(self, conversation: Conversation, event: AgentEvent) -> None:
+        """An agent's private note, shown when written in another console."""
+        await self._echo(conversation, event, "private note")
+
+    async def on_accepted(self, conversation: Conversation, event: AgentEvent) -> None:
+        await self._card_and_note(conversation, f"{self.who(event.by)} accepted this chat. Replies in this thread "
+                                  "go to the customer.")
+        link = await self.store.get_ref("slack-permalink", conversation.id)
+        await self.update_dm(conversation, f"{self.who(event.by)} accepted this chat"
+                             + (f": <{link}|open the thread>." if link else "."))
+
+    async def on_declined(self, conversation: Conversation, event: AgentEvent) -> None:
+        await self._card_and_note(conversation, f"{self.who(event.by)} declined this chat.")
+        if event.by == conversation.previous_agent:
+            await self.update_dm(conversation, f"You declined this chat; it is offered to everyone in "
                                  f"<#{await self.channel(conversation)}>.")
 
+    async def on_left(self, conversation: Conversation, event: AgentEvent) -> None:
+        await self._card_and_note(conversation, f"{self.who(event.by)} left this chat; it is back in the Inbox.")
+
+    async def on_resolved(self, conversation: Conversation, event: AgentEvent) -> None:
+        await self._card_and_note(conversation, f"{self.who(event.by)} resolved this chat; the customer was asked "
+                                  "for a rating.")
+
+    async def on_closed(self, conversation: Conversation, event: AgentEvent) -> None:
+        await self._card_and_note(conversation, "This chat is closed.")
+
+    async def on_reassigned(self, conversation: Conversation, event: AgentEvent) -> None:
+        """An admin gave the chat to another agent: the card says who did (``slack-reassigned``)."""
+        await self.store.set_ref("slack-reassigned", conversation.id, f"{event.by} {event.to}")
+        await self._card_and_note(conversation, f"{self.who(event.by)} reassigned this chat to {self.who(event.to)}. "
+                                  f"Replies in this thread from {self.who(event.to)} go to the customer.")
+
+    async def on_offered(self, conversation: Conversation, event: AgentEvent) -> None:
+        """A returning customer's head start is over: the card for everyone, and the DM says so."""
+        await self.post_card(conversation)
+        if conversation.previous_agent not in conversation.declined_by:
+            await self.update_dm(conversation, ":hourglass: The head start is over: this chat is offered to "
+                                 f"everyone in <#{await self.channel(conversation)}>.")
+
+    async def on_transferred(self, conversation: Conversation, event: AgentEvent) -> None:
+        """The assignee handed the chat on (with a note, ``seq``): said in the thread; the receiver gets a DM."""
+        note = await self.store.message(conversation.id, event.seq) if event.seq else None
+        said = f"\n>{note.text[:2000]}" if note is not None else ""
+        await self.update_card(conversation)
+        await self.thread(conversation, f":arrow_right: {self.who(event.by)} transferred this chat to "
+                          f"{self.who(event.to)}. Replies in this thread from {self.who(event.to)} go to the "
+                          f"customer.{said}")
+        receiver = slack_user(self.team, event.to)
+        if receiver:
+            await self._card_link(conversation)
+            link = await self.store.get_ref("slack-permalink", conversation.id)
+            where = f"<{link}|open the thread>" if link else f"the card is in <#{await self.channel(conversation)}>"
+            await self._direct(receiver, f"transferred chat {conversation.id}",
+                               f":arrow_right: {self.who(event.by)} transferred the chat with "
+                               f"*{conversation.name or conversation.customer_id}* to you ({where}).{said}")
+
+    async def on_opened_to_all(self, conversation: Conversation, event: AgentEvent) -> None:
+        await self.update_card(conversation)
+        await self.thread(conversation, f"Nobody on the {conversation.topic} team accepted this chat in time: "
+                          "it is offered to everyone now.")
+
+    async def on_escalated(self, conversation: Conversation, event: AgentEvent) -> None:
+        """The first-response SLA is missed: whoever should take the chat is mentioned, and the card marked."""
+        if conversation.state is not State.NEW:
+            return
+        waited = format_seconds(max(0.0, event.at - conversation.created_at))
+        await self.update_card(conversation)
+        await self.thread(conversation, f":rotating_light: {await self._escalation_audience(conversation)} this chat "
+                          f"has waited {waited} without Accept (escalation {conversation.escalations}).")
+
+    async def on_delivery_failed(self, conversation: Conversation, event: AgentEvent) -> None:
+        """A message the customer did not get: said in the thread, with Retry."""
+        entry = await self.store.message(conversation.id, event.seq)
+        if entry is not None:
+            text = f":warning: Not delivered to the customer: “{_quoted(entry.text)}” ({clip(entry.detail, 500)})"
+            await self.thread(conversation, text, _failed_blocks(conversation, text, event.seq))
+
+    async def on_redelivering(self, conversation: Conversation, event: AgentEvent) -> None:
+        entry = await self.store.message(conversation.id, event.seq)
+        if entry is not None:
+            await self.thread(conversation,
+                              f":repeat: {self.who(event.by)} is sending “{_quoted(entry.text)}” again.")
+
+    async def on_changed(self, conversation: Conversation, event: AgentEvent) -> None:
+        """Something the card shows changed (sound, a control with no event of its own)."""
+        await self.update_card(conversation)
+
+    async def on_control(self, conversation: Conversation, event: AgentEvent) -> None:
+        """A control with no event of its own (``event.operation``): the card, and who used it in the thread."""
+        operation = OPERATIONS.get(event.operation)
+        label = operation.label if operation is not None and operation.label else event.operation or "a control"
+        await self._card_and_note(conversation, f"{self.who(event.by)} used {escape(label)} on this chat.")
+
+    # -- what the handlers share ----------------------------------------------------------------------
+
+    async def _card_and_note(self, conversation: Conversation, note: str) -> None:
+        await self.update_card(conversation)
+        await self.thread(conversation, note)
+
+    async def _direct(self, user: str, about: str, text: str) -> None:
+        """A DM; one Slack refuses for good (the user deactivated, DMs closed) is only logged."""
+        try:
+            await self.post(channel=user, text=text)
+        except DeliveryError as exc:
+            if not exc.permanent:
+                raise
+            log.warning("cannot DM %s about %s: %s", user, about, exc)
+
+    async def _in_head_start(self, conversation: Conversation, entry: HistoryEntry | None) -> bool:
+        """Whether the chat is still in its head start (a DM, no card yet); then the customer's message goes
+        to the DM's thread, where only the previous agent sees it."""
+        dm = await _dm(self.store, conversation.id)
+        if entry is None or dm is None or await self.store.get_ref("slack-card", conversation.id) is not None:
+            return False
+        await self.relay(conversation, entry, dm[0], dm[1])
+        return True
+
+    async def _in_thread(self, conversation: Conversation, entry: HistoryEntry | None, lead: str = "",
+                         text: str | None = None, together: bool = False) -> None:
+        """A customer's message in the card's thread, unless it is there already (relayed with an earlier
+        one, or by the card's catch-up): ``lead`` before it, or ``text`` instead of it; ``together``: with
+        the messages right after it when the thread is behind."""
+        if entry is None or entry.seq <= int(await self.store.get_ref("slack-relayed", conversation.id) or 0):
+            return
+        if text is None and conversation.state is State.ACTIVE and conversation.assignee \
+                and await self._sound(conversation):
+            # The mention is what makes Slack notify the assignee with sound.
+            lead = f"{self.who(conversation.assignee)} {lead}"
+        thread = await self.post_card(conversation)
+        behind = await self._written_since(conversation, entry) if together else []
+        if behind:
+            await self.relay_together(conversation, [entry, *behind], await self.channel(conversation), thread, lead)
+        else:
+            await self.relay(conversation, entry, await self.channel(conversation), thread, lead, text)
+
+    async def _echo(self, conversation: Conversation, event: AgentEvent, what: str) -> None:
+        """What an agent wrote in another console, in the thread too: chatgate text as Slack mrkdwn (escaped:
+        it pings no one), whole."""
+        if event.console == "slack":
+            return
+        entry = await self.store.message(conversation.id, event.seq)
+        if entry is not None:
+            await self.thread(conversation, f"{self.who(event.by)} ({what}): {from_chatgate(entry.text)}",
+                              progress=f"{conversation.id}:{event.seq}:console")
+
+    async def _sent_as_template(self, conversation: Conversation, event: AgentEvent) -> None:
+        """The agent is told when their reply went out as the channel's template, outside its reply window."""
+        entry = await self.store.message(conversation.id, event.seq)
+        rule = self.services.conversations.windows.get(conversation.channel)
+        if entry is not None and entry.template and rule is not None:
+            await self.thread(conversation, f":envelope_with_arrow: {self.who(event.by)}: the customer last wrote "
+                              f"more than {_hours(rule.seconds)} ago, outside "
+                              f"{clip(self.labels.get(conversation.channel, conversation.channel), 50)}'s "
+                              f"reply window, so they get {rule.template} instead of this message. "
+                              "Once they answer, the window opens again: send your message then.")
+
+
+# What each outbox event does in Slack: one handler per kind, as slack-bolt has one listener per action.
+HANDLERS: dict[EventKind, Callable[[Delivery, Conversation, AgentEvent], Awaitable[None]]] = {
+    EventKind.CREATED: Delivery.on_created,
+    EventKind.MESSAGE: Delivery.on_message,
+    EventKind.REOPENED: Delivery.on_reopened,
+    EventKind.RATED: Delivery.on_rated,
+    EventKind.ACCEPTED: Delivery.on_accepted,
+    EventKind.DECLINED: Delivery.on_declined,
+    EventKind.LEFT: Delivery.on_left,
+    EventKind.RESOLVED: Delivery.on_resolved,
+    EventKind.CLOSED: Delivery.on_closed,
+    EventKind.REASSIGNED: Delivery.on_reassigned,
+    EventKind.OFFERED: Delivery.on_offered,
+    EventKind.SOUND: Delivery.on_changed,
+    EventKind.REPLIED: Delivery.on_replied,
+    EventKind.FIRST_RESPONSE: Delivery.on_first_response,
+    EventKind.NOTED: Delivery.on_noted,
+    EventKind.DELIVERY_FAILED: Delivery.on_delivery_failed,
+    EventKind.REDELIVERING: Delivery.on_redelivering,
+    EventKind.TRANSFERRED: Delivery.on_transferred,
+    EventKind.OPENED_TO_ALL: Delivery.on_opened_to_all,
+    EventKind.ESCALATED: Delivery.on_escalated,
+    EventKind.CHANGED: Delivery.on_control,
+}
 
 def _hours(seconds: float) -> str:
     if seconds >= 3600:

@@ -1,4 +1,5 @@
-"""Block Kit for the App Home: team figures, Inbox / Assigned tabs, filters, paging, auto-close.
+"""Block Kit for the App Home: team figures, who has room, Inbox / Assigned tabs, filters, paging,
+auto-close.
 
 Pure functions from core types to a ``views.publish`` view; reading the data and
 publishing it is ``home_refresh.py``'s job.
@@ -194,7 +195,7 @@ def home_view(state: HomeState, page: Page, figures: Figures, links: dict[str, s
         blocks.append({"type": "section", "block_id": "home-notice", "text": _text(notice)})
     blocks.append(_figures(figures))
     if room:
-        blocks.append(_room(room))  # issue 11 routing
+        blocks.append(_room(room))
     if auto_close is not None:
         blocks += _auto_close(auto_close)
     blocks += [{"type": "divider"}, _tabs(state, topics, labels)]
@@ -215,7 +216,7 @@ def home_view(state: HomeState, page: Page, figures: Figures, links: dict[str, s
 
 
 def _room(room: list[tuple[str, int, int]]) -> dict:
-    """Issue 11 routing: who has room for another chat (active chats / capacity)."""
+    """Who has room for another chat (active chats / capacity)."""
     parts = []
     for who, active, capacity in room[:40]:
         if capacity:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from gateway.events import AgentEvent, EventKind
 from gateway.message import State
+from gateway.redis_text import as_text
 from gateway.store import Store
 from gateway.topics import DEFAULT_TOPIC
 
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 # Events that change what every agent's Home shows (the Inbox, or the team figures).
 EVERYONE_EVENTS = frozenset({EventKind.CREATED, EventKind.ACCEPTED, EventKind.LEFT, EventKind.FIRST_RESPONSE,
                              EventKind.RATED, EventKind.OFFERED, EventKind.REASSIGNED,
-                             # issue 11 routing: Inbox visibility and who has room
+                             # the Inbox's topic teams, and who has room
                              EventKind.OPENED_TO_ALL, EventKind.TRANSFERRED, EventKind.RESOLVED, EventKind.CLOSED})
 
 # The pump's guard outlives a crashed worker by at most this long.
@@ -120,7 +121,7 @@ class HomePublisher:
         state = await self.state(user)
         agent = agent_id(self.team, user)
         now = self.conversations.clock()
-        # issue 11 routing: the Inbox shows the topics this agent serves
+        # The Inbox shows the topics this agent serves.
         served = await self.conversations.routes.served_topics(agent) if state.tab == "inbox" else None
 
         async def listing(*args):
@@ -141,7 +142,7 @@ class HomePublisher:
                          room=await self.room())
 
     async def room(self) -> list[tuple[str, int, int]]:
-        """Issue 11 routing: each configured agent's (name as shown, active chats, capacity; 0 unlimited)."""
+        """Each configured agent's (name as shown, active chats, capacity; 0 unlimited)."""
         agents = list(self.team.agents)
         routes = self.conversations.routes
         if not any(routes.capacity(agent) for agent in agents):
@@ -155,7 +156,7 @@ class HomePublisher:
         missing = [c for c in conversation_ids if c not in links]
         for conversation_id, ts in (await self.store.get_refs("slack-card", missing)).items():
             try:
-                channel = await card_channel(self.store, self.config, conversation_id)  # issue 11 routing
+                channel = await card_channel(self.store, self.config, conversation_id)
                 reply = await self.web.chat_getPermalink(channel=channel, message_ts=ts)
             except Exception as exc:  # noqa: BLE001 - a missing link must not cost the agent their Home
                 log.warning("no permalink for chat %s: %s", conversation_id, exc)
@@ -172,7 +173,7 @@ class HomePublisher:
         return 1.0 / self.config.home_publishes_per_second
 
     async def viewers(self) -> set[str]:
-        return {v.decode() for v in await self.store.redis.smembers(self._key("viewers"))}
+        return {as_text(v) for v in await self.store.redis.smembers(self._key("viewers"))}
 
     async def changed(self, conversation_id: str, events: Sequence[AgentEvent]) -> float | None:
         """A chat changed: mark the viewers whose Home may show it. Seconds until the pump
@@ -203,7 +204,7 @@ class HomePublisher:
         if not await self.store.redis.set(self._key("pump"), "1", nx=True, ex=PUMP_TTL):
             return None
         first = await self.store.redis.zrange(self._key("due"), 0, 0, withscores=True)
-        return max(0.0, first[0][1] - now) if first else 0.0
+        return max(0.0, float(first[0][1]) - now) if first else 0.0
 
     async def pump(self) -> float | None:
         """Publish every due Home the pace allows; seconds until the next run, or None when done."""
@@ -216,7 +217,7 @@ class HomePublisher:
                 following = await redis.zrange(self._key("due"), 0, 0, withscores=True)
                 if following:
                     await redis.expire(self._key("pump"), PUMP_TTL)
-                    return max(0.0, following[0][1] - now)
+                    return max(0.0, float(following[0][1]) - now)
                 await redis.delete(self._key("pump"))
                 # A change marked between the look above and the delete found the pump
                 # taken and left its scheduling to us: look once more.
@@ -232,7 +233,7 @@ class HomePublisher:
                     continue
                 await redis.expire(self._key("pump"), PUMP_TTL)
                 return wait
-            user = due[0].decode()
+            user = as_text(due[0])
             if not await redis.zrem(self._key("due"), user):
                 continue  # an agent's own click published it meanwhile
             published += 1

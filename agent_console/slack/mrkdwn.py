@@ -97,7 +97,8 @@ class _Slack:
         return _unescape(re.sub(r"<([^<>]*)>", one, s))
 
     def inline(self, lo: int, hi: int, style: dict) -> None:
-        s, buf, i = self.s, [], lo
+        s, i = self.s, lo
+        buf: list[str] = []
 
         def flush() -> None:
             if buf:
@@ -132,11 +133,11 @@ class _Slack:
                 name = {"*": "bold", "_": "italic", "~": "strike"}[ch]
                 opens = ((i == 0 or not s[i - 1].isalnum()) and i + 1 < hi and not s[i + 1].isspace()
                          and not self._doubled(i))
-                j = self._close(ch, i, hi) if opens and not style.get(name) else None
-                if j is not None:
+                closer = self._close(ch, i, hi) if opens and not style.get(name) else None
+                if closer is not None:
                     flush()
-                    self.inline(i + 1, j, {**style, name: True})
-                    i = j + 1
+                    self.inline(i + 1, closer, {**style, name: True})
+                    i = closer + 1
                     continue
             buf.append(ch)
             i += 1

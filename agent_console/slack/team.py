@@ -63,7 +63,7 @@ class SlackGroups:
             return cached[1]
         try:
             reply = await self.client.usergroups_users_list(usergroup=group)
-            members = frozenset(reply.get("users", []))
+            members: frozenset[str] = frozenset(reply.get("users", []))
         except SlackApiError:
             # Keep the last known members rather than locking everyone out.
             members = cached[1] if cached else frozenset()

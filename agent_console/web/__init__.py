@@ -1,8 +1,10 @@
-"""The agents' web console: the seed's Contact Center page, served by chatgate's own aiohttp app.
+"""The agents' web console: the Contact Center page, served by chatgate's own aiohttp app.
 
 Agents sign in with the ``password_hash`` of their ``[[agents]]`` entry (or a
-one-time link); the page lists Inbox and Assigned, opens a chat with its six
-controls A-F, and follows every change live (``live.py``). Everything it
+one-time link); the page lists Inbox and Assigned, opens a chat with the
+controls the core offers (``views.py``) and the saved replies
+(``saved_replies.py``), gives admins their panel and the Reports page
+(``reports.py``), and follows every change live (``live.py``). Everything it
 changes goes through ``services.conversations``; it keeps no state but its
 sessions and its event stream.
 """
@@ -10,24 +12,31 @@ sessions and its event stream.
 from __future__ import annotations
 
 import asyncio
-import logging
 from importlib import resources
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+
+from gateway.events import AgentEvent
+from gateway.message import Refused
+from gateway.ports import Console, Runtime
+from gateway.refusals import render
 
 from .config import WebConfig, load_web_config
 from .guard import Guard, secure
 from .live import EventLog, sse_handler
 from .login import Login, issue_login_token
 from .passwords import hash_password, verify_password
-from .refusals import refusal_text
+from .reports import mount as mount_reports
+from .saved_replies import mount as mount_saved_replies
 from .sessions import Sessions
 from .views import ConsoleApi
 
-__all__ = ["WebConsole", "WebConfig", "hash_password", "verify_password", "issue_login_token"]
+if TYPE_CHECKING:
+    from gateway.services import Services
+    from gateway.store import Store
 
-log = logging.getLogger(__name__)
+__all__ = ["WebConsole", "WebConfig", "hash_password", "verify_password", "issue_login_token"]
 
 STATIC = resources.files(__package__).joinpath("static")
 _TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml",
@@ -38,11 +47,11 @@ _ASSETS = {item.name: item.read_bytes() for item in STATIC.iterdir()
 PING_EVERY = 15.0
 
 
-def _events_key(store) -> str:
+def _events_key(store: "Store") -> str:
     return store.key("web", "events")
 
 
-class WebConsole:
+class WebConsole(Console[WebConfig]):
     """The Console port for the browser."""
 
     section = "web"
@@ -52,17 +61,16 @@ class WebConsole:
     hash_password = staticmethod(hash_password)
     issue_login_token = staticmethod(issue_login_token)
 
-    def __init__(self, config: WebConfig, runtime):
-        self.config = config
-        self.runtime = runtime
+    def __init__(self, config: WebConfig, runtime: Runtime):
+        super().__init__(config, runtime)
         # How long an SSE connection waits for an event before a ping (tests shorten it).
         self.ping_every = PING_EVERY
 
     # -- the web side ----------------------------------------------------------
 
-    def mount(self, app: web.Application, services) -> None:
+    def mount(self, app: web.Application, services: "Services") -> None:
         store = services.store
-        public_url = getattr(getattr(services.config, "server", None), "public_url", "") or ""
+        public_url = services.config.server.public_url
         sessions = Sessions(store.redis, store.key, self.config.session_secret, self.config.session_max_age,
                             secure=self.config.cookie_secure or public_url.startswith("https://"))
         guard = Guard(sessions, services.team)
@@ -110,29 +118,24 @@ class WebConsole:
         app.router.add_post("/console/api/chats/{id}/{action}", guard.api(api.action, post=True))
         app.router.add_get("/console/api/admin", guard.api(api.admin))
         app.router.add_post("/console/api/admin", guard.api(api.admin_post, post=True))
-        # --- desk (issue 11): saved replies and reports ---
-        from .desk import mount as mount_desk
-
-        mount_desk(app, guard, services, lambda refused: self.refusal(refused, services))
-        # --- end desk ---
+        mount_saved_replies(app, guard, services, lambda refused: self.refusal(refused, services))
+        mount_reports(app, guard, services)
         app.on_shutdown.append(end_streams)
 
     # -- the worker side ---------------------------------------------------------
 
-    async def deliver(self, event, services) -> None:
+    # No ``delivered`` of its own: the browsers re-read what they show, so a batch needs no summary.
+    async def deliver(self, event: AgentEvent, services: "Services") -> None:
         """Tell every browser (through the stream) that this conversation changed."""
-        kind = getattr(event.kind, "value", event.kind)
         await EventLog(services.store.redis, _events_key(services.store)).publish(
-            event.conversation_id, str(kind), event.seq, event.by, event.to)
+            event.conversation_id, event.kind.value, event.seq, event.by, event.to)
 
-    async def delivered(self, conversation_id: str, events: Sequence, services) -> None:
-        """Nothing to summarize: the browsers re-read what they show."""
-
-    async def run_task(self, task: str, args: Sequence[str], services) -> None:
-        log.warning("web console: unknown task %r ignored", task)
-
-    def refusal(self, refused, services) -> str:
-        return refusal_text(refused.code, getattr(refused, "detail", "") or "", services.team.name)
+    def refusal(self, refused: Refused, services: "Services") -> str:
+        """The catalogue's sentence with agents by their display names; one that names no one is the core's
+        own (it may say more: which file the platform cannot take, and why)."""
+        if not refused.detail and refused.reason:
+            return refused.reason
+        return render(refused.code, refused.detail, who=services.team.name)
 
 
 async def _redirect(location: str) -> web.StreamResponse:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 from aiohttp import web
 
@@ -24,8 +24,11 @@ SECURE_HEADERS = {
 # A reply or note is at most a few KiB; anything much larger is refused before it is read.
 MAX_BODY = 64 * 1024
 
+R = TypeVar("R", bound=web.StreamResponse)
 
-def secure(response: web.StreamResponse) -> web.StreamResponse:
+
+def secure(response: R) -> R:
+    """The response with the console's security headers (those it does not set itself)."""
     for name, value in SECURE_HEADERS.items():
         response.headers.setdefault(name, value)
     return response

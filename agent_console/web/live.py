@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+DEFAULT_SOCKET_TIMEOUT: float | None
 try:
     from redis._defaults import DEFAULT_SOCKET_TIMEOUT
 except ImportError:  # older redis-py: no timeout unless configured
@@ -75,7 +76,7 @@ def _start_id(request: web.Request) -> str | None:
 
 
 def sse_handler(events: EventLog, ping_every: float, figures: Callable[[], Awaitable[dict[str, Any]]],
-                prepare: Callable[[web.StreamResponse], None], tracked: set) -> Callable:
+                prepare: Callable[[web.StreamResponse], object], tracked: set) -> Callable:
     """``GET /console/api/events`` (the caller checks the session first)."""
 
     async def handle(request: web.Request) -> web.StreamResponse:

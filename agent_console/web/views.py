@@ -1,8 +1,11 @@
 """The console's JSON API: lists, one chat, its controls, the admin panel.
 
-Each control calls exactly one ``Conversations`` operation as the signed-in
-agent; the core decides, and a refusal comes back as 409 (403 for rights) with
-the console's own sentence. Nothing here changes a conversation by itself.
+A chat's controls are the core's (``gateway.operations.available``): the page
+renders those and nothing else. Each control is ``POST .../chats/{id}/{control}``
+with the arguments its declaration names, read from the JSON body by their kinds
+and run by ``Conversations.perform`` as the signed-in agent; the core decides,
+and a refusal comes back as 409 (403 for rights) with the catalogue's sentence.
+Nothing here changes a conversation by itself.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from gateway.conversations import BadArguments
 from gateway.message import Refused
+from gateway.operations import OPERATIONS, Argument, Operation, available, controls
+from gateway.team import Role
 
 from .guard import ApiError, read_json
 from .sessions import Session
@@ -25,6 +31,7 @@ _CHANNEL = re.compile(r"^[a-z0-9_-]{0,40}$")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _RIGHTS = {"not_agent", "not_admin"}
 OPEN = ("active", "resolved")
+_KINDS = {str: "text", bool: "bool", int: "int", list: "list"}  # an argument's kind, as the page reads it
 
 
 def _state(conversation) -> str:
@@ -91,12 +98,12 @@ class ConsoleApi:
             "rating": c.rating, "channel": c.channel, "channel_label": labels.get(c.channel, c.channel),
             "topic": c.topic or "general", "undelivered": c.undelivered, "updated_at": c.updated_at,
             "assignee": c.assignee, "assignee_name": self.team.name(c.assignee) if c.assignee else "",
-            # issue 11 routing: escalated rows are highlighted (with a sound); team-only chats say so
+            # Escalated rows are highlighted (with a sound); team-only chats say so.
             "escalations": c.escalations, "team_only": c.team_only,
         }
 
     async def room(self) -> list[dict[str, Any]]:
-        """Issue 11 routing: each configured agent's active chats against their capacity (0: unlimited)."""
+        """Each configured agent's active chats against their capacity (0: unlimited)."""
         routes = self.services.conversations.routes
         agents = list(self.team.agents)
         if not any(routes.capacity(a) for a in agents):
@@ -120,7 +127,7 @@ class ConsoleApi:
         offset = _int(query, "offset", 0, 0, 1_000_000)
         limit = _int(query, "limit", 20, 1, 100)
         agent = session.agent_id
-        served = await self.services.conversations.routes.served_topics(agent)  # issue 11 routing
+        served = await self.services.conversations.routes.served_topics(agent)
         inbox = await self.store.inbox_for(agent, channel=channel, topic=topic,
                                            offset=offset if tab == "inbox" else 0, limit=limit, served=served)
         assigned = await self.store.assigned_for(agent, channel=channel, topic=topic,
@@ -134,7 +141,7 @@ class ConsoleApi:
             "figures": await self.figures(),
             "channels": [{"name": name, "label": label} for name, label in labels.items()],
             "topics": self._topics(),
-            "room": await self.room(),  # issue 11 routing
+            "room": await self.room(),
         })
 
     async def chat_json(self, conversation_id: str, agent: str) -> dict[str, Any]:
@@ -142,11 +149,13 @@ class ConsoleApi:
         if c is None:
             raise ApiError(404, "not_found", "This chat does not exist (any more).")
         history = await self.store.history(conversation_id)
-        admin = await self.team.is_admin(agent)
+        role = await self.team.role(agent)
+        admin = role >= Role.ADMIN
         state = _state(c)
         mine = c.assignee == agent and state in OPEN
-        head_start = getattr(c, "head_start_for", "") or ""
-        waiting = state == "new" and agent not in c.declined_by and head_start in ("", agent)
+        # What the core says this agent may use on this chat now; the page shows these and nothing else.
+        usable = available(c, agent, role)
+        names = {op.name for op in usable}
         labels = self._labels()
         customer = c.name or c.phone or "Customer"
 
@@ -174,16 +183,14 @@ class ConsoleApi:
             } for e in history],
             "sound": await self.store.sound(c.id, agent) if mine else False,
             "mine": mine,
-            "controls": {
-                "back": mine, "sound": mine, "leave": mine, "resolve": mine and state == "active",
-                "accept": waiting, "reject": waiting,
-                "reply": mine and state == "active", "note": mine, "retry": mine,
-                "reassign": admin and state in OPEN,
-                "transfer": mine and state == "active",  # issue 11 routing
-            },
+            # Every declared control: whether this agent may use it now. "back" (A) is the page's own
+            # navigation to the agent's chat: there while the chat is theirs to leave.
+            "controls": {"back": "leave" in names, **{op.name: op.name in names for op in controls()}},
+            # The usable ones as declared, so the page can show one it has no UI of its own for.
+            "available": [_declared(op) for op in usable],
             "agents": [{"id": a.id, "name": a.display_name} for a in self.team.agents.values()]
             if admin or mine else [],
-            # issue 11 routing: who held the chat when, and its first-response escalations
+            # Who held the chat when, and its first-response escalations.
             "holders": [{"agent": h.get("agent", ""), "name": self.team.name(h.get("agent", "")),
                          "from": h.get("from"), "to": h.get("to") or None} for h in c.holders],
             "escalations": c.escalations, "team_only": c.team_only,
@@ -194,63 +201,17 @@ class ConsoleApi:
 
     # -- the controls ------------------------------------------------------------
 
-    @staticmethod
-    def _text(body: dict) -> str:
-        text = body.get("text")
-        if not isinstance(text, str) or not text.strip():
-            raise ApiError(400, "empty", "Write something first.")
-        if len(text) > MAX_TEXT:
-            raise ApiError(413, "too_long", f"That is longer than {MAX_TEXT} characters; split it into parts.")
-        return text.strip()
-
-    @staticmethod
-    def _platform_id(body: dict) -> str:
-        """The browser's id of a send, so a double submit is stored once."""
-        client_id = body.get("client_id", "")
-        if client_id == "":
-            return ""
-        if not isinstance(client_id, str) or not _CLIENT_ID.match(client_id):
-            raise ApiError(400, "bad_body", "client_id must be 8-64 letters, digits, - or _.")
-        return f"web:{client_id}"
-
     async def action(self, request: web.Request, session: Session) -> web.Response:
-        conversation_id, action = request.match_info["id"], request.match_info["action"]
+        conversation_id, name = request.match_info["id"], request.match_info["action"]
         agent = session.agent_id
-        body = await read_json(request)
-        conversations = self.services.conversations
+        operation = OPERATIONS.get(name)
+        if operation is None or not operation.is_control:
+            raise ApiError(404, "unknown_action", f"There is no control {name!r}.")
+        arguments = _arguments(operation, await read_json(request))
         try:
-            if action in ("accept", "reject", "resolve", "leave"):
-                await getattr(conversations, action)(conversation_id, agent, via=VIA)
-            elif action == "sound":
-                on = body.get("on")
-                if not isinstance(on, bool):
-                    raise ApiError(400, "bad_body", "Send {\"on\": true} or {\"on\": false}.")
-                await conversations.set_sound(conversation_id, agent, on, via=VIA)
-            elif action == "reply":
-                await conversations.reply(conversation_id, agent, self._text(body),
-                                          platform_id=self._platform_id(body), via=VIA)
-            elif action == "note":
-                await conversations.note(conversation_id, agent, self._text(body),
-                                         platform_id=self._platform_id(body), via=VIA)
-            elif action == "retry":
-                seq = body.get("seq")
-                if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
-                    raise ApiError(400, "bad_body", "Send the message's seq, a whole number from 1.")
-                await conversations.redeliver(conversation_id, seq, agent, via=VIA)
-            elif action == "transfer":  # issue 11 routing
-                to, note = body.get("to"), body.get("note", "")
-                if not isinstance(to, str) or not to:
-                    raise ApiError(400, "bad_body", "Choose the agent to hand this chat to.")
-                if not isinstance(note, str) or len(note) > MAX_TEXT:
-                    raise ApiError(400, "bad_body", f"The note must be text of at most {MAX_TEXT} characters.")
-                await conversations.transfer(conversation_id, agent, to, note, via=VIA)
-            elif action == "reassign":
-                to = body.get("to")
-                if not isinstance(to, str) or not to:
-                    raise ApiError(400, "bad_body", "Choose the agent to give this chat to.")
-                await conversations.reassign(conversation_id, agent, to, via=VIA)
-            else:
-                raise ApiError(404, "unknown_action", f"There is no control {action!r}.")
+            await self.services.conversations.perform(name, conversation_id, agent, via=VIA, **arguments)
+        except BadArguments as bad:
+            raise ApiError(400, "bad_body", str(bad)) from None
         except Refused as refused:
             status = 403 if refused.code in _RIGHTS else 409
             raise ApiError(status, refused.code, self.refusal(refused)) from None
@@ -285,3 +246,78 @@ class ConsoleApi:
             status = 403 if refused.code in _RIGHTS else 409
             raise ApiError(status, refused.code, self.refusal(refused)) from None
         return web.json_response({"ok": True, "affected": affected, **await self._admin_json()})
+
+
+# -- a control's arguments from the JSON body -------------------------------------------
+
+
+def _declared(op: Operation) -> dict[str, Any]:
+    """A control as the page sees it: its name, label and arguments (with the body's names)."""
+    return {"name": op.name, "label": op.label,
+            "arguments": [{"name": _BODY_NAMES.get(a.name, a.name), "kind": _KINDS.get(a.kind, "text"),
+                           "label": a.label, "required": a.required}
+                          for a in op.arguments if a.name not in _NOT_FROM_THE_PAGE]}
+
+
+def _text(value: Any, argument: Argument) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(400, "empty", "Write something first.")
+    if len(value) > MAX_TEXT:
+        raise ApiError(413, "too_long", f"That is longer than {MAX_TEXT} characters; split it into parts.")
+    return value.strip()
+
+
+def _client_id(value: Any, argument: Argument) -> str:
+    """The browser's id of a send, so a double submit is stored once."""
+    if value == "":
+        return ""
+    if not isinstance(value, str) or not _CLIENT_ID.match(value):
+        raise ApiError(400, "bad_body", "client_id must be 8-64 letters, digits, - or _.")
+    return f"web:{value}"
+
+
+def _agent(value: Any, argument: Argument) -> str:
+    if not isinstance(value, str) or not value:
+        raise ApiError(400, "bad_body", "Choose the agent to give this chat to.")
+    return value
+
+
+def _seq(value: Any, argument: Argument) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ApiError(400, "bad_body", "Send the message's seq, a whole number from 1.")
+    return value
+
+
+def _of_kind(value: Any, argument: Argument) -> Any:
+    """Any other argument: of its declaration's kind (a count is never true or false), text within MAX_TEXT."""
+    name = _BODY_NAMES.get(argument.name, argument.name)
+    if not isinstance(value, argument.kind) or (argument.kind is int and isinstance(value, bool)):
+        raise ApiError(400, "bad_body", f"{name} must be {_KIND_WORDS.get(argument.kind, 'text')}.")
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise ApiError(400, "bad_body", f"{name} must be text of at most {MAX_TEXT} characters.")
+    return value
+
+
+_KIND_WORDS = {str: "text", bool: "true or false", int: "a whole number", list: "a list"}
+# The body's name of an argument, where the page calls it otherwise.
+_BODY_NAMES = {"platform_id": "client_id"}
+# Arguments the page never sends (files come from other consoles).
+_NOT_FROM_THE_PAGE = {"attachments"}
+# The web's own checks of some arguments, by (control, argument) or by argument; any other by its kind.
+_READERS: dict[tuple[str, str] | str, Callable[[Any, Argument], Any]] = {
+    ("reply", "text"): _text, ("note", "text"): _text, "platform_id": _client_id, "to": _agent,
+    ("redeliver", "seq"): _seq,
+}
+
+
+def _arguments(operation: Operation, body: dict) -> dict[str, Any]:
+    """The control's declared arguments from ``body``, each checked (a missing required one is refused by
+    its check); a missing optional one is left out."""
+    arguments: dict[str, Any] = {}
+    for argument in operation.arguments:
+        key = _BODY_NAMES.get(argument.name, argument.name)
+        if argument.name in _NOT_FROM_THE_PAGE or (key not in body and not argument.required):
+            continue
+        read = _READERS.get((operation.name, argument.name)) or _READERS.get(argument.name) or _of_kind
+        arguments[argument.name] = read(body.get(key), argument)
+    return arguments

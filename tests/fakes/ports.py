@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway.config import ConfigReader
 from gateway.events import AgentEvent
 from gateway.message import InboundMessage, OutboundMessage, Refused
-from gateway.ports import DeliveryError, Runtime
+from gateway.ports import Channel, Console, DeliveryError, Runtime
 
 __all__ = ["FakeChannel", "FakeConsole", "SENT", "SHOWN"]
 
@@ -40,13 +40,13 @@ def _load(reader: ConfigReader) -> FakeConfig:
     return config
 
 
-class FakeChannel:
+class FakeChannel(Channel[FakeConfig]):
     section = "fakechannel"
     labels = {"fake": "Fake channel"}
     load_config = staticmethod(_load)
 
     def __init__(self, config: FakeConfig, runtime: Runtime):
-        self.config = config
+        super().__init__(config, runtime)
 
     def mount(self, app: web.Application, services) -> None:
         async def webhook(request: web.Request) -> web.Response:
@@ -65,13 +65,13 @@ class FakeChannel:
         return f"fake-{next(_ids)}"
 
 
-class FakeConsole:
+class FakeConsole(Console[FakeConfig]):
     section = "fakeconsole"
     name = "fake"
     load_config = staticmethod(_load)
 
     def __init__(self, config: FakeConfig, runtime: Runtime):
-        self.config = config
+        super().__init__(config, runtime)
         self.batches: list[tuple[str, int]] = []
 
     def mount(self, app: web.Application, services) -> None:

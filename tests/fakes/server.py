@@ -102,18 +102,6 @@ class FakeServer:
         with self._lock:
             return [c for c in self.calls if c.method == method]
 
-    def wait_for(self, predicate, timeout: float = 15.0, what: str = "a call"):
-        """Poll until ``predicate(self)`` is truthy; its value. AssertionError on timeout."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            value = predicate(self)
-            if value:
-                return value
-            time.sleep(0.05)
-        with self._lock:
-            seen = [(c.method, c.params) for c in self.calls]
-        raise AssertionError(f"timed out waiting for {what}; calls so far: {seen}")
-
     def start(self) -> "FakeServer":
         ready = threading.Event()
 

@@ -220,7 +220,6 @@ class FakeSlack(FakeServer):
             if errors:
                 return web.json_response({"ok": False, "error": "invalid_blocks", "errors": errors})
             self.home_views[params["user_id"]] = view
-        # --- desk (issue 11): modals ---
         if method == "views.open":
             view = params.get("view")
             view = json.loads(view) if isinstance(view, str) else view
@@ -236,7 +235,6 @@ class FakeSlack(FakeServer):
             view_id = f"V{next(self._ts):08d}"
             self.views[view_id] = dict(view, id=view_id)
             return web.json_response({"ok": True, "view": dict(view, id=view_id)})
-        # --- end desk ---
         if method in ("views.publish", "conversations.open"):
             return web.json_response({"ok": True, "channel": {"id": "D0001"}, "view": {"id": "V1"}})
         return web.json_response({"ok": False, "error": "unknown_method"})
@@ -420,7 +418,6 @@ def message_event(user: str, channel: str, text: str, ts: str, thread_ts: str | 
     })
 
 
-# --- desk (issue 11): modals and reactions ---
 def select_submission(user: str, view: dict, values: dict) -> str:
     """The form body of a ``view_submission`` of ``view`` (as views.open stored it) with ``values``
     as Slack puts them in ``view.state.values`` (block id -> action id -> element state: selects too)."""
@@ -445,4 +442,3 @@ def reaction_added(user: str, reaction: str, channel: str, ts: str) -> str:
         "event_id": f"EvReact{user}{reaction}{time.time_ns()}", "event_time": int(time.time()), "event": event,
         "authorizations": [{"team_id": "T0001", "user_id": BOT_USER, "is_bot": True}],
     })
-# --- end desk ---

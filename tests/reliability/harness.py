@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import redis as redis_sync
+from tests.support import keys
+
+# The store's keys (``Store.key``) under the default prefix, for this module's plain Redis clients.
+KEY = keys()
 
 
 @dataclass
@@ -51,14 +55,14 @@ def check_conversations(store: redis_sync.Redis) -> list[str]:
     """Every conversation in exactly one state, in exactly the list that state means, with
     at most one assignee. Returns the inconsistencies found (empty when all is well)."""
     problems = []
-    inbox = {m.decode() for m in store.zrange("{chatgate}:inbox", 0, -1)}
-    closed = {m.decode() for m in store.zrange("{chatgate}:closed", 0, -1)}
+    inbox = {m.decode() for m in store.zrange(KEY("inbox"), 0, -1)}
+    closed = {m.decode() for m in store.zrange(KEY("closed"), 0, -1)}
     assigned: dict[str, set[str]] = {}
-    for key in store.scan_iter("{chatgate}:assigned:*"):
+    for key in store.scan_iter(KEY("assigned", "*")):
         agent = key.decode().rsplit(":", 1)[1]
         for member in store.zrange(key, 0, -1):
             assigned.setdefault(member.decode(), set()).add(agent)
-    for key in store.scan_iter("{chatgate}:conv:*"):
+    for key in store.scan_iter(KEY("conv", "*")):
         conv = {k.decode(): v.decode() for k, v in store.hgetall(key).items()}
         cid, state, assignee = conv["id"], conv["state"], conv.get("assignee", "")
         holders = assigned.get(cid, set())

@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from .harness import check_conversations
+from tests.support import eventually
 
 _updates = itertools.count(1)
 _ts = itertools.count(1)
@@ -27,12 +28,12 @@ def open_chats(deployment, chats: list[int], agent: str = "UAGENT1") -> dict[int
         assert deployment.customer_says(next(_updates), chat, token(chat, 0)) == 200
     ids = {}
     for chat in chats:
-        deployment.wait(lambda: deployment.conversation_of(chat) and deployment.card_ts(deployment.conversation_of(chat)),
-                        what=f"the card of chat {chat}")
+        eventually(lambda: deployment.conversation_of(chat) and deployment.card_ts(deployment.conversation_of(chat)),
+                   timeout=60, what=f"the card of chat {chat}")
         ids[chat] = deployment.conversation_of(chat)
         assert deployment.click("accept", ids[chat], agent) == 200
-    deployment.wait(lambda: all(deployment.store().hget(f"{{chatgate}}:conv:{c}", "state") == b"active"
-                                for c in ids.values()), what="the accepts")
+    eventually(lambda: all(deployment.store().hget(deployment.key("conv", c), "state") == b"active"
+                           for c in ids.values()), timeout=60, what="the accepts")
     return ids
 
 
@@ -62,9 +63,9 @@ def test_order_with_two_workers_in_both_directions(deployment, tally):
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(customer, chats))
         list(pool.map(agent, chats))
-    deployment.wait(lambda: all(len(deployment.telegram.sent_texts(c)) >= 12 for c in chats)
-                    and all(len(deployment.customer_texts_in_slack(ids[c])) >= 13 for c in chats),
-                    what="every message")
+    eventually(lambda: all(len(deployment.telegram.sent_texts(c)) >= 12 for c in chats)
+               and all(len(deployment.customer_texts_in_slack(ids[c])) >= 13 for c in chats),
+               timeout=60, what="every message")
     deployment.wait_idle()  # anything extra (a duplicate) has arrived by now
     for chat in chats:
         tally.add(inbound[chat], deployment.customer_texts_in_slack(ids[chat]))
@@ -79,17 +80,17 @@ def test_worker_killed_with_sigkill_mid_delivery(deployment, tally):
     deployment.telegram.delay = 2.0
     first, second = token(chat, 1, "a"), token(chat, 2, "a")
     assert deployment.agent_says("UAGENT1", ids[chat], first, agent_reply_ts()) == 200
-    deployment.wait(lambda: deployment.telegram.in_flight > 0, what="the delivery to start")
+    eventually(lambda: deployment.telegram.in_flight > 0, timeout=60, what="the delivery to start")
     # Whichever worker is sending it dies, with its work horse, before Telegram answered.
     for index in range(len(deployment.workers)):
         deployment.kill_worker(index)
     assert deployment.agent_says("UAGENT1", ids[chat], second, agent_reply_ts()) == 200
     deployment.telegram.delay = 0.0
-    deployment.wait(lambda: deployment.telegram.in_flight == 0, what="the killed send to end")
+    eventually(lambda: deployment.telegram.in_flight == 0, timeout=60, what="the killed send to end")
     assert deployment.telegram.sent_texts(chat) == []  # nothing got through the crash
     deployment.start_worker(0)
-    deployment.wait(lambda: len(deployment.telegram.sent_texts(chat)) >= 2, timeout=40,
-                    what="delivery after the restart")
+    eventually(lambda: len(deployment.telegram.sent_texts(chat)) >= 2, timeout=40,
+               what="delivery after the restart")
     deployment.wait_idle(crashed=True)
     tally.add([first, second], deployment.telegram.sent_texts(chat))
     assert tally.clean, tally
@@ -116,14 +117,14 @@ def test_redis_stopped_and_restarted(deployment, tally):
         assert error.code == 503 and b"redis" in error.read()
     deployment.redis_server.start()
     # Telegram retries the refused update; chatgate has recovered by itself.
-    deployment.wait(lambda: deployment.customer_says(update, chat, refused, web=1) == 200, timeout=20,
-                    what="webhooks to work again")
+    eventually(lambda: deployment.customer_says(update, chat, refused, web=1) == 200, timeout=20,
+               what="webhooks to work again")
     after = token(chat, 3)
     assert deployment.customer_says(next(_updates), chat, after) == 200
     reply = token(chat, 1, "a")
     assert deployment.agent_says("UAGENT1", ids[chat], reply, agent_reply_ts()) == 200
-    deployment.wait(lambda: len(deployment.customer_texts_in_slack(ids[chat])) >= 4
-                    and deployment.telegram.sent_texts(chat), timeout=40, what="delivery after Redis came back")
+    eventually(lambda: len(deployment.customer_texts_in_slack(ids[chat])) >= 4
+               and deployment.telegram.sent_texts(chat), timeout=40, what="delivery after Redis came back")
     deployment.wait_idle(crashed=True)  # a job Redis vanished under stays "started" until RQ cleans up
     tally.add([token(chat, 0), before, refused, after], deployment.customer_texts_in_slack(ids[chat]))
     tally.add([reply], deployment.telegram.sent_texts(chat))
@@ -149,9 +150,9 @@ def test_platform_answers_500_then_429_then_200(deployment, tally):
     messages = [token(chat, n) for n in range(1, 4)]
     for text in messages:
         assert deployment.customer_says(next(_updates), chat, text) == 200
-    deployment.wait(lambda: len(deployment.telegram.sent_texts(chat)) >= 3
-                    and len(deployment.customer_texts_in_slack(ids[chat])) >= 4, timeout=40,
-                    what="delivery after the failures")
+    eventually(lambda: len(deployment.telegram.sent_texts(chat)) >= 3
+               and len(deployment.customer_texts_in_slack(ids[chat])) >= 4, timeout=40,
+               what="delivery after the failures")
     deployment.wait_idle()
     assert not deployment.telegram.failures and not deployment.slack.failures  # all were met
     tally.add(replies, deployment.telegram.sent_texts(chat))
@@ -169,10 +170,10 @@ def test_duplicate_and_reordered_webhook_deliveries(deployment, tally):
     with ThreadPoolExecutor(6) as pool:
         statuses = list(pool.map(lambda u: deployment.customer_says(u[0], chat, u[1], web=u[0] % 2), deliveries))
     assert set(statuses) == {200}
-    deployment.wait(lambda: len(deployment.customer_texts_in_slack(ids[chat])) >= 7, what="the messages")
+    eventually(lambda: len(deployment.customer_texts_in_slack(ids[chat])) >= 7, timeout=60, what="the messages")
     deployment.wait_idle()
     arrived = deployment.customer_texts_in_slack(ids[chat])
-    history = deployment.store().lrange(f"{{chatgate}}:msgs:{ids[chat]}", 0, -1)
+    history = deployment.store().lrange(deployment.key("msgs", ids[chat]), 0, -1)
     stored_tokens = [json.loads(raw)["text"] for raw in history]
     # Stored once each; relayed exactly once, in the order chatgate accepted them.
     assert sorted(stored_tokens) == sorted([token(chat, 0)] + [t for _, t in updates])
@@ -184,8 +185,8 @@ def test_burst_of_concurrent_clicks_from_many_agents(deployment, tally):
     chats = [9600 + i for i in range(6)]
     for chat in chats:
         assert deployment.customer_says(next(_updates), chat, token(chat, 0)) == 200
-    deployment.wait(lambda: all(deployment.conversation_of(c) and deployment.card_ts(deployment.conversation_of(c))
-                                for c in chats), what="the cards")
+    eventually(lambda: all(deployment.conversation_of(c) and deployment.card_ts(deployment.conversation_of(c))
+                           for c in chats), timeout=60, what="the cards")
     ids = [deployment.conversation_of(c) for c in chats]
     agents = [f"UAGENT{i}" for i in range(1, 6)]
     clicks = [(action, cid, agent) for cid in ids for agent in agents

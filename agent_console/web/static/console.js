@@ -99,7 +99,7 @@
     $("fig-rating").textContent = f.average_rating === null ? "–" : `${f.average_rating.toFixed(1)} (${f.ratings})`;
   }
 
-  // issue 11 routing: who has room for another chat
+  // Who has room for another chat.
   function renderRoom(room) {
     const box = $("fig-room");
     box.hidden = !(room && room.length);
@@ -198,7 +198,7 @@
     tr.dataset.id = r.id;
     const name = cell("Customer", r.customer);
     if (r.undelivered) name.appendChild(el("span", "badge", `${r.undelivered} undelivered`));
-    // issue 11 routing: a chat escalated for waiting too long is highlighted
+    // A chat escalated for waiting too long is highlighted.
     if (r.escalations && r.state === "new") {
       tr.classList.add("escalated");
       name.appendChild(el("span", "badge escalated", `waiting too long ×${r.escalations}`));
@@ -283,7 +283,9 @@
       ? "Accept the chat (E) to reply and to use A–D, or reject it (F) to leave it to the others."
       : c.state === "new" ? "You rejected this chat; it stays in the Inbox for the others." : "";
 
-    historyBox.replaceChildren(...c.history.map((entry) => message(entry, ctl.retry)));
+    renderOtherControls(c);
+
+    historyBox.replaceChildren(...c.history.map((entry) => message(entry, ctl.redeliver)));
     if (first || atBottom) historyBox.scrollTop = historyBox.scrollHeight;
     $("chat-status").textContent = {
       new: "Waiting in the Inbox.",
@@ -294,7 +296,7 @@
 
     $("reply-form").hidden = !ctl.reply;
     $("note-form").hidden = !ctl.note;
-    // issue 11 routing: Transfer (the assignee hands the chat on, with a note)
+    // Transfer: the assignee hands the chat on, with a note.
     const transfer = $("transfer-form");
     transfer.hidden = !ctl.transfer;
     if (ctl.transfer) agentChoices($("transfer-to"), c);
@@ -318,6 +320,23 @@
     $("c-rating").textContent = rating(c.rating);
   }
 
+  // The controls the page has its own buttons and forms for; any other the core makes available
+  // (c.available, as declared) is a plain button with its declared label.
+  const OWN_CONTROLS = new Set(["accept", "reject", "resolve", "leave", "sound", "reply", "note", "redeliver",
+    "reassign", "transfer"]);
+  function renderOtherControls(c) {
+    const others = (c.available || []).filter((control) => !OWN_CONTROLS.has(control.name)
+      && control.arguments.every((argument) => !argument.required));
+    $("ctl-more").replaceChildren(...others.map((control) => {
+      const button = el("button", "control", control.label || control.name);
+      button.type = "button";
+      button.id = `ctl-op-${control.name}`;
+      button.dataset.control = control.name;
+      button.addEventListener("click", () => act(control.name, {}, `${control.label || control.name}: done.`));
+      return button;
+    }));
+  }
+
   function message(entry, canRetry) {
     const kind = entry.direction === "note" ? "note" : entry.by === "system" ? "system" : entry.direction;
     const li = el("li", `msg ${kind}`);
@@ -334,7 +353,7 @@
       if (failed && canRetry) {
         const retry = el("button", "", "Retry");
         retry.type = "button";
-        retry.addEventListener("click", () => act("retry", { seq: entry.seq }, "Sending it again."));
+        retry.addEventListener("click", () => act("redeliver", { seq: entry.seq }, "Sending it again."));
         status.appendChild(retry);
       }
       li.appendChild(status);
@@ -385,8 +404,8 @@
     let data;
     try { data = await api("/console/api/admin"); } catch (e) { notice(e.message); return; }
     renderAdmin(data);
-    loadSavedAdmin();  // desk (issue 11)
-    loadReport();  // desk (issue 11)
+    loadSavedAdmin();
+    loadReport();
   }
 
   function renderAdmin(data) {
@@ -414,7 +433,7 @@
       chatTimer = setTimeout(loadChat, 100);
     }
     if (ev.kind === "message" || ev.kind === "reopened") maybeBeep(ev.conversation_id, ev.seq || 0);
-    if (ev.kind === "escalated") beep();  // issue 11 routing: a chat waits too long
+    if (ev.kind === "escalated") beep();  // a chat waits too long
   }
 
   // Messages that must not ring (again): "chat:seq" rung already, and per chat the last seq
@@ -461,7 +480,7 @@
     source.addEventListener("chat", (e) => onChatEvent(JSON.parse(e.data)));
   }
 
-  // -- desk (issue 11): saved replies in the reply box, admin panels, reports ----------
+  // -- saved replies in the reply box, admin panels, reports --------------------
   const saved = { items: [], index: 0, timer: 0 };
   function savedOpen() { return !$("saved-list").hidden; }
   function closeSaved() { $("saved-list").hidden = true; saved.items = []; }
@@ -497,7 +516,7 @@
       renderSaved();
     } catch (e) { closeSaved(); }
   }
-  function wireDesk() {
+  function wireSavedRepliesAndReports() {
     const box = $("reply-text");
     box.addEventListener("input", () => { clearTimeout(saved.timer); saved.timer = setTimeout(searchSaved, 120); });
     // Registered before the reply box's own keys: while the list is open, Enter picks instead of sending.
@@ -590,7 +609,6 @@
       return tr;
     }));
   }
-  // -- end desk --
 
   // -- wiring ------------------------------------------------------------------
   function wire() {
@@ -617,7 +635,7 @@
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send($("reply-form"), $("reply-text"), "reply"); }
     });
     $("note-form").addEventListener("submit", (e) => { e.preventDefault(); send($("note-form"), $("note-text"), "note", "Note added."); });
-    $("transfer-form").addEventListener("submit", (e) => {  // issue 11 routing
+    $("transfer-form").addEventListener("submit", (e) => {
       e.preventDefault();
       const to = $("transfer-to").value;
       if (to) act("transfer", { to, note: $("transfer-note").value }, "Transferred.");
@@ -652,7 +670,7 @@
     $("me-name").textContent = me.agent.name;
     $("admin-link").hidden = !me.agent.admin;
     document.body.dataset.ready = "1";
-    wireDesk();  // desk (issue 11): before wire(), see the reply box's keys
+    wireSavedRepliesAndReports();  // before wire(), see the reply box's keys
     wire();
     route();
     connectLive();

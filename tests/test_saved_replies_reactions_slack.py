@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tests.fakes.slack import reaction_added, select_submission
+from tests.support import eventually
 from tests.test_slack_card import ACTIVE_BUTTONS, AGENT, AGENTS, OTHER, OUTSIDER, CHANNEL, new_chat
 
 SAVED = """
@@ -21,7 +22,7 @@ text = "Refunds take 5 working days."
 
 
 @pytest.fixture(scope="module")
-def desk_gateway(module_deployment):
+def replies_and_reactions(module_deployment):
     started = module_deployment(tail=AGENTS.replace(f'id = "{AGENT}"', f'id = "{AGENT}"\nname = "Alice"') + SAVED,
                                 slack={"reactions": {"eyes": "accept", "white_check_mark": "resolve", "x": "leave"}})
     return started.gateway, started.slack, started.telegram, started.store()
@@ -31,42 +32,42 @@ def react(chat, user: str, reaction: str) -> None:
     assert chat.gw.slack_event(reaction_added(user, reaction, CHANNEL, chat.card_ts))[0] == 200
 
 
-def test_reactions_accept_and_resolve_with_the_buttons_refusals(desk_gateway):
-    chat = new_chat(desk_gateway)
+def test_reactions_accept_and_resolve_with_the_buttons_refusals(replies_and_reactions):
+    chat = new_chat(replies_and_reactions)
     chat.wait_buttons(["accept", "reject"])
     react(chat, OUTSIDER, "eyes")  # not an agent: refused privately, nothing changes
-    chat.slack.wait_for(lambda s: any(c.params.get("user") == OUTSIDER and "not on the support team"
-                                      in c.params.get("text", "") for c in s.calls_to("chat.postEphemeral")),
-                        what="the outsider's refusal")
+    eventually(lambda: any(c.params.get("user") == OUTSIDER and "not on the support team"
+                           in c.params.get("text", "") for c in chat.slack.calls_to("chat.postEphemeral")),
+               what="the outsider's refusal")
     assert chat.field("state") == "new"
     react(chat, AGENT, "eyes")
     chat.wait_state("active")
     chat.wait_buttons(ACTIVE_BUTTONS)
     assert chat.field("assignee") == AGENT
     react(chat, OTHER, "eyes")  # too late, the same refusal as the button's
-    chat.slack.wait_for(lambda s: any(c.params.get("user") == OTHER and "Too late" in c.params.get("text", "")
-                                      and c.params.get("channel") == CHANNEL
-                                      for c in s.calls_to("chat.postEphemeral")), what="too late")
+    eventually(lambda: any(c.params.get("user") == OTHER and "Too late" in c.params.get("text", "")
+                           and c.params.get("channel") == CHANNEL
+                           for c in chat.slack.calls_to("chat.postEphemeral")), what="too late")
     react(chat, OTHER, "white_check_mark")
-    chat.slack.wait_for(lambda s: any(c.params.get("user") == OTHER and "Only the agent who accepted"
-                                      in c.params.get("text", "") for c in s.calls_to("chat.postEphemeral")),
-                        what="not the assignee")
+    eventually(lambda: any(c.params.get("user") == OTHER and "Only the agent who accepted"
+                           in c.params.get("text", "") for c in chat.slack.calls_to("chat.postEphemeral")),
+               what="not the assignee")
     assert chat.field("state") == "active"
     react(chat, AGENT, "thumbsup")  # not a shortcut: ignored
     react(chat, AGENT, "white_check_mark")
     chat.wait_state("resolved")
 
 
-def test_saved_reply_modal_sends_the_filled_in_reply_as_the_assignee(desk_gateway):
-    chat = new_chat(desk_gateway)
+def test_saved_reply_modal_sends_the_filled_in_reply_as_the_assignee(replies_and_reactions):
+    chat = new_chat(replies_and_reactions)
     chat.click("accept", AGENT)
     chat.wait_buttons(ACTIVE_BUTTONS)
     # Someone else's click is refused before any modal opens.
     chat.click("saved_reply", OTHER)
-    chat.slack.wait_for(lambda s: any("Only the agent who accepted" in t for t in s.ephemerals()), what="refusal")
+    eventually(lambda: any("Only the agent who accepted" in t for t in chat.slack.ephemerals()), what="refusal")
     opened_before = len(chat.slack.calls_to("views.open"))
     chat.click("saved_reply", AGENT)
-    call = chat.slack.wait_for(lambda s: s.calls_to("views.open")[opened_before:], what="the modal")[0]
+    call = eventually(lambda: chat.slack.calls_to("views.open")[opened_before:], what="the modal")[0]
     view = call.params["view"]
     view = json.loads(view) if isinstance(view, str) else view
     assert view["private_metadata"] == chat.id
@@ -81,17 +82,17 @@ def test_saved_reply_modal_sends_the_filled_in_reply_as_the_assignee(desk_gatewa
     assert "Only the agent who accepted" in json.loads(body)["errors"]["saved_reply"]
     status, body = chat.gw.slack_form(select_submission(AGENT, stored, pick))
     assert status == 200 and not body.strip()
-    chat.telegram.wait_for(lambda t: "Hello Grace Hopper, this is Alice." in t.sent_texts(chat.customer),
-                           what="the saved reply")
+    eventually(lambda: "Hello Grace Hopper, this is Alice." in chat.telegram.sent_texts(chat.customer),
+               what="the saved reply")
     assert chat.field("messages_out") == "1" and chat.field("first_response_at")
     # Slack's retry of the same submission is not sent twice.
     chat.gw.slack_form(select_submission(AGENT, stored, pick))
-    chat.slack.wait_for(lambda s: chat.field("seq") == "2", what="the history")
+    eventually(lambda: chat.field("seq") == "2", what="the history")
     assert chat.telegram.sent_texts(chat.customer).count("Hello Grace Hopper, this is Alice.") == 1
 
 
 def test_the_modal_switches_to_a_searching_select_above_slacks_option_limit():
-    from agent_console.slack.desk import saved_reply_modal
+    from agent_console.slack.saved_replies import saved_reply_modal
     from gateway.replies import SavedReply
 
     few = saved_reply_modal("7", [SavedReply(f"r{n}", "text") for n in range(3)], "Ada")

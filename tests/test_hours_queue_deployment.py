@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from tests.support import eventually
 from tests.test_slack_card import AGENT, AGENTS
 
 
@@ -30,10 +31,10 @@ def test_away_message_once_and_queue_positions_after_accept(deployment):
     assert started.telegram.sent_texts(7003)[1:] == ["You are number 3 in the queue."]
 
     first = started.conversation_of(7001)
-    started.wait(lambda: started.card_ts(first), what="the card")
+    eventually(lambda: started.card_ts(first), timeout=60, what="the card")
     assert started.click("accept", first, AGENT) == 200
-    started.wait(lambda: started.telegram.sent_texts(7003)[-1] == "You are number 2 in the queue.",
-                 what="the new place")
+    eventually(lambda: started.telegram.sent_texts(7003)[-1] == "You are number 2 in the queue.",
+               timeout=60, what="the new place")
     started.wait_idle()
     assert started.telegram.sent_texts(7002)[1:] == ["You are number 2 in the queue.",
                                                      "You are number 1 in the queue."]

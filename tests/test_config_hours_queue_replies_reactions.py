@@ -1,12 +1,12 @@
-"""``chatgate check-config`` on the desk keys: business hours, queue position, saved replies, reactions."""
+"""``chatgate check-config`` on the keys of business hours, queue position, saved replies and reactions."""
 
 from __future__ import annotations
 
 from tests.test_config import check_config
 
 
-def test_check_config_names_key_file_and_expectation_for_the_desk_keys(tmp_path):
-    path = tmp_path / "desk.toml"
+def test_check_config_names_key_file_and_expectation_for_hours_queue_replies_reactions(tmp_path):
+    path = tmp_path / "config.toml"
     path.write_text("""
 [slack]
 reactions = {eyes = "accept", fire = "explode"}
@@ -54,8 +54,8 @@ name = "Empty"
         assert words in line, line
 
 
-def test_a_good_desk_config_passes(tmp_path):
-    path = tmp_path / "desk.toml"
+def test_good_hours_queue_replies_reactions_pass(tmp_path):
+    path = tmp_path / "config.toml"
     path.write_text("""
 [slack]
 reactions = {eyes = "accept", white_check_mark = "resolve", wave = "leave"}

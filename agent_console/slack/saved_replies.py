@@ -1,9 +1,7 @@
-"""Slack side of the desk features (issue 11): saved replies (a card button opening a modal) and
-emoji shortcuts (a reaction on a chat card runs a control).
+"""Saved replies in Slack: the chat card's Saved reply button opens a modal to pick one.
 
-Both go through the core: the modal's submission is ``Conversations.send_saved_reply`` (a
-``reply`` with its checks), a reaction is the same operation as the card's button, and a
-refusal is said to the agent only (the modal's error, or an ephemeral message).
+The modal's submission is ``Conversations.send_saved_reply`` (a ``reply`` with its checks);
+a refusal is said to the agent only (the modal's error, or an ephemeral message).
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from gateway.message import Refused
 
-from .deliver import conversation_for_thread
 from .team import agent_id
 
 if TYPE_CHECKING:
@@ -24,7 +21,7 @@ if TYPE_CHECKING:
 
     from . import SlackConsole
 
-__all__ = ["register_desk", "saved_reply_modal", "MODAL_ID"]
+__all__ = ["register_saved_replies", "saved_reply_modal", "MODAL_ID"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +47,7 @@ def saved_reply_modal(conversation_id: str, replies: list["SavedReply"], custome
                 "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text":
                             "There are no saved replies yet. Admins add them in the web console "
                             "or as `[[saved_replies]]` in the config."}}]}
+    element: dict[str, object]
     if len(replies) <= MAX_STATIC_OPTIONS:
         element = {"type": "static_select", "action_id": PICK_ACTION,
                    "placeholder": {"type": "plain_text", "text": "Type to search"},
@@ -77,10 +75,9 @@ def _picked(view: dict) -> str:
     return (value.get("selected_option") or {}).get("value", "")
 
 
-def register_desk(app: AsyncApp, console: "SlackConsole", services: "Services") -> None:
-    """The Saved reply button, its modal and the reaction shortcuts on ``app`` (before the unknown actions)."""
-    conversations, config = services.conversations, console.config
-    reactions = dict(config.reactions)
+def register_saved_replies(app: AsyncApp, console: "SlackConsole", services: "Services") -> None:
+    """The Saved reply button and its modal on ``app`` (before the unknown actions)."""
+    conversations = services.conversations
 
     @app.action("saved_reply")
     async def open_saved_replies(ack: AsyncAck, body: dict, action: dict, respond: AsyncRespond, client) -> None:
@@ -125,22 +122,4 @@ def register_desk(app: AsyncApp, console: "SlackConsole", services: "Services") 
             await ack(response_action="errors", errors={PICK_BLOCK: "chatgate could not send it; try again."})
             return
         await ack()
-
-    @app.event("reaction_added")
-    async def on_reaction(event: dict, client) -> None:
-        item = event.get("item") or {}
-        operation = reactions.get(event.get("reaction", ""))
-        if operation is None or item.get("type") != "message":
-            return
-        channel, ts, user = item.get("channel", ""), item.get("ts", ""), event.get("user", "")
-        conversation_id = await conversation_for_thread(services.store, channel, ts)
-        if conversation_id is None:
-            return  # not a chat card
-        try:
-            await getattr(conversations, operation)(conversation_id, agent_id(services.team, user), via=console.name)
-        except Refused as refusal:
-            await client.chat_postEphemeral(channel=channel, user=user,
-                                            text=f":{event.get('reaction')}: {console.refusal(refusal, services)}")
-        except Exception:  # noqa: BLE001
-            log.exception("reaction %s on chat %s failed", event.get("reaction"), conversation_id)
 

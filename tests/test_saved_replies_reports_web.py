@@ -1,4 +1,4 @@
-"""The web console's desk features: saved replies (search, fill in, admin management, the reply box's
+"""The web console's saved replies (search, fill in, admin management, the reply box's
 ``/`` shortcut in Chromium) and the admins' Reports page (figures, CSV, the chart)."""
 
 from __future__ import annotations
@@ -22,15 +22,8 @@ text = "Hello {customer_name}, {agent_name} here."
 
 @pytest.fixture
 async def harness(redis_url, tmp_path):
-    harness = build(tmp_path, redis_url)
-    # The config's saved replies, as compose would pass them.
-    from gateway.config import SavedReplyConfig
-    from gateway.replies import SavedReplies
-
-    store = harness.services.store
-    harness.services.conversations.saved = SavedReplies(
-        store.redis, store.key("saved_replies"),
-        [SavedReplyConfig("Greeting", "Hello {customer_name}, {agent_name} here.")])
+    """The config's saved replies reach the console through the composition root, as in production."""
+    harness = build(tmp_path, redis_url, toml=SAVED)
     yield harness
     await harness.close()
 
