@@ -464,14 +464,9 @@ def _checked(operation: Operation, given: Mapping[str, Any]) -> dict[str, Any]:
             if argument.required:
                 raise BadArguments(f"{operation.name} needs {argument.name}.")
             continue
-        value = given[argument.name]
-        # bool is an int in Python; a count is never true or false.
-        if not isinstance(value, argument.kind) or (argument.kind is int and isinstance(value, bool)):
-            raise BadArguments(f"{argument.name} must be {_KIND_NAMES.get(argument.kind, argument.kind.__name__)}.")
+        if not argument.accepts(given[argument.name]):
+            raise BadArguments(f"{argument.name} must be {argument.kind_words}.")
     return dict(given)
-
-
-_KIND_NAMES = {str: "text", bool: "true or false", int: "a whole number", list: "a list"}
 
 
 def typical_wait(seconds: float) -> str:

@@ -47,9 +47,21 @@ class Argument:
     """What a console gives an operation besides the chat and the agent."""
 
     name: str
-    kind: type = str  # str, bool or int
+    kind: type = str  # str, bool, int or list
     label: str = ""  # how a form asks for it
     required: bool = True
+
+    def accepts(self, value: object) -> bool:
+        """Whether ``value`` is of this argument's kind (a count is never true or false)."""
+        return isinstance(value, self.kind) and not (self.kind is int and isinstance(value, bool))
+
+    @property
+    def kind_words(self) -> str:
+        """The kind as an error message says it."""
+        return _KIND_WORDS.get(self.kind, self.kind.__name__)
+
+
+_KIND_WORDS = {str: "text", bool: "true or false", int: "a whole number", list: "a list"}
 
 
 _OPEN = frozenset({State.ACTIVE, State.RESOLVED})

@@ -94,3 +94,17 @@ def keys(prefix: str = RedisConfig.key_prefix) -> Callable[..., str]:
     """``Store.key`` for ``[redis] key_prefix = prefix``: ``keys()("conv", "1")`` is the key the store
     reads conversation 1 from. The client is never connected: only the key layout is used."""
     return Store(aioredis.Redis(), prefix).key
+
+
+def slack_agents(*users: str, admins: tuple[str, ...] = (), extra: dict[str, str] | None = None) -> str:
+    """``[[agents]]`` tables for Slack users, each agent's id its Slack user id; ``admins`` are admins too,
+    ``extra`` adds a line to an agent's table (``{"UAGENT2": "max_active = 1"}``)."""
+    tables = []
+    for user in (*users, *admins):
+        lines = ["[[agents]]", f'id = "{user}"', f'slack = "{user}"']
+        if user in admins:
+            lines.append("admin = true")
+        if extra and user in extra:
+            lines.append(extra[user])
+        tables.append("\n".join(lines))
+    return "\n" + "\n".join(tables) + "\n"

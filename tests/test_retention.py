@@ -18,7 +18,7 @@ from tests.fakes.slack import block_action, home_action, select_user_action
 from tests.fakes.telegram import text_update
 from tests.fakes.twilio import AUTH_TOKEN, signed
 from tests.fakes.twilio import inbound as twilio_inbound
-from tests.support import eventually, keys
+from tests.support import eventually, keys, slack_agents
 from tests.test_machine import inbound
 from workers.outbox import drain
 
@@ -237,17 +237,7 @@ def test_the_memory_bench_runs(capsys):
 
 AGENT, OTHER, ADMIN = "UAGENT1", "UAGENT2", "UADMIN1"
 BILLING, SMS_CUSTOMER, PUBLIC_URL = "C0BILLING", "+442079460077", "https://support.example.com"
-TEAM = f"""
-[[agents]]
-id = "{AGENT}"
-slack = "{AGENT}"
-[[agents]]
-id = "{OTHER}"
-slack = "{OTHER}"
-[[agents]]
-id = "{ADMIN}"
-slack = "{ADMIN}"
-admin = true
+TEAM = slack_agents(AGENT, OTHER, admins=(ADMIN,)) + """
 [[topics]]
 name = "billing"
 keywords = ["refund"]

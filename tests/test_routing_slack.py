@@ -14,7 +14,7 @@ import urllib.request
 from tests.conftest import CHANNEL
 from tests.fakes.slack import block_action, home_opened, select_user_action, view_submission
 from tests.fakes.telegram import text_update
-from tests.support import eventually, keys
+from tests.support import eventually, keys, slack_agents
 
 # The store's keys (``Store.key``) under the default prefix, for this module's plain Redis clients.
 KEY = keys()
@@ -25,21 +25,7 @@ BILLING = "C0BILLING"
 _updates = itertools.count(5000)
 _customers = itertools.count(700_000_001)
 
-TEAM = f"""
-[[agents]]
-id = "{AGENT}"
-slack = "{AGENT}"
-[[agents]]
-id = "{OTHER}"
-slack = "{OTHER}"
-max_active = 1
-[[agents]]
-id = "{THIRD}"
-slack = "{THIRD}"
-[[agents]]
-id = "{ADMIN}"
-slack = "{ADMIN}"
-admin = true
+TEAM = slack_agents(AGENT, OTHER, THIRD, admins=(ADMIN,), extra={OTHER: "max_active = 1"}) + f"""
 [[topics]]
 name = "billing"
 keywords = ["refund", "invoice"]

@@ -15,7 +15,7 @@ import pytest
 
 from tests.fakes.slack import FakeSlack, block_action, select_user_action
 from tests.fakes.telegram import text_update
-from tests.support import eventually, keys
+from tests.support import eventually, keys, slack_agents
 from tests.test_end_to_end import CHANNEL, buttons, latest_card
 
 # The store's keys (``Store.key``) under the default prefix, for this module's plain Redis clients.
@@ -27,17 +27,7 @@ _updates = itertools.count(1000)
 _customers = itertools.count(500_000_001)
 
 
-AGENTS = f"""
-[[agents]]
-id = "{AGENT}"
-slack = "{AGENT}"
-[[agents]]
-id = "{OTHER}"
-slack = "{OTHER}"
-[[agents]]
-id = "{ADMIN}"
-slack = "{ADMIN}"
-admin = true
+AGENTS = slack_agents(AGENT, OTHER, admins=(ADMIN,)) + """
 [[topics]]
 name = "delivery"
 keywords = ["parcel"]

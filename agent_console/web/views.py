@@ -291,14 +291,13 @@ def _seq(value: Any, argument: Argument) -> int:
 def _of_kind(value: Any, argument: Argument) -> Any:
     """Any other argument: of its declaration's kind (a count is never true or false), text within MAX_TEXT."""
     name = _BODY_NAMES.get(argument.name, argument.name)
-    if not isinstance(value, argument.kind) or (argument.kind is int and isinstance(value, bool)):
-        raise ApiError(400, "bad_body", f"{name} must be {_KIND_WORDS.get(argument.kind, 'text')}.")
+    if not argument.accepts(value):
+        raise ApiError(400, "bad_body", f"{name} must be {argument.kind_words}.")
     if isinstance(value, str) and len(value) > MAX_TEXT:
         raise ApiError(400, "bad_body", f"{name} must be text of at most {MAX_TEXT} characters.")
     return value
 
 
-_KIND_WORDS = {str: "text", bool: "true or false", int: "a whole number", list: "a list"}
 # The body's name of an argument, where the page calls it otherwise.
 _BODY_NAMES = {"platform_id": "client_id"}
 # Arguments the page never sends (files come from other consoles).
