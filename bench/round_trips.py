@@ -4,7 +4,8 @@ Counts every request written to Redis (a pipeline is one round trip) by the
 web side's one (async) client while ``Conversations.receive`` takes N messages
 spread over M customers, on the embedded Redis: the state machine queues the
 drain jobs itself, so there is no RQ client on the web side any more. Prints
-the figure and the time per message.
+the figure, the time per message and the Redis time of one state-machine call
+(``INFO commandstats``: EVALSHA's microseconds per call).
 
     .venv/bin/python bench/round_trips.py [--messages 2000] [--customers 100]
 """
@@ -47,17 +48,20 @@ async def run(messages: int, customers: int, socket_path: str) -> None:
     # Warm up: load the script and open connections, not counted.
     await conversations.receive(InboundMessage("telegram", "warmup", "warmup:1", "hello"))
     COUNT.update({"async": 0})
+    await store.redis.config_resetstat()
     started = time.perf_counter()
     for i in range(messages):
         customer = str(i % customers)
         await conversations.receive(InboundMessage("telegram", customer, f"{customer}:{i}", f"message {i}"))
     elapsed = time.perf_counter() - started
+    calls = (await store.redis.info("commandstats")).get("cmdstat_evalsha", {})
     jobs = await store.redis.llen("rq:queue:chatgate")
     ready = await store.redis.llen(store.key("ready"))
     print(f"messages: {messages} over {customers} customers, consoles: {', '.join(consoles)}")
     print(f"round trips per inbound message: {COUNT['async'] / messages:.2f} (drain jobs queued in the same call)")
     print(f"outboxes on the ready list: {ready} (each once), drain jobs queued for them: {jobs}")
     print(f"time per message (receive, one client, in-process): {elapsed / messages * 1000:.2f} ms")
+    print(f"Redis time per state-machine call: {calls.get('usec_per_call', 0):.1f} µs ({calls.get('calls', 0)} calls)")
     await store.redis.aclose()
 
 
