@@ -90,6 +90,11 @@ class Operation:
         """An agent's control, shown by the consoles."""
         return self.who is not Who.MACHINE
 
+    @property
+    def asks_nothing(self) -> bool:
+        """Whether the chat and the agent are all it needs (a button, a reaction)."""
+        return all(not argument.required for argument in self.arguments)
+
     def lua(self) -> str:
         if self.script is not None:
             return self.script.read_text()

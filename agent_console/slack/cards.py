@@ -155,7 +155,7 @@ _ON_CARD = {name for name, _ in CARD if name != OTHERS}
 
 def shown_on_card(op: Operation) -> bool:
     """Whether Slack shows ``op``: a way of its own, or a plain button (a control with nothing to ask)."""
-    return op.name in _ON_CARD or op.name in ELSEWHERE or all(not a.required for a in op.arguments)
+    return op.name in _ON_CARD or op.name in ELSEWHERE or op.asks_nothing
 
 
 def card_controls(conversation: Conversation, view: CardView = CardView()) -> list[dict]:

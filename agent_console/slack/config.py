@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from gateway.config import ConfigReader, url_setting
+from gateway.operations import controls
 from gateway.pacing import rate_setting
 
 __all__ = ["SlackConfig", "load_config"]
@@ -110,8 +111,9 @@ def _topic_channels(topics: ConfigReader) -> tuple[tuple[str, str], ...]:
     return tuple(channels)
 
 
-# What a reaction may do: the card's controls that need no more than the chat and the agent.
-REACTION_OPERATIONS = ("accept", "reject", "resolve", "leave")
+def reaction_operations() -> list[str]:
+    """What a reaction may do: the declared controls that need no more than the chat and the agent."""
+    return [op.name for op in controls() if op.asks_nothing]
 
 
 def _reactions(sl: ConfigReader) -> tuple[tuple[str, str], ...]:
@@ -121,9 +123,9 @@ def _reactions(sl: ConfigReader) -> tuple[tuple[str, str], ...]:
     if raw is None:
         return SlackConfig.reactions
     expected = ('a table of emoji names to controls, like {eyes = "accept", white_check_mark = "resolve"} '
-                f"(controls: {', '.join(REACTION_OPERATIONS)})")
+                f"(controls: {', '.join(reaction_operations())})")
     if not isinstance(raw, dict) or not all(
-            isinstance(v, str) and v in REACTION_OPERATIONS and re.match(r"^[a-z0-9_+'-]+$", k)
+            isinstance(v, str) and v in reaction_operations() and re.match(r"^[a-z0-9_+'-]+$", k)
             for k, v in raw.items()):
         sl.problem("reactions", expected, raw)
         return SlackConfig.reactions

@@ -103,7 +103,7 @@ def register_controls(app: AsyncApp, console: "SlackConsole", services: "Service
 
     _CONTROLS: dict[str, Control] = {
         # Every declared control with nothing to ask: its button's action id is its name (cards.plain_button).
-        **{op.name: perform(op.name) for op in controls() if all(not a.required for a in op.arguments)},
+        **{op.name: perform(op.name) for op in controls() if op.asks_nothing},
         # The controls Slack shows its own way (cards.CARD).
         "open_chat": open_chat,
         "retry_delivery": retry,

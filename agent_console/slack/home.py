@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 
 from gateway.message import Conversation, State
+from gateway.operations import available
 from gateway.store import AutoClose, Figures, Page
 
 from typing import Mapping
@@ -140,7 +141,7 @@ def row_actions(conversation: Conversation, tab: str, link: str | None) -> list[
     elements = []
     if link:
         elements.append(_button("home_open_chat", "Open chat", conversation.id, url=link))
-    if tab == "inbox" and conversation.state is State.NEW:
+    if tab == "inbox" and any(op.name == "accept" for op in available(conversation)):
         # Same action id and value as the card's Accept: the same core operation.
         elements.append(_button("accept", "Accept", conversation.id, "primary"))
     return elements
