@@ -448,10 +448,6 @@ class Conversations:
         text = await self.fill_saved_reply(conversation_id, agent, name)
         return await self.reply(conversation_id, agent, text, platform_id=platform_id, via=via)
 
-    async def check_reply(self, conversation_id: str, agent: str) -> None:
-        """Refuse now what ``reply`` would refuse this agent on this chat (before a console opens a form)."""
-        await self.may("reply", conversation_id, agent)
-
 
 def _checked(operation: Operation, given: Mapping[str, Any]) -> dict[str, Any]:
     """``given`` as the control's declared arguments: each known, of its kind, the required ones there."""
@@ -478,7 +474,6 @@ def typical_wait(seconds: float) -> str:
         return f"about {minutes} minute{'s' if minutes != 1 else ''}"
     hours, rest = divmod(minutes, 60)
     return f"about {hours} h {rest:02d} min" if rest else f"about {hours} h"
-
 
 
 def _reason(code: str, detail: str, team: Team) -> str:

@@ -170,9 +170,9 @@ async def test_saved_replies_config_admin_edits_search_and_send(configured, cloc
         await conversations.send_saved_reply(cid, "bob", "Bye")
     assert refused.value.code == "not_assignee"
     with pytest.raises(Refused) as refused:
-        await conversations.check_reply(cid, "bob")
+        await conversations.may("reply", cid, "bob")
     assert refused.value.code == "not_assignee"
-    await conversations.check_reply(cid, "alice")
+    await conversations.may("reply", cid, "alice")
     assert await conversations.send_saved_reply(cid, "alice", "Bye")
     assert (await customer_outbox(configured, customer="7"))[-1] == "Goodbye Ada!"
     conversation = await configured.store.get(cid)

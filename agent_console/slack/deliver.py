@@ -565,8 +565,8 @@ class Delivery:
             await self.thread(conversation,
                               f":repeat: {self.who(event.by)} is sending “{_quoted(entry.text)}” again.")
 
-    async def on_changed(self, conversation: Conversation, event: AgentEvent) -> None:
-        """Something the card shows changed (sound, a control with no event of its own)."""
+    async def on_sound(self, conversation: Conversation, event: AgentEvent) -> None:
+        """The assignee's sound, which the card shows."""
         await self.update_card(conversation)
 
     async def on_control(self, conversation: Conversation, event: AgentEvent) -> None:
@@ -652,7 +652,7 @@ HANDLERS: dict[EventKind, Callable[[Delivery, Conversation, AgentEvent], Awaitab
     EventKind.CLOSED: Delivery.on_closed,
     EventKind.REASSIGNED: Delivery.on_reassigned,
     EventKind.OFFERED: Delivery.on_offered,
-    EventKind.SOUND: Delivery.on_changed,
+    EventKind.SOUND: Delivery.on_sound,
     EventKind.REPLIED: Delivery.on_replied,
     EventKind.FIRST_RESPONSE: Delivery.on_first_response,
     EventKind.NOTED: Delivery.on_noted,
@@ -663,6 +663,7 @@ HANDLERS: dict[EventKind, Callable[[Delivery, Conversation, AgentEvent], Awaitab
     EventKind.ESCALATED: Delivery.on_escalated,
     EventKind.CHANGED: Delivery.on_control,
 }
+
 
 def _hours(seconds: float) -> str:
     if seconds >= 3600:

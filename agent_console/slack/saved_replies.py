@@ -85,7 +85,7 @@ def register_saved_replies(app: AsyncApp, console: "SlackConsole", services: "Se
         conversation_id = action.get("value", "")
         try:
             agent = agent_id(services.team, body.get("user", {}).get("id", ""))
-            await conversations.check_reply(conversation_id, agent)
+            await conversations.may("reply", conversation_id, agent)
             conversation = await services.store.get(conversation_id)
             view = saved_reply_modal(conversation_id, await conversations.saved_replies(),
                                      conversation.name if conversation else "")
