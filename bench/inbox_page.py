@@ -4,8 +4,8 @@ Fills the embedded Redis (or ``--redis-url``) by calling the state machine direc
 waiting chats over four channels and six topics, two of them team-only (half of those already opened
 to all), some declined by other agents, and by the measured agent 100 old ones and 10 of the newest
 at each size. Then reads, many times each, the pages the consoles show: the first page of 20, one
-filtered by channel, one by topic, the agent with declines and topic teams, and
-the page at offset 200. Last, times the one-time rebuild of the indexes (an upgraded deployment).
+filtered by channel, one by topic, the agent with declines and topic teams,
+the page at offset 200 and the deepest one served (offset 1,000). Last, times the one-time rebuild of the indexes (an upgraded deployment).
 
     .venv/bin/python bench/inbox_page.py [--sizes 1000,10000,100000] [--reads 300]
 """
@@ -108,6 +108,8 @@ PAGES = (
     ("topic delivery", dict(agent=PLAIN, topic="delivery")),
     ("declines+teams", dict(agent=AGENT, served=("billing",))),
     ("offset 200", dict(agent=PLAIN, offset=200)),
+    # The deepest page the consoles serve (gateway.store.MAX_OFFSET): a page's cost grows with its offset.
+    ("offset 1000", dict(agent=PLAIN, offset=1000)),
 )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from gateway.pacing import Pacer, rate_setting
 from gateway.ports import Channel, DeliveryError, Runtime
 from gateway.refs import Refs, by_message
 
-from gateway.http import accepting
+from gateway.http import BadBody, accepting, read_json
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -223,15 +222,19 @@ def webhook_handler(config: TelegramConfig, conversations) -> Handler:
 
     async def handle(request: web.Request) -> web.Response:
         given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), config.secret_token.encode()):
+        # aiohttp keeps a header's bytes that are not UTF-8 as surrogates: compared as the bytes they were.
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), config.secret_token.encode()):
             return web.json_response({"error": "bad or missing secret token"}, status=401)
         try:
-            data = json.loads(await request.read())
+            # The core's reader (size, UTF-8, depth, JSON); a lone surrogate in Telegram's text becomes
+            # U+FFFD (refused, Telegram would only retry the update).
+            data = await read_json(request, surrogates="replace")
             parsed = parse(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except BadBody as bad:
+            prefix = "" if bad.status == 413 else "malformed body: "
+            return web.json_response({"error": prefix + bad.reason}, status=bad.status)
+        except ValueError as exc:
             return web.json_response({"error": f"malformed body: {exc}"}, status=400)
-        except RecursionError:
-            return web.json_response({"error": "malformed body: JSON nested too deeply"}, status=400)
         if isinstance(parsed, Start):
             await conversations.notify_customer(CHANNEL, parsed.customer_id, config.greeting)
         elif parsed is not None:

@@ -32,6 +32,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from channels import render
 from gateway.config import ConfigReader, url_setting
+from gateway.hosts import check_host, hosts_setting
 from gateway.http import accepting
 from gateway.message import Attachment, File, InboundMessage, OutboundMessage, ReplyWindow
 from gateway.media import LINK_TTL
@@ -52,6 +53,9 @@ log = logging.getLogger(__name__)
 SMS, WHATSAPP = "sms", "whatsapp"
 CHANNELS = (SMS, WHATSAPP)
 TWILIO_API = "https://api.twilio.com"
+# Where Twilio serves a message's media (MediaUrl): api.twilio.com, which redirects to its media CDN
+# (fetched without credentials). Only these hosts, and api_url's, get the account's credentials.
+MEDIA_HOSTS = ("api.twilio.com", "*.twilio.com", "*.twiliocdn.com")
 # Twilio refuses a Body longer than this; longer replies go out as several messages.
 MAX_BODY = 1600
 # Twilio sends at most 10 media items per message.
@@ -94,6 +98,8 @@ class TwilioConfig:
     account_sid: str = ""
     auth_token: str = ""
     api_url: str = "https://api.twilio.com"
+    # Hosts a MediaUrl may be on to be fetched with the account's credentials (see gateway/hosts.py).
+    media_hosts: tuple[str, ...] = MEDIA_HOSTS
     # Senders: an SMS number, a WhatsApp sender (E.164) and/or a Messaging Service.
     sms_from: str = ""
     whatsapp_from: str = ""
@@ -129,6 +135,7 @@ def load_config(tw: ConfigReader) -> TwilioConfig:
         account_sid=tw.string("account_sid", ""),
         auth_token=tw.string("auth_token", ""),
         api_url=url_setting(tw, "api_url", TwilioConfig.api_url).rstrip("/"),
+        media_hosts=hosts_setting(tw, "media_hosts", MEDIA_HOSTS),
         sms_from=tw.string("sms_from", ""),
         # Written with or without Twilio's "whatsapp:" prefix; kept without it.
         whatsapp_from=whatsapp_from.removeprefix("whatsapp:"),
@@ -162,7 +169,7 @@ def load_config(tw: ConfigReader) -> TwilioConfig:
             tw.problem("auth_token", "the account's Auth Token (or \"env:TWILIO_AUTH_TOKEN\")")
         if not (twilio.sms_from or twilio.whatsapp_from or twilio.messaging_service_sid):
             tw.problem("sms_from", "at least one sender: sms_from, whatsapp_from or messaging_service_sid")
-    tw.unknown_keys({"enabled", "account_sid", "auth_token", "api_url", "sms_from", "whatsapp_from",
+    tw.unknown_keys({"enabled", "account_sid", "auth_token", "api_url", "media_hosts", "sms_from", "whatsapp_from",
                      "messaging_service_sid", "validate_signatures", "whatsapp_window", "whatsapp_template_sid",
                      "whatsapp_template_variables", "rate_per_sender", "burst_per_sender", "whatsapp_rate_per_sender",
                      "whatsapp_burst_per_sender"})
@@ -576,6 +583,8 @@ def _fetch(config: TwilioConfig, attachment: dict, timeout: float) -> File:
     """A customer's MMS or WhatsApp media, with the account's credentials (Twilio can require them)."""
     url = _media_url(config, str(attachment.get("ref", "")))
     kind = str(attachment.get("kind") or "file")
+    # A MediaUrl elsewhere than Twilio's own hosts gets no credentials: it is not fetched at all.
+    check_host(url, config.media_hosts, config.api_url, f"the {kind}'s MediaUrl", "twilio.media_hosts")
     try:
         with requests.get(url, auth=(config.account_sid, config.auth_token), timeout=timeout, stream=True) as got:
             if got.status_code >= 400:

@@ -6,9 +6,13 @@ the conversation and a returning customer is the same customer to the core.
 
 In: ``POST /chat/api/messages`` becomes an ``InboundMessage`` for
 ``Conversations.receive``; the page's client message id makes a retry a duplicate.
-Out: ``send`` appends the message to the customer's Redis stream, and
-``GET /chat/api/events`` (server-sent events) reads that stream, so any web
-process can serve any customer. Agent text arrives as chatgate text (``**bold**``,
+Out: ``send`` appends the message to the customer's Redis stream (kept for
+resuming) and, in the same script, to the live stream every web process's one
+reader follows (``gateway.fanout``); ``GET /chat/api/events`` (server-sent
+events) takes the customer's messages from that reader in memory, so any web
+process can serve any customer and a stream holds no Redis connection. A
+stream re-reads the conversation's state when the web console's event stream
+says it changed (else every ``STATE_EVERY`` seconds). Agent text arrives as chatgate text (``**bold**``,
 ``_italic_``, ``[label](url)``); the browser renders it with DOM nodes, never HTML.
 """
 
@@ -18,6 +22,7 @@ import hashlib
 import hmac
 import json
 import logging
+import random
 import re
 import secrets
 import time
@@ -29,9 +34,13 @@ from urllib.parse import urlsplit
 import redis.exceptions
 from aiohttp import web
 
+from gateway.clients import client_address
+from gateway.http import BadBody, read_json_object
+from gateway.fanout import (FanOut, Slots, StreamEnded, Subscription, TooManyStreams, hold, process_slots,
+                            stream_id_key)
 from gateway.message import Conversation, InboundMessage, OutboundMessage, Refused, State
 from gateway.ports import Channel, DeliveryError, Runtime
-from gateway.redis_text import as_text, stream_entries
+from gateway.redis_text import as_text
 
 if TYPE_CHECKING:
     from gateway.services import Services
@@ -47,8 +56,22 @@ ISSUED = web.RequestKey("webchat_issued", int)
 STATIC = Path(__file__).with_name("webchat_static")
 COOKIE = "chatgate_chat"
 COOKIE_PATH = "/chat"
-# Live event streams one customer may hold open in one web process (each holds a Redis connection).
+# Live event streams one customer may hold open in one web process.
 MAX_STREAMS = 5
+# How often an open stream re-reads its conversation's state when no web console tells it of changes.
+STATE_EVERY = 2.0
+# Entries kept in the stream every web process's live reader follows (the customers' streams keep their own).
+LIVE_MAXLEN = 10_000
+# One message: into the customer's stream (kept for resuming) and, with that entry's id, into the stream the
+# web processes' readers follow. ARGV: maxlen, ttl, live maxlen, customer id, then the fields.
+SEND = """
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'customer', ARGV[4], 'id', id, unpack(fields))
+return id
+"""
 # Messages kept per customer stream: enough for a page that was offline a while.
 STREAM_MAXLEN = 500
 NAME_MAX, PHONE_MAX, LOCATION_MAX = 100, 40, 200
@@ -73,8 +96,8 @@ class WebChatConfig:
     messages_per_minute_per_ip: int = 60
     session_max_age: float = 30 * 86400.0
     greeting: str = ""
-    # Behind a proxy or load balancer: the customer's address is the last one it added to X-Forwarded-For.
-    trust_forwarded_for: bool = False
+    # Live event streams open at once from one address, in one web process ([server] trust_forwarded_for).
+    max_streams_per_ip: int = 50
     # Signs the session cookie; empty: one is made on first use and kept in Redis.
     secret: str = ""
 
@@ -116,7 +139,16 @@ class WebChat(Channel[WebChatConfig]):
         self.services: "Services | None" = None
         # The time the rate limits count in (one-minute windows); tests pin it.
         self.clock = time.time
-        self._streams: dict[str, int] = {}
+        # Open live streams, counted per customer, per address and (once mounted) per process.
+        self._per_customer = Slots(MAX_STREAMS, "too_many_streams",
+                                   "This chat is open in too many tabs; close one and reload.")
+        self._per_address = Slots(config.max_streams_per_ip, "too_many_streams_from_address",
+                                  "Too many chats are open from your network; please try again shortly.")
+        self._per_process = Slots(runtime.config.server.max_streams, "too_many_streams",
+                                  "The chat is busy; it reconnects shortly.")
+        self.fanout: FanOut | None = None  # this process's reader of the live stream, once mounted
+        # [server] trust_forwarded_for: the per-IP limit counts X-Forwarded-For's last hop.
+        self.trust_forwarded_for = runtime.config.server.trust_forwarded_for
 
     # -- config ----------------------------------------------------------------
 
@@ -142,15 +174,19 @@ class WebChat(Channel[WebChatConfig]):
                                                       WebChatConfig.messages_per_minute_per_ip, minimum=1),
             session_max_age=reader.duration("session_max_age", WebChatConfig.session_max_age),
             greeting=reader.string("greeting", WebChatConfig.greeting),
-            trust_forwarded_for=reader.boolean("trust_forwarded_for", WebChatConfig.trust_forwarded_for),
+            max_streams_per_ip=reader.integer("max_streams_per_ip", WebChatConfig.max_streams_per_ip, minimum=1),
             secret=reader.string("secret", WebChatConfig.secret),
         )
+        if "trust_forwarded_for" in reader.data:
+            # One setting for every per-IP limit now; a silently ignored key would count the proxy's address.
+            reader.problem("trust_forwarded_for", "no such key here: it moved to [server] trust_forwarded_for, "
+                           "which every per-IP limit (web chat and web console sign-in) uses")
         if config.session_max_age < 60:
             reader.problem("session_max_age", "a duration of at least 60 seconds", config.session_max_age)
         if config.secret and len(config.secret) < 16:
             reader.problem("secret", "at least 16 characters (or leave it out: one is made and kept in Redis)")
         reader.unknown_keys({"enabled", "allowed_origins", "max_message_chars", "messages_per_minute",
-                             "messages_per_minute_per_ip", "session_max_age", "greeting", "trust_forwarded_for",
+                             "messages_per_minute_per_ip", "session_max_age", "greeting", "max_streams_per_ip", "trust_forwarded_for",
                              "secret"})
         return config
 
@@ -158,6 +194,9 @@ class WebChat(Channel[WebChatConfig]):
 
     def stream_key(self, customer_id: str) -> str:
         return self.store.key("webchat", "out", customer_id)
+
+    def live_key(self) -> str:
+        return self.store.key("webchat", "live")
 
     def profile_key(self, customer_id: str) -> str:
         return self.store.key("webchat", "customer", customer_id)
@@ -179,11 +218,11 @@ class WebChat(Channel[WebChatConfig]):
                         sender = "agent"
             stream = self.stream_key(message.customer_id)
             ttl = int(self.config.session_max_age)
+            fields = ["seq", str(message.seq), "conversation_id", message.conversation_id, "text", message.text,
+                      "at", repr(at), "from", sender]
             async with self.store.redis.pipeline(transaction=True) as pipe:
-                pipe.xadd(stream, {"seq": str(message.seq), "conversation_id": message.conversation_id,
-                                   "text": message.text, "at": repr(at), "from": sender},
-                          maxlen=STREAM_MAXLEN, approximate=True)
-                pipe.expire(stream, ttl)
+                pipe.eval(SEND, 2, stream, self.live_key(), STREAM_MAXLEN, ttl, LIVE_MAXLEN, message.customer_id,
+                          *fields)
                 if message.conversation_id:
                     pipe.hset(self.profile_key(message.customer_id), "conversation", message.conversation_id)
                     pipe.expire(self.profile_key(message.customer_id), ttl)
@@ -198,6 +237,10 @@ class WebChat(Channel[WebChatConfig]):
         if not self.config.enabled:
             return
         self.services = services
+        self._per_process = process_slots(app, services.config.server.max_streams)
+        # One reader of the live stream for this process; every customer's streams take their messages in memory.
+        self.fanout = FanOut(services.redis_url, self.live_key(), _route, name="chatgate-live-webchat")
+        self.fanout.attach(app)
         app.router.add_get("/chat", self._page_handler)
         app.router.add_get("/chat/widget.js", self._widget_handler)
         app.router.add_static("/chat/static", STATIC, append_version=False)
@@ -322,7 +365,9 @@ class WebChat(Channel[WebChatConfig]):
                 raise ApiError(401, "no_session", "Start the chat first: tell us your name.")
             return None
         parts = raw.split(".")
-        ok = len(parts) == 3 and CUSTOMER_ID.match(parts[0]) and parts[1].isdigit()
+        # ASCII only: compare_digest refuses other text (a forged cookie would be a 500), and Unicode digits.
+        ok = (len(parts) == 3 and CUSTOMER_ID.match(parts[0]) and parts[1].isascii() and parts[1].isdigit()
+              and parts[2].isascii())
         if ok:
             expected = hmac.new(await self.secret(), f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).hexdigest()
             ok = hmac.compare_digest(expected, parts[2])
@@ -350,11 +395,7 @@ class WebChat(Channel[WebChatConfig]):
     # Limits.
 
     def _address(self, request: web.Request) -> str:
-        if self.config.trust_forwarded_for:
-            forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]
-            if forwarded:
-                return forwarded[-1][:64]
-        return request.remote or "unknown"
+        return client_address(request, self.trust_forwarded_for)
 
     async def _limit(self, request: web.Request, customer_id: str | None) -> None:
         now = self.clock()
@@ -380,19 +421,16 @@ class WebChat(Channel[WebChatConfig]):
     async def _body(self, request: web.Request, limit: int) -> dict:
         if request.content_type != "application/json":
             raise ApiError(415, "unsupported_media_type", "Send the request as JSON (Content-Type: application/json).")
-        too_big = ApiError(413, "too_large", "That request is too large.")
-        if request.content_length is not None and request.content_length > limit:
-            raise too_big
-        raw = await request.content.read(limit + 1)
-        if len(raw) > limit:
-            raise too_big
+        # The core's reader: too large 413; not UTF-8, not JSON, nested too deep or not an object 400
+        # "malformed"; a lone surrogate (it could not be stored) 400 "invalid_character".
         try:
-            data = json.loads(raw.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise ApiError(400, "malformed", "The request is not valid JSON.") from None
-        if not isinstance(data, dict):
-            raise ApiError(400, "malformed", "The request must be a JSON object.")
-        return data
+            return await read_json_object(request, limit)
+        except BadBody as bad:
+            if bad.status == 413:
+                raise ApiError(413, "too_large", "That request is too large.") from None
+            if bad.code == "invalid_character":
+                raise ApiError(400, "invalid_character", bad.reason) from None
+            raise ApiError(400, "malformed", f"The request is not a valid JSON object: {bad.reason}") from None
 
     def _body_limit(self) -> int:
         # JSON may spell a character as "\\uXXXX\\uXXXX" (12 bytes): a full-length message always fits.
@@ -582,70 +620,116 @@ class WebChat(Channel[WebChatConfig]):
 
     async def _events(self, request: web.Request, origin: str | None) -> web.StreamResponse:
         customer_id = await self._customer(request)
-        last = request.headers.get("Last-Event-ID") or request.query.get("after") or ""
-        if not STREAM_ID.match(last):
-            last = await self._last_event_id(customer_id)
-        if self._streams.get(customer_id, 0) >= MAX_STREAMS:
-            raise ApiError(429, "too_many_streams", "This chat is open in too many tabs; close one and reload.",
-                           headers={"Retry-After": "10"})
-        self._streams[customer_id] = self._streams.get(customer_id, 0) + 1
+        start = request.headers.get("Last-Event-ID") or request.query.get("after") or ""
+        claims = [(self._per_customer, customer_id), (self._per_address, self._address(request)),
+                  (self._per_process, None)]
         try:
-            return await self._stream(request, origin, customer_id, last)
-        finally:
-            self._streams[customer_id] -= 1
-            if not self._streams[customer_id]:
-                del self._streams[customer_id]
+            with hold(*claims):
+                return await self._stream(request, origin, customer_id, start if STREAM_ID.match(start) else None)
+        except TooManyStreams as refused:
+            raise ApiError(429, refused.code, refused.message,
+                           headers={"Retry-After": str(refused.retry_after)}) from None
+
+    async def _missed(self, customer_id: str, after: str) -> list[tuple[str, dict]]:
+        """The customer's messages after ``after``, read once (no BLOCK)."""
+        entries: Any = await self.store.redis.xrange(self.stream_key(customer_id), min=f"({after}", max="+",
+                                                     count=STREAM_MAXLEN * 2)
+        return [(as_text(raw_id), _message_view({as_text(k): as_text(v) for k, v in fields.items()}))
+                for raw_id, fields in entries or ()]
+
+    def _follow(self, view: dict | None, subscription: Subscription) -> Subscription | None:
+        """Nudge ``subscription`` on every web-console event of the viewed conversation (None: no web console
+        in this process, or no conversation yet)."""
+        console = self.services.consoles.get("web") if self.services is not None else None
+        fanout = getattr(console, "fanout", None)
+        if view is None or not isinstance(fanout, FanOut):
+            return None
+        return fanout.follow(view["id"], subscription)
 
     async def _stream(self, request: web.Request, origin: str | None, customer_id: str,
-                      last: str) -> web.StreamResponse:
-        response = web.StreamResponse(headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache, no-transform",
-            "X-Accel-Buffering": "no",
-            **self._cors(origin),
-        })
-        await response.prepare(request)
-        stream = self.stream_key(customer_id)
-        block_ms = max(1, int(_block_seconds(self.store.redis, self.events_wait) * 1000))
-        shown: dict | None = None
-        try:
-            await response.write(b"retry: 3000\n\n")
-            while True:
-                view = self.conversation_view(await self._conversation(customer_id))
-                if view != shown:
-                    await response.write(_event("state", view))
-                    shown = view
-                found = await self.store.redis.xread({stream: last}, count=100, block=block_ms)
-                if not found:
-                    await response.write(b": keep-alive\n\n")
-                    continue
-                for last, item in stream_entries(found):
-                    await response.write(_event("message", {
-                        "conversation_id": item.get("conversation_id", ""),
-                        "seq": int(item.get("seq") or 0),
-                        "text": item.get("text", ""),
-                        "at": float(item.get("at") or 0),
-                        "from": item.get("from", "agent"),
-                        "direction": "out",
-                    }, last))
-        except ConnectionResetError:
-            pass  # the page went away
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            log.warning("web-chat event stream ended, Redis unavailable: %s", exc)  # the page reconnects
-        return response
+                      start: str | None) -> web.StreamResponse:
+        if self.fanout is None:
+            raise RuntimeError("the web chat's events stream only once mounted")
+        with self.fanout.subscribe(customer_id) as subscription:
+            # Subscribed first, then the starting point: whatever is newer reaches this stream once.
+            after = start or await self._last_event_id(customer_id)
+            missed = await self._missed(customer_id, after) if start else []
+            shown = self.conversation_view(await self._conversation(customer_id))
+            response = web.StreamResponse(headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache, no-transform",
+                "X-Accel-Buffering": "no",
+                **self._cors(origin),
+            })
+            await response.prepare(request)
+            try:
+                await response.write(b"retry: 3000\n\n" + _event("state", shown)
+                                     + b"".join(_event("message", view, event_id) for event_id, view in missed))
+                position = stream_id_key(missed[-1][0] if missed else after)
+                # The first ping (and state check) comes a random while early: streams opened together (a
+                # page reload wave) do not read their states in one burst on the shared pool.
+                pinged = checked = time.monotonic() - random.uniform(0, self.events_wait / 2)
+                followed = self._follow(shown, subscription)
+                try:
+                    while True:
+                        wait = self.events_wait
+                        # The state is re-read when the web console's stream says the conversation changed
+                        # (accepted, resolved...); without that stream, or before there is a conversation, every
+                        # STATE_EVERY seconds.
+                        every = wait if followed is not None else min(wait, STATE_EVERY)
+                        now = time.monotonic()
+                        batch = await subscription.next(max(0.01, min(wait - (now - pinged), every - (now - checked))))
+                        fresh = [(event_id, view) for event_id, view in batch if stream_id_key(event_id) > position]
+                        if fresh:
+                            position = stream_id_key(fresh[-1][0])
+                            await response.write(b"".join(_event("message", view, event_id)
+                                                          for event_id, view in fresh))
+                        nudged, subscription.nudged = subscription.nudged, False
+                        due = time.monotonic() - pinged >= wait
+                        if fresh or nudged or due or time.monotonic() - checked >= every:
+                            # The conversation's state (resolved, closed) changes with the messages, or meanwhile.
+                            view = self.conversation_view(await self._conversation(customer_id))
+                            checked = time.monotonic()
+                            if view != shown:
+                                await response.write(_event("state", view))
+                                if (view or {}).get("id") != (shown or {}).get("id"):
+                                    if followed is not None:
+                                        followed.close()
+                                    followed = self._follow(view, subscription)
+                                shown = view
+                        if due:
+                            await response.write(b": ping\n\n")
+                            pinged = time.monotonic()
+                finally:
+                    if followed is not None:
+                        followed.close()
+            except StreamEnded as ended:
+                log.debug("web-chat event stream ended: %s", ended)  # the page reconnects with Last-Event-ID
+            except ConnectionResetError:
+                pass  # the page went away
+            except (redis.exceptions.RedisError, OSError) as exc:
+                log.warning("web-chat event stream ended, Redis unavailable: %s", exc)  # the page reconnects
+            return response
 
 
-def _block_seconds(redis_client: Any, wait: float) -> float:
-    """How long one XREAD may block: under the client's socket timeout, which would cut it off."""
-    DEFAULT_SOCKET_TIMEOUT: float | None
-    try:
-        from redis._defaults import DEFAULT_SOCKET_TIMEOUT  # redis-py 8: 5 s unless told otherwise
-    except ImportError:  # older redis-py: no timeout by default
-        DEFAULT_SOCKET_TIMEOUT = None
-    timeout = redis_client.connection_pool.connection_kwargs.get("socket_timeout", DEFAULT_SOCKET_TIMEOUT)
-    if timeout:
-        return max(0.1, min(wait, float(timeout) / 2))
-    return wait
+def _message_view(item: dict[str, str]) -> dict[str, Any]:
+    return {
+        "conversation_id": item.get("conversation_id", ""),
+        "seq": int(item.get("seq") or 0),
+        "text": item.get("text", ""),
+        "at": float(item.get("at") or 0),
+        "from": item.get("from", "agent"),
+        "direction": "out",
+    }
+
+
+def _route(_live_id: str, fields: dict) -> tuple[str, tuple[str, dict[str, Any]]] | None:
+    """A live-stream entry for the streams of its customer: (customer stream id, the message)."""
+    item = {as_text(k): as_text(v) for k, v in fields.items()}
+    customer, event_id = item.get("customer"), item.get("id")
+    if not customer or not event_id:
+        return None
+    return customer, (event_id, _message_view(item))
 
 
 def _event(kind: str, data: Any, event_id: str = "") -> bytes:

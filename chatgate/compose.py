@@ -86,7 +86,7 @@ def connect(config: Config, redis_url: str, channels: Sequence[type[Channel]] | 
     # A burst of webhooks waits for a free connection rather than failing with "Too many connections".
     pool = aioredis.BlockingConnectionPool.from_url(redis_url, max_connections=64, timeout=30, health_check_interval=30)
     store = Store(aioredis.Redis(connection_pool=pool), config.redis.key_prefix, job_settings(config))
-    media = Media(store)
+    media = Media(store, base_url=config.server.media_url)
     runtime = Runtime(config=config, store=store, media=media)
     built_channels: dict[str, Channel] = {}
     labels = {name: label for cls in channels for name, label in cls.labels.items()}

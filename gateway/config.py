@@ -31,6 +31,7 @@ __all__ = [
     "RoutingConfig",
     "DeliveryConfig",
     "RetentionConfig",
+    "MetricsConfig",
     "TopicRule",
     "Section",
     "load",
@@ -54,7 +55,15 @@ class ServerConfig:
     port: int = 8080
     # The URL the platforms reach us at (behind proxies); used for webhooks.
     public_url: str = "http://127.0.0.1:8080"
+    # Where links to the files agents send point (``GET /media/<token>`` of this server), best on an
+    # origin of their own, away from the web console; empty: under public_url.
+    media_url: str = ""
     max_body_bytes: int = 1024 * 1024
+    # Behind a proxy or load balancer that appends the client's address to X-Forwarded-For: every
+    # per-IP limit (console sign-in, web chat) counts its last hop. Off: the connecting address.
+    trust_forwarded_for: bool = False
+    # Live streams (console and web chat together) one web process serves at most.
+    max_streams: int = 5000
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,14 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # ``GET /metrics`` (and /healthz's details) need ``Authorization: Bearer <token>``; empty: /metrics
+    # is open to anyone who reaches the server (keep it off the public internet) and /healthz says
+    # only ok or not.
+    token: str = ""
+
+
+@dataclass(frozen=True)
 class TopicRule:
     name: str
     keywords: tuple[str, ...] = ()
@@ -145,6 +162,7 @@ class Config:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     topics: tuple[TopicRule, ...] = ()
     agents: tuple[Agent, ...] = ()
     business_hours: BusinessHours = field(default_factory=BusinessHours)
@@ -305,6 +323,26 @@ def url_setting(reader: ConfigReader, name: str, default: str) -> str:
         reader.problem(name, "an http:// or https:// URL", value)
         return default
     return value
+
+
+def _base_url(reader: ConfigReader, name: str) -> str:
+    """An optional base URL (scheme and host, maybe a port and path; no query, fragment or user); "" when unset."""
+    from urllib.parse import urlsplit
+
+    value = reader.string(name, "")
+    if not value:
+        return ""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query
+            or parts.fragment or parts.username is not None or any(c.isspace() for c in value)):
+        reader.problem(name, 'a base URL like "https://media.example.com" (http:// or https://, a host, '
+                             "no query, fragment or user name)", value)
+        return ""
+    return value.rstrip("/")
 
 
 def _tables(raw: Any, path: str, problems: list[str], name: str, each: str,
@@ -484,9 +522,12 @@ def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ())
         host=s.string("host", ServerConfig.host),
         port=s.integer("port", ServerConfig.port, minimum=0),
         public_url=url_setting(s, "public_url", ServerConfig.public_url).rstrip("/"),
+        media_url=_base_url(s, "media_url"),
         max_body_bytes=s.integer("max_body_bytes", ServerConfig.max_body_bytes, minimum=1024),
+        trust_forwarded_for=s.boolean("trust_forwarded_for", ServerConfig.trust_forwarded_for),
+        max_streams=s.integer("max_streams", ServerConfig.max_streams, minimum=1),
     )
-    s.unknown_keys({"host", "port", "public_url", "max_body_bytes"})
+    s.unknown_keys({"host", "port", "public_url", "media_url", "max_body_bytes", "trust_forwarded_for", "max_streams"})
 
     r = top.table("redis")
     redis = RedisConfig(
@@ -523,6 +564,12 @@ def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ())
 
     retention = _load_retention(top.table("retention"), redis)
 
+    m = top.table("metrics")
+    metrics = MetricsConfig(token=m.string("token", ""))
+    if metrics.token and len(metrics.token) < 16:
+        m.problem("token", 'a secret of at least 16 characters (or "env:NAME")', "…")
+    m.unknown_keys({"token"})
+
     ro = top.table("routing")
     routing = RoutingConfig(
         returning_head_start=ro.duration("returning_head_start", RoutingConfig.returning_head_start),
@@ -558,7 +605,8 @@ def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ())
     channel_names = {name for plugin in plugins for name in getattr(plugin, "labels", {})}
     business_hours = _load_business_hours(top.table("business_hours"), channel_names)
     saved_replies = _load_saved_replies(top._raw("saved_replies"), path, problems)
-    top.unknown_keys({"server", "redis", "conversation", "routing", "delivery", "retention", "topics", "agents",
+    top.unknown_keys({"server", "redis", "conversation", "routing", "delivery", "retention", "metrics", "topics",
+                      "agents",
                       "business_hours", "saved_replies",
                       *(plugin.section for plugin in plugins)})
 
@@ -572,6 +620,7 @@ def from_dict(data: dict, path: str = "<dict>", plugins: Iterable[Section] = ())
         routing=routing,
         delivery=delivery,
         retention=retention,
+        metrics=metrics,
         topics=topics,
         agents=agents,
         business_hours=business_hours,

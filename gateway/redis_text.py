@@ -7,7 +7,18 @@ takes several shapes (``ZRANGE`` with or without scores) as the union of them al
 
 from __future__ import annotations
 
-__all__ = ["as_text", "scored", "stream_entries"]
+import re
+
+__all__ = ["as_text", "scored", "stream_entries", "LONE_SURROGATE", "writable"]
+
+# A UTF-16 surrogate code point; in a Python str one always stands alone (a pair is one code point).
+# No UTF-8 encoder, the Redis client's included, can write it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def writable(text: str) -> str:
+    """``text`` as Redis can store it: each lone surrogate replaced by U+FFFD (``text`` itself when none)."""
+    return LONE_SURROGATE.sub("\ufffd", text) if LONE_SURROGATE.search(text) else text
 
 
 def as_text(value: object) -> str:

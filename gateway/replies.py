@@ -16,6 +16,7 @@ from typing import Sequence
 
 from .config import SAVED_REPLY_VARIABLES, SavedReplyConfig
 from .message import Refused
+from .redis_text import writable
 
 __all__ = ["SavedReply", "SavedReplies", "fill", "check", "search"]
 
@@ -81,6 +82,7 @@ class SavedReplies:
         return sorted(replies.values(), key=lambda r: r.name.lower())
 
     async def get(self, name: str) -> SavedReply | None:
+        name = writable(name)
         raw = await self.redis.hget(self.key, name.strip().lower())
         if raw is not None:
             entry = json.loads(raw)
@@ -90,6 +92,7 @@ class SavedReplies:
         return self.configured.get(name.strip().lower())
 
     async def save(self, name: str, text: str, by: str, at: float) -> SavedReply:
+        name, text = writable(name), writable(text)  # a lone surrogate cannot be a hash field: U+FFFD
         check(name, text)
         reply = SavedReply(name.strip(), text, "team", by, at)
         await self.redis.hset(self.key, reply.name.lower(),
@@ -97,6 +100,7 @@ class SavedReplies:
         return reply
 
     async def delete(self, name: str, by: str, at: float) -> None:
+        name = writable(name)
         if await self.get(name) is None:
             raise Refused("no_saved_reply", reason=f"There is no saved reply called “{name.strip()}”.")
         lower = name.strip().lower()

@@ -299,7 +299,7 @@ async def test_a_slack_request_with_a_bad_signature_is_refused_and_changes_nothi
 # -- Redis unreachable, and no secret in logs or answers ----------------------------------
 
 
-async def test_with_redis_unreachable_webhooks_answer_503_and_healthz_says_why(client_without_redis):
+async def test_with_redis_unreachable_webhooks_answer_503_and_healthz_says_not_ok(client_without_redis):
     status, text = await post(client_without_redis, "/webhooks/telegram",
                               json.dumps(text_update(1, CHAT_ID, "hello")), telegram_headers())
     assert status == 503 and "retry later" in json.loads(text)["error"]
@@ -310,8 +310,8 @@ async def test_with_redis_unreachable_webhooks_answer_503_and_healthz_says_why(c
     async with client_without_redis.get("/healthz") as response:
         assert response.status == 503
         health = await response.json()
-    assert health["ok"] is False
-    assert health["redis"].startswith("unreachable") and "/nonexistent/chatgate-test/redis.sock" in health["redis"]
+    # Why (Redis's error) only for the operator's metrics token: tests/test_hostile_clients.py.
+    assert health == {"ok": False}
 
 
 def leaked(text: str) -> list[str]:

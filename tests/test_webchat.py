@@ -225,7 +225,8 @@ async def test_per_ip_rate_limit(open_client, core):
 
 
 async def test_forwarded_address_counts_when_trusted(open_client):
-    client, _ = await open_client(replace(CONFIG, messages_per_minute_per_ip=1, trust_forwarded_for=True))
+    client, chat = await open_client(replace(CONFIG, messages_per_minute_per_ip=1))
+    chat.trust_forwarded_for = True  # [server] trust_forwarded_for
     first = {"X-Forwarded-For": "198.51.100.7, 10.0.0.1"}
     assert (await client.post("/chat/api/start", json={"name": "A"}, headers=first)).status == 200
     await assert_error(await client.post("/chat/api/start", json={"name": "A"}, headers=first), 429, "rate_limited")

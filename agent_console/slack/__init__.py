@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.events import AgentEvent
 from gateway.message import File, Refused
 from gateway.refusals import render
+from gateway.hosts import check_host
 from gateway.pacing import Pacer
 from gateway.ports import Console, DeliveryError, Runtime
 from gateway.team import Role
@@ -129,6 +130,8 @@ class SlackConsole(Console[SlackConfig]):
         import aiohttp
 
         url = str(attachment.get("ref", ""))
+        # The bot token goes to Slack's own file hosts only: a file elsewhere is not fetched at all.
+        check_host(url, self.config.file_hosts, self.config.api_url, "the shared file", "slack.file_hosts")
         timeout = aiohttp.ClientTimeout(total=self.runtime.config.delivery.timeout)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session:

@@ -16,8 +16,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_internals import build_async_context
 from slack_sdk.signature import SignatureVerifier
 
+from gateway.http import scrub
 from gateway.message import Attachment, Refused
 
 from .config import SlackConfig
@@ -202,8 +205,22 @@ def _signed(verifier: SignatureVerifier, raw_body: str, headers: dict) -> bool:
     timestamp, signature = first("x-slack-request-timestamp"), first("x-slack-signature")
     try:
         return bool(timestamp and signature and verifier.is_valid(raw_body, timestamp, signature))
-    except ValueError:  # a timestamp that is not a number
+    except (ValueError, TypeError):  # a timestamp that is not a number, a signature that is not ASCII
         return False
+
+
+def _plausible_signature_headers(headers: dict) -> bool:
+    """Whether the signature headers, where given, are what Slack sends: a timestamp of ASCII digits, an
+    ASCII signature."""
+    timestamp = (headers.get("x-slack-request-timestamp") or [""])[0]
+    signature = (headers.get("x-slack-signature") or [""])[0]
+    return (not timestamp or (timestamp.isascii() and timestamp.isdigit())) and signature.isascii()
+
+
+def _may_hold_surrogates(raw_body: str) -> bool:
+    """Whether a body may spell a surrogate: a JSON ``\\uD800``-``\\uDFFF`` escape, as is or form-encoded."""
+    lower = raw_body.lower()
+    return "\\ud" in lower or "%5cud" in lower
 
 
 def events_handler(app: AsyncApp, signing_secret: str) -> Handler:
@@ -213,16 +230,26 @@ def events_handler(app: AsyncApp, signing_secret: str) -> Handler:
     async def handle(request: web.Request) -> web.Response:
         try:
             bolt_request = await to_bolt_request(request)
-        except (ValueError, AttributeError, TypeError):
+            # As bolt read it (JSON, or a form with a JSON payload, or a slash command's form).
+            body = bolt_request.body
+            if _may_hold_surrogates(bolt_request.raw_body):
+                # A lone surrogate ("\udfff") in Slack's text cannot be stored: U+FFFD stands in for it
+                # (refusing would only make Slack retry). The signature is checked on the raw body.
+                clean = scrub(body)
+                if clean is not body:
+                    body = bolt_request.body = clean
+                    bolt_request.context = build_async_context(AsyncBoltContext({}), clean)
+        except (ValueError, AttributeError, TypeError, RecursionError):
             # Bolt parses the body before it checks the signature; a body that is
-            # not Slack's JSON or form (a JSON array, broken JSON) fails in there.
+            # not Slack's JSON or form (a JSON array, broken JSON, nested too deep) fails in there.
             return web.json_response({"error": "malformed body: not a Slack event or interaction"}, status=400)
-        # As bolt read it (JSON, or a form with a JSON payload, or a slash command's form).
-        body = bolt_request.body
         reason = "not a JSON object" if not isinstance(body, dict) else malformed(body)
         if reason and _signed(verifier, bolt_request.raw_body, bolt_request.headers):
             # Only a signed request learns what was wrong with it; others get bolt's 401.
             return web.json_response({"error": f"malformed Slack body: {reason}"}, status=400)
+        if not _plausible_signature_headers(bolt_request.headers):
+            # Bolt's own check would fail on these (int(), compare_digest) and answer 500.
+            return web.json_response({"error": "invalid request"}, status=401)
         bolt_response = await app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 

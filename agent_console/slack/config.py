@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from gateway.config import ConfigReader, url_setting
+from gateway.hosts import hosts_setting
 from gateway.operations import controls
 from gateway.pacing import rate_setting
 
@@ -20,6 +21,9 @@ class SlackConfig:
     signing_secret: str = ""
     channel: str = ""
     api_url: str = "https://slack.com/api/"
+    # Hosts a shared file (its url_private) may be on to be downloaded with the bot token: Slack serves
+    # them from files.slack.com; api_url's origin is allowed too (gateway/hosts.py).
+    file_hosts: tuple[str, ...] = ("files.slack.com",)
     # Members of these Slack user groups ("S…") are agents / admins, besides the
     # [[agents]] linked to a Slack user. With none of these, everyone is an agent.
     agent_group: str = ""
@@ -59,6 +63,7 @@ def load_config(sl: ConfigReader) -> SlackConfig:
         signing_secret=sl.string("signing_secret", ""),
         channel=sl.string("channel", ""),
         api_url=url_setting(sl, "api_url", SlackConfig.api_url),
+        file_hosts=hosts_setting(sl, "file_hosts", SlackConfig.file_hosts),
         agent_group=sl.string("agent_group", ""),
         admin_group=sl.string("admin_group", ""),
         socket_mode=sl.boolean("socket_mode", SlackConfig.socket_mode),
@@ -91,7 +96,7 @@ def load_config(sl: ConfigReader) -> SlackConfig:
         if moved in sl.data:
             sl.seen.add(moved)
             sl.problem(moved, f"nothing here: this setting moved to {where}")
-    sl.unknown_keys({"enabled", "bot_token", "signing_secret", "channel", "api_url",
+    sl.unknown_keys({"enabled", "bot_token", "signing_secret", "channel", "api_url", "file_hosts",
                      "agent_group", "admin_group", "agents", "admins", "returning_head_start",
                      "socket_mode", "app_token", "home_refresh_interval", "home_publishes_per_second",
                      "post_rate", "post_burst", "topic_channels", "reactions"})

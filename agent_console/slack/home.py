@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 
 from gateway.message import Conversation, State
 from gateway.operations import available
-from gateway.store import AutoClose, Figures, Page
+from gateway.store import MAX_OFFSET, AutoClose, Figures, Page
 
 from typing import Mapping
 
@@ -55,8 +55,9 @@ class HomeState:
             return cls()
         data = json.loads(raw)
         tab = data.get("tab") if data.get("tab") in ("inbox", "assigned") else "inbox"
+        # Never deeper than the store pages (MAX_OFFSET): a state saved before the bound, say.
         return cls(tab=tab, channel=str(data.get("channel") or ""), topic=str(data.get("topic") or ""),
-                   offset=max(0, int(data.get("offset") or 0)))
+                   offset=min(MAX_OFFSET, max(0, int(data.get("offset") or 0))))
 
     def switched(self, **changes) -> "HomeState":
         """A new tab or filter starts again at the first page."""
@@ -179,9 +180,13 @@ def _paging(page: Page) -> list[dict]:
     buttons = []
     if page.offset > 0:
         buttons.append(_button("home_page_previous", "Previous", str(max(0, page.offset - page.limit))))
-    if page.has_more:
+    if page.has_more and page.offset + page.limit <= MAX_OFFSET:
         buttons.append(_button("home_page_next", "Next", str(page.offset + page.limit)))
-    return [{"type": "actions", "block_id": "home-paging", "elements": buttons}] if buttons else []
+    blocks = [{"type": "actions", "block_id": "home-paging", "elements": buttons}] if buttons else []
+    if page.has_more and page.offset + page.limit > MAX_OFFSET:
+        blocks.append({"type": "context", "block_id": "home-paging-end", "elements": [_text(
+            f"Pages go back {MAX_OFFSET + page.limit:,} chats; filter by channel or topic to see older ones.")]})
+    return blocks
 
 
 def home_view(state: HomeState, page: Page, figures: Figures, links: dict[str, str], topics: tuple[str, ...],

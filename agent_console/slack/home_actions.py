@@ -16,6 +16,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from typing import TYPE_CHECKING
 
 from gateway.message import Refused
+from gateway.store import MAX_OFFSET
 
 from .mrkdwn import clip
 from .cards import format_seconds
@@ -78,6 +79,9 @@ def register_home(app: AsyncApp, console: "SlackConsole", services: "Services") 
             value = action.get("value", "")
             if not value.isdigit():
                 return ":warning: That page does not exist; the list is unchanged."
+            if int(value) > MAX_OFFSET:
+                return (f":warning: Pages go back at most {MAX_OFFSET:,} chats; filter by channel or topic to "
+                        "see older ones. The list is unchanged.")
             await publisher.save_state(user, replace(state, offset=int(value)))
             return ""
         if action_id == "accept":

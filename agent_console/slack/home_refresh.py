@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Sequence
 from gateway.events import AgentEvent, EventKind
 from gateway.message import State
 from gateway.redis_text import as_text
-from gateway.store import Store
+from gateway.store import MAX_OFFSET, Store
 from gateway.topics import DEFAULT_TOPIC
 
 from .deliver import card_channel
@@ -132,7 +132,8 @@ class HomePublisher:
         page = await listing(agent, state.channel, state.topic, state.offset, PAGE_SIZE)
         if not page.conversations and state.offset and page.total:
             # The list shrank under this page: show its last page instead.
-            state = HomeState(state.tab, state.channel, state.topic, (page.total - 1) // PAGE_SIZE * PAGE_SIZE)
+            last = min((page.total - 1) // PAGE_SIZE * PAGE_SIZE, MAX_OFFSET // PAGE_SIZE * PAGE_SIZE)
+            state = HomeState(state.tab, state.channel, state.topic, last)
             await self.save_state(user, state)
             page = await listing(agent, state.channel, state.topic, state.offset, PAGE_SIZE)
         figures = await self.store.figures(now)

@@ -11,20 +11,21 @@ sessions and its event stream.
 
 from __future__ import annotations
 
-import asyncio
+import time
 from importlib import resources
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway.events import AgentEvent
+from gateway.fanout import FanOut, Slots, process_slots
 from gateway.message import Refused
 from gateway.ports import Console, Runtime
 from gateway.refusals import render
 
 from .config import WebConfig, load_web_config
 from .guard import Guard, secure
-from .live import EventLog, sse_handler
+from .live import MAX_STREAMS_PER_SESSION, EventLog, Figures, console_fanout, sse_handler
 from .login import Login, issue_login_token
 from .passwords import hash_password, verify_password
 from .reports import mount as mount_reports
@@ -65,6 +66,9 @@ class WebConsole(Console[WebConfig]):
         super().__init__(config, runtime)
         # How long an SSE connection waits for an event before a ping (tests shorten it).
         self.ping_every = PING_EVERY
+        # The time the sign-in limits count in (tests pin it).
+        self.clock = time.time
+        self.fanout: FanOut | None = None  # this process's reader of the event stream, once mounted
 
     # -- the web side ----------------------------------------------------------
 
@@ -75,9 +79,16 @@ class WebConsole(Console[WebConfig]):
                             secure=self.config.cookie_secure or public_url.startswith("https://"))
         guard = Guard(sessions, services.team)
         api = ConsoleApi(services, lambda refused: self.refusal(refused, services))
-        login = Login(services, sessions, guard, self.config.login_attempts)
+        login = Login(services, sessions, guard, self.config.login_attempts, clock=lambda: self.clock())
         events = EventLog(store.redis, _events_key(store))
-        streams: set[asyncio.Task] = set()
+        # One reader of the event stream for this process; every console stream takes its events in memory.
+        fanout = console_fanout(services.redis_url, _events_key(store))
+        fanout.attach(app)
+        self.fanout = fanout
+        figures = Figures(api.figures)
+        per_process = process_slots(app, services.config.server.max_streams)
+        per_session = Slots(MAX_STREAMS_PER_SESSION, "too_many_streams",
+                            "The console is open in too many tabs; close one and reload.")
 
         async def console_page(request: web.Request) -> web.StreamResponse:
             if await guard.session(request) is None:
@@ -95,11 +106,11 @@ class WebConsole(Console[WebConfig]):
             return response
 
         async def live(request: web.Request, session) -> web.StreamResponse:
-            return await sse_handler(events, self.ping_every, api.figures, secure, streams)(request)
+            async def signed_in() -> bool:
+                return await guard.still_valid(session)
 
-        async def end_streams(_app: web.Application) -> None:
-            for task in list(streams):
-                task.cancel()
+            return await sse_handler(events, fanout, lambda: self.ping_every, figures, secure,
+                                     [(per_session, session.sid), (per_process, None)], signed_in)(request)
 
         page = guard.page
         app.router.add_get("/console", page(console_page))
@@ -120,7 +131,6 @@ class WebConsole(Console[WebConfig]):
         app.router.add_post("/console/api/admin", guard.api(api.admin_post, post=True))
         mount_saved_replies(app, guard, services, lambda refused: self.refusal(refused, services))
         mount_reports(app, guard, services)
-        app.on_shutdown.append(end_streams)
 
     # -- the worker side ---------------------------------------------------------
 

@@ -16,7 +16,8 @@ class WebConfig:
     session_secret: str = ""
     # A sign-in lasts this long (seconds; "12h" works too).
     session_max_age: float = 12 * 3600.0
-    # Sign-in attempts allowed per minute, per client IP and per user name.
+    # Failed sign-ins of one user name from one client in any 60 s (a sliding window) before that pair
+    # gets 429; one client may fail 4 × this across names; other clients only get a backoff (login.py).
     login_attempts: int = 10
     # Send the cookie over HTTPS only. Also on whenever server.public_url is https.
     cookie_secure: bool = False

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import hmac
 from typing import Awaitable, Callable, TypeVar
 
 from aiohttp import web
+
+from gateway.http import BadBody, read_json_object
 
 from .sessions import Session, Sessions
 
@@ -51,21 +53,16 @@ def error(status: int, code: str, message: str) -> web.Response:
 
 
 async def read_json(request: web.Request) -> dict:
-    """The request's JSON object body ({} when there is none)."""
-    if request.content_length and request.content_length > MAX_BODY:
-        raise ApiError(413, "too_large", f"The request is larger than {MAX_BODY // 1024} KiB.")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, "too_large", f"The request is larger than {MAX_BODY // 1024} KiB.")
-    if not raw.strip():
-        return {}
+    """The request's JSON object body ({} when there is none), read by the core's reader
+    (``gateway.http.read_json_object``): too large 413, not UTF-8, not JSON, nested too deep or not an
+    object 400 ``bad_json``, text with a lone surrogate 400 ``invalid_character``."""
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "bad_json", "The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "bad_json", "The request body must be a JSON object.")
-    return body
+        return await read_json_object(request, MAX_BODY, allow_empty=True)
+    except BadBody as bad:
+        if bad.status == 413:
+            raise ApiError(413, "too_large", f"The request is larger than {MAX_BODY // 1024} KiB.") from None
+        code = "invalid_character" if bad.code == "invalid_character" else "bad_json"
+        raise ApiError(bad.status, code, bad.reason) from None
 
 
 Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
@@ -80,12 +77,22 @@ class Guard:
 
     async def session(self, request: web.Request) -> Session | None:
         """The signed-in agent's session; None if signed out or no longer an agent."""
-        session = await self.sessions.read(request)
-        if session is None:
-            return None
-        if self.team.agent(session.agent_id) is None and not await self.team.is_agent(session.agent_id):
+        session = await self.sessions.parse(request)
+        if session is None or not await self.still_valid(session):
             return None
         return session
+
+    async def still_valid(self, session: Session) -> bool:
+        """Whether ``session`` may still act: not expired or signed out (this session or all of the agent's),
+        still an agent, and their ``password_hash`` in the running config is the one it was issued with.
+        Long-lived handlers (the event stream) call it every few seconds."""
+        agent = self.team.agent(session.agent_id)
+        if agent is None and not await self.team.is_agent(session.agent_id):
+            return False
+        current = await self.sessions.fingerprint(agent.password_hash if agent is not None else "")
+        if not hmac.compare_digest(current, session.fingerprint):
+            return False
+        return await self.sessions.alive(session)
 
     def api(self, handler: Handler, post: bool = False) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """A JSON API handler: signed in (401), CSRF on POST (403), errors as JSON, secure headers."""

@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway.conversations import BadArguments
 from gateway.message import Refused
 from gateway.operations import OPERATIONS, Argument, Operation, available, controls
+from gateway.store import MAX_LIMIT, MAX_OFFSET
 from gateway.team import Role
 
 from .guard import ApiError, read_json
@@ -124,8 +125,12 @@ class ConsoleApi:
             raise ApiError(400, "bad_query", "channel must be a channel name like sms or telegram.")
         if len(topic) > 100:
             raise ApiError(400, "bad_query", "That topic name is too long.")
-        offset = _int(query, "offset", 0, 0, 1_000_000)
-        limit = _int(query, "limit", 20, 1, 100)
+        # Pages go at most MAX_OFFSET deep: a page's cost in Redis grows with its offset (gateway/store.py).
+        if query.get("offset", "").isdigit() and int(query["offset"]) > MAX_OFFSET:
+            raise ApiError(400, "bad_query", f"Pages go back at most {MAX_OFFSET:,} chats (offset 0 to "
+                           f"{MAX_OFFSET}); filter by channel or topic to find older ones.")
+        offset = _int(query, "offset", 0, 0, MAX_OFFSET)
+        limit = _int(query, "limit", 20, 1, MAX_LIMIT)
         agent = session.agent_id
         served = await self.services.conversations.routes.served_topics(agent)
         inbox = await self.store.inbox_for(agent, channel=channel, topic=topic,
@@ -136,7 +141,9 @@ class ConsoleApi:
         now = self._now()
         return web.json_response({
             "tab": tab, "rows": [self._row(c, now, labels) for c in page.conversations],
-            "total": page.total, "offset": offset, "limit": limit, "has_more": page.has_more,
+            "total": page.total, "offset": offset, "limit": limit,
+            # No Next past the deepest page the API serves.
+            "has_more": page.has_more and offset + limit <= MAX_OFFSET, "max_offset": MAX_OFFSET,
             "counts": {"inbox": inbox.total, "assigned": assigned.total},
             "figures": await self.figures(),
             "channels": [{"name": name, "label": label} for name, label in labels.items()],
