@@ -136,6 +136,7 @@ class FanOut:
         self.connection: aioredis.Redis | None = None
         self.reads = 0  # XREAD replies handled (for tests and the benchmark)
         self.failures = 0
+        self.stopping = False
 
     # -- subscribers -----------------------------------------------------------
 
@@ -188,6 +189,7 @@ class FanOut:
     async def start(self, _app: Any = None) -> None:
         if self.task is not None:
             return
+        self.stopping = False
         # Where to begin: the newest entry now, so a stream that opens at once misses nothing.
         try:
             self.connection = self._connect()
@@ -202,13 +204,15 @@ class FanOut:
 
     async def stop(self, _app: Any = None) -> None:
         self.end_all("the server is stopping")
+        self.stopping = True
         if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self.task = None
+            task, self.task = self.task, None
+            task.cancel()
+            # redis-py can swallow a cancel that lands inside a command: the loop then sees ``stopping``
+            # when its read returns (within ``block``); a stop never waits longer than that.
+            await asyncio.wait({task}, timeout=self.block + 2)
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved, so it is not logged as never retrieved
         await self._close_connection()
 
     async def _close_connection(self) -> None:
@@ -221,7 +225,7 @@ class FanOut:
 
     async def _run(self) -> None:
         pause = 0.1
-        while True:
+        while not self.stopping:
             try:
                 if self.connection is None:
                     self.connection = self._connect()
