@@ -94,10 +94,8 @@ class Sse:
         self.response.close()
         if self.task is not None:
             self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+            # Bounded: a cancel redis-py or aiohttp swallows must not hang the test's teardown.
+            await asyncio.wait({self.task}, timeout=5)
 
 
 def session() -> aiohttp.ClientSession:
