@@ -166,7 +166,7 @@ def card_controls(conversation: Conversation, view: CardView = CardView()) -> li
     for name, shows in CARD:
         if name == OTHERS:
             elements += [plain_button(op, conversation.id) for op in offered
-                         if op.name not in _ON_CARD and op.name not in ELSEWHERE and shown_on_card(op)]
+                         if op.name not in _ON_CARD and op.name not in ELSEWHERE and op.asks_nothing]
         elif name in names and shows is not None:
             elements += shows(conversation, view)
     return elements
