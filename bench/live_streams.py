@@ -5,7 +5,8 @@ workers only deliver to the web console and the web chat) with one ``chatgate
 web`` and two ``chatgate worker`` processes, then climbs a ladder of open
 streams, half console (signed-in agents through one-time links, ten streams
 per session) and half web chat (one customer, address and accepted chat per
-stream), up to ``--max-streams``. At each step, for ``--seconds``:
+stream), up to ``--max-streams``; the first step, with no stream open, is the
+reference the webhooks' answer times are compared with. At each step, for ``--seconds``:
 
 - 100 Telegram webhooks a second, each a new customer's first message: the
   console event it makes ("created") must reach every console stream;
@@ -19,7 +20,8 @@ are all read here, by one aiohttp client.
 Per step it prints the streams open, the event latency webhook → console stream
 (p50/p99 over every stream's copy) and how many streams got each event (the
 fewest), the reply latency core → web-chat stream, the webhooks' and
-``/healthz``'s answer p99, Redis's connected clients (all processes) and the
+``/healthz``'s answer p99 (the webhooks' also as a multiple of the no-stream
+step's), Redis's connected clients (all processes) and the
 web process's own Redis connections, and the web process's RSS per stream and its CPU (in cores) during the load.
 
     .venv/bin/python bench/live_streams.py [--seconds 20] [--max-streams 2000]
@@ -59,7 +61,7 @@ KEY = keys()
 WEBHOOK_RATE = 100.0
 REPLY_RATE = 10.0
 PER_SESSION = 10
-LADDER = (100, 500, 1000, 2000)
+LADDER = (0, 100, 500, 1000, 2000)
 CREATED = re.compile(rb'"conversation_id": "([^"]+)", "kind": "created"')
 REPLY = re.compile(rb'"text": "bench reply (\d+)"')
 
@@ -241,7 +243,7 @@ async def run_async(seconds: float, max_streams: int, deployment: Deployment) ->
                 next_chat += int(seconds * WEBHOOK_RATE) + 1
                 replies = 0
                 while (now := time.monotonic()) - began < seconds:
-                    while replies < (now - began) * REPLY_RATE:
+                    while customers and replies < (now - began) * REPLY_RATE:
                         _, _, conversation_id = customers[reply_number % len(customers)]
                         replied[reply_number] = time.time()
                         await services.conversations.reply(conversation_id, "admin", f"bench reply {reply_number}")
@@ -286,8 +288,9 @@ async def run_async(seconds: float, max_streams: int, deployment: Deployment) ->
                 step.healthz_p99 = report.percentile(health, 99) * 1000
                 step.redis_clients = connected_clients(deployment.redis_url)
                 step.web_connections = process_connections(web.pid)
-                step.rss_per_stream_kb = (web.memory_info().rss - rss_before) / 1024 / max(1, step.open_at_end)
-                print(row(step), flush=True)
+                if step.open_at_end:
+                    step.rss_per_stream_kb = (web.memory_info().rss - rss_before) / 1024 / step.open_at_end
+                print(row(step, steps[0]), flush=True)
         finally:
             await streams.close()
             await services.close()
@@ -314,16 +317,27 @@ HEAD = ("| streams open (console + chat) | event webhook → console stream p50 
         "| Redis clients (all / web process) | web RSS per stream | CPU: web / stream reader / whole machine (cores) |")
 
 
-def row(step: Step) -> str:
-    return (f"| {step.open_at_end} ({step.console} + {step.chat}) | {step.event_p50:.0f} / {step.event_p99:.0f} "
+def _ms(value: float) -> str:
+    return "–" if value != value else f"{value:.0f}"  # NaN: nothing of the kind at this step
+
+
+def row(step: Step, reference: Step) -> str:
+    """One step's line; its webhook p99 also as a multiple of the reference step's (no streams)."""
+    ratio = ""
+    if step is not reference and reference.webhook_p99 > 0:
+        ratio = f", {step.webhook_p99 / reference.webhook_p99:.1f}× no streams"
+    rss = "–" if step.rss_per_stream_kb != step.rss_per_stream_kb else f"{step.rss_per_stream_kb:.0f} KB"
+    return (f"| {step.open_at_end} ({step.console} + {step.chat}) | {_ms(step.event_p50)} / {_ms(step.event_p99)} "
             f"({step.events} events) | {step.fewest_streams} of {step.console} "
-            f"| {step.reply_p50:.0f} / {step.reply_p99:.0f} ({step.replies_arrived}/{step.replies}) "
-            f"| {step.webhook_p99:.0f} ({step.webhooks_bad} not 200 of {step.webhooks}) | {step.healthz_p99:.0f} "
-            f"| {step.redis_clients} / {step.web_connections} | {step.rss_per_stream_kb:.0f} KB | {step.web_cpu:.2f} / {step.client_cpu:.2f} / {step.machine_cpu:.2f} |")
+            f"| {_ms(step.reply_p50)} / {_ms(step.reply_p99)} ({step.replies_arrived}/{step.replies}) "
+            f"| {step.webhook_p99:.0f} ({step.webhooks_bad} not 200 of {step.webhooks}{ratio}) "
+            f"| {step.healthz_p99:.0f} | {step.redis_clients} / {step.web_connections} | {rss} "
+            f"| {step.web_cpu:.2f} / {step.client_cpu:.2f} / {step.machine_cpu:.2f} |")
 
 
 def table(steps: list[Step]) -> str:
-    return "\n".join([HEAD, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |", *(row(s) for s in steps)])
+    return "\n".join([HEAD, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+                      *(row(s, steps[0]) for s in steps)])
 
 
 def main() -> None:

@@ -679,11 +679,10 @@ class WebChat(Channel[WebChatConfig]):
                         every = wait if followed is not None else min(wait, STATE_EVERY)
                         now = time.monotonic()
                         batch = await subscription.next(max(0.01, min(wait - (now - pinged), every - (now - checked))))
-                        fresh = [(event_id, view) for event_id, view in batch if stream_id_key(event_id) > position]
+                        fresh = [(key, message) for key, message in batch if key > position]
                         if fresh:
-                            position = stream_id_key(fresh[-1][0])
-                            await response.write(b"".join(_event("message", view, event_id)
-                                                          for event_id, view in fresh))
+                            position = fresh[-1][0]
+                            await response.write(b"".join(message for _key, message in fresh))
                         nudged, subscription.nudged = subscription.nudged, False
                         due = time.monotonic() - pinged >= wait
                         if fresh or nudged or due or time.monotonic() - checked >= every:
@@ -723,13 +722,14 @@ def _message_view(item: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _route(_live_id: str, fields: dict) -> tuple[str, tuple[str, dict[str, Any]]] | None:
-    """A live-stream entry for the streams of its customer: (customer stream id, the message)."""
+def _route(_live_id: str, fields: dict) -> tuple[str, tuple[tuple[int, int], bytes]] | None:
+    """A live-stream entry for the streams of its customer: (customer, (its position in the customer's
+    stream, the SSE message)), encoded once whatever the number of the customer's streams."""
     item = {as_text(k): as_text(v) for k, v in fields.items()}
     customer, event_id = item.get("customer"), item.get("id")
-    if not customer or not event_id:
+    if not customer or not event_id or not STREAM_ID.match(event_id):
         return None
-    return customer, (event_id, _message_view(item))
+    return customer, (stream_id_key(event_id), _event("message", _message_view(item), event_id))
 
 
 def _event(kind: str, data: Any, event_id: str = "") -> bytes:

@@ -42,11 +42,13 @@ QUEUE_LIMIT = 512
 # How long one XREAD blocks; the reader's socket timeout is longer.
 BLOCK_SECONDS = 5.0
 READ_COUNT = 500
+# Streams woken per turn of the event loop when entries are handed out.
+WAKE_SLICE = 10
 BROADCAST = None  # the topic of a subscription that takes every entry
 
 PROCESS_SLOTS = web.AppKey("stream_slots", object)
 
-Route = Callable[[str, dict], "tuple[Hashable, Any] | None"]
+Route = Callable[[str, dict], "tuple[Hashable, tuple[tuple[int, int], Any]] | None"]
 
 
 def text(value: Any) -> str:
@@ -64,47 +66,61 @@ class StreamEnded(Exception):
 
 
 class Subscription:
-    """One open stream's share of a fan-out: the entries ``(stream id, item)`` since it last looked."""
+    """One open stream's share of a fan-out: the entries ``(key, item)`` since it last looked.
+
+    Waiting costs one future and one timer, nothing else: a process holds thousands of these, and what each
+    wait allocates is what the garbage collector later walks."""
+
+    __slots__ = ("fanout", "topic", "limit", "items", "ended", "nudged", "_waiter")
 
     def __init__(self, fanout: "FanOut", topic: Hashable, limit: int = QUEUE_LIMIT):
         self.fanout, self.topic, self.limit = fanout, topic, limit
         self.items: deque = deque()
-        self.wake = asyncio.Event()
         self.ended = ""
         self.nudged = False  # set by a ``follow`` of another fan-out: something of interest changed
+        self._waiter: asyncio.Future | None = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def nudge(self) -> None:
         self.nudged = True
-        self.wake.set()
+        self._wake()
 
-    def push(self, item: tuple[str, Any]) -> None:
+    def push(self, item: tuple[Any, Any]) -> None:
+        woken = self.put(item)
+        if woken is not None:
+            woken._wake()
+
+    def put(self, item: tuple[Any, Any]) -> "Subscription | None":
+        """Keep ``item`` without waking the stream; the subscription to wake for it (None: nothing to do)."""
         if self.ended:
-            return
+            return None
         if len(self.items) >= self.limit:
             self.end("fell behind")
-            return
+            return self
         self.items.append(item)
-        self.wake.set()
+        return self
 
     def end(self, reason: str) -> None:
         if not self.ended:
             self.ended = reason
             self.items.clear()
-            self.wake.set()
+            self._wake()
 
-    async def next(self, timeout: float, linger: float = 0.0) -> list[tuple[str, Any]]:
-        """What arrived, waiting up to ``timeout`` seconds ([] when nothing did); ``StreamEnded`` once ended.
-
-        With ``linger``, what arrives within that long after the first entry comes along in the same batch:
-        one write for a burst, not one per event (a busy process's streams cost a fraction of the CPU)."""
+    async def next(self, timeout: float) -> list[tuple[Any, Any]]:
+        """What arrived, waiting up to ``timeout`` seconds ([] when nothing did); ``StreamEnded`` once ended."""
         if not self.items and not self.ended and not self.nudged:
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(timeout, self._wake)
             try:
-                await asyncio.wait_for(self.wake.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
-            if self.items and linger > 0 and not self.ended:
-                await asyncio.sleep(linger)
-        self.wake.clear()
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
         if self.ended:
             raise StreamEnded(self.ended)
         items = list(self.items)
@@ -121,15 +137,34 @@ class Subscription:
         self.close()
 
 
+class _Follower(Subscription):
+    """Keeps nothing: each entry of its topic nudges ``target``."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, fanout: "FanOut", topic: Hashable, target: Subscription):
+        super().__init__(fanout, topic, limit=0)
+        self.target = target
+
+    def put(self, item: tuple[Any, Any]) -> Subscription | None:
+        self.target.nudged = True
+        return self.target
+
+
 class FanOut:
     """Reads ``key`` for this process and hands each entry to the subscriptions of its topic.
 
-    ``route(stream_id, fields)`` turns an entry into ``(topic, (id, item))`` (``None``: skip it); it
-    reaches the subscriptions of that topic and those to ``BROADCAST`` (every entry). Start it on app startup, stop it on cleanup
+    ``route(stream_id, fields)`` turns an entry into ``(topic, (key, item))`` (``None``: skip it), ``key``
+    being the sortable position a stream resumes from (``stream_id_key``); it reaches the subscriptions of
+    that topic and those to ``BROADCAST`` (every entry). With ``linger``, the reader waits that long after
+    handing entries out before it reads again, so what arrives meanwhile goes out together: one wake and
+    one write per stream for a burst, not one per entry. Start it on app startup, stop it on cleanup
     (``attach``)."""
 
-    def __init__(self, redis_url: str, key: str, route: Route, name: str, block: float = BLOCK_SECONDS):
+    def __init__(self, redis_url: str, key: str, route: Route, name: str, block: float = BLOCK_SECONDS,
+                 linger: float = 0.0):
         self.redis_url, self.key, self.route, self.name, self.block = redis_url, key, route, name, block
+        self.linger = linger
         self.topics: dict[Hashable, set[Subscription]] = {}
         self.last: str | None = None
         self.task: asyncio.Task | None = None
@@ -148,8 +183,7 @@ class FanOut:
     def follow(self, topic: Hashable, target: Subscription) -> Subscription:
         """A subscription to ``topic`` that keeps nothing and only nudges ``target`` (of any fan-out) on each
         entry; close it when done."""
-        follower = Subscription(self, topic, limit=0)
-        follower.push = lambda item: target.nudge()  # type: ignore[method-assign]
+        follower = _Follower(self, topic, target)
         self.topics.setdefault(topic, set()).add(follower)
         return follower
 
@@ -234,11 +268,15 @@ class FanOut:
                 pause = 0.1
                 self.reads += 1
                 found: Any = reply or ()
+                woken: dict[Subscription, None] = {}
                 for _stream, entries in found:
                     for raw_id, fields in entries:
                         stream_id = text(raw_id)
                         self.last = stream_id
-                        self._hand_out(stream_id, fields)
+                        self._hand_out(stream_id, fields, woken)
+                await self._wake(woken)
+                if found and self.linger:
+                    await asyncio.sleep(self.linger)
             except asyncio.CancelledError:
                 raise
             except (redis.exceptions.RedisError, OSError) as exc:
@@ -254,7 +292,15 @@ class FanOut:
                 self.end_all("the live reader failed")
                 await asyncio.sleep(1.0)
 
-    def _hand_out(self, stream_id: str, fields: dict) -> None:
+    async def _wake(self, woken: dict[Subscription, None]) -> None:
+        # A slice of the streams per turn of the event loop: a webhook or a health check that arrives while a
+        # thousand streams write waits for one slice, not for all of them.
+        for n, subscription in enumerate(woken, 1):
+            subscription._wake()
+            if n % WAKE_SLICE == 0:
+                await asyncio.sleep(0)
+
+    def _hand_out(self, stream_id: str, fields: dict, woken: dict[Subscription, None]) -> None:
         try:
             routed = self.route(stream_id, fields)
         except Exception:
@@ -264,11 +310,13 @@ class FanOut:
             return
         topic, item = routed
         # The entry's own topic, and every subscription that takes all entries.
-        members = list(self.topics.get(BROADCAST, ()))
+        for subscription in self.topics.get(BROADCAST, ()):
+            if (wake := subscription.put(item)) is not None:
+                woken[wake] = None
         if topic is not BROADCAST:
-            members += self.topics.get(topic, ())
-        for subscription in members:
-            subscription.push(item)
+            for subscription in self.topics.get(topic, ()):
+                if (wake := subscription.put(item)) is not None:
+                    woken[wake] = None
 
 
 class TooManyStreams(Exception):

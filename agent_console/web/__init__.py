@@ -25,7 +25,7 @@ from gateway.refusals import render
 
 from .config import WebConfig, load_web_config
 from .guard import Guard, secure
-from .live import MAX_STREAMS_PER_SESSION, EventLog, Figures, console_fanout, sse_handler
+from .live import MAX_STREAMS_PER_SESSION, SESSION_CHECK_EVERY, EventLog, Figures, console_fanout, sse_handler
 from .login import Login, issue_login_token
 from .passwords import hash_password, verify_password
 from .reports import mount as mount_reports
@@ -107,7 +107,7 @@ class WebConsole(Console[WebConfig]):
 
         async def live(request: web.Request, session) -> web.StreamResponse:
             async def signed_in() -> bool:
-                return await guard.still_valid(session)
+                return await guard.still_valid_lately(session, SESSION_CHECK_EVERY / 2)
 
             return await sse_handler(events, fanout, lambda: self.ping_every, figures, secure,
                                      [(per_session, session.sid), (per_process, None)], signed_in)(request)

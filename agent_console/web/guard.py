@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import time
 from typing import Awaitable, Callable, TypeVar
 
 from aiohttp import web
@@ -74,6 +76,7 @@ class Guard:
     def __init__(self, sessions: Sessions, team):
         self.sessions = sessions
         self.team = team
+        self._checks: dict[str, tuple[float, asyncio.Future]] = {}  # session id -> (when, still valid?)
 
     async def session(self, request: web.Request) -> Session | None:
         """The signed-in agent's session; None if signed out or no longer an agent."""
@@ -93,6 +96,18 @@ class Guard:
         if not hmac.compare_digest(current, session.fingerprint):
             return False
         return await self.sessions.alive(session)
+
+    async def still_valid_lately(self, session: Session, within: float) -> bool:
+        """``still_valid``, asked of Redis at most once per ``within`` seconds per session in this process:
+        the streams of one agent's tabs share one check, and a team's streams cost a read per session."""
+        now = time.monotonic()
+        if len(self._checks) > 1024:
+            self._checks = {sid: entry for sid, entry in self._checks.items() if now - entry[0] < within}
+        entry = self._checks.get(session.sid)
+        if entry is None or now - entry[0] >= within or (entry[1].done() and entry[1].exception() is not None):
+            entry = (now, asyncio.ensure_future(self.still_valid(session)))
+            self._checks[session.sid] = entry
+        return await asyncio.shield(entry[1])
 
     def api(self, handler: Handler, post: bool = False) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """A JSON API handler: signed in (401), CSRF on POST (403), errors as JSON, secure headers."""

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from gateway.fanout import BROADCAST, FanOut, Slots, StreamEnded, TooManyStreams, hold, stream_id_key, text
 
-__all__ = ["EventLog", "sse_handler", "console_fanout", "Figures", "MAXLEN", "MAX_STREAMS_PER_SESSION"]
+__all__ = ["EventLog", "sse_handler", "console_fanout", "Figures", "MAXLEN", "MAX_STREAMS_PER_SESSION", "SESSION_CHECK_EVERY"]
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,10 @@ def console_fanout(redis_url: str, key: str) -> FanOut:
         except ValueError:
             return None
         # Every console stream takes it (BROADCAST); a web-chat stream follows its conversation's.
-        return str(data.get("conversation_id") or "") or BROADCAST, (stream_id, _chat_message(stream_id, data))
+        return (str(data.get("conversation_id") or "") or BROADCAST,
+                (stream_id_key(stream_id), _chat_message(stream_id, data)))
 
-    return FanOut(redis_url, key, route, name="chatgate-live-console")
+    return FanOut(redis_url, key, route, name="chatgate-live-console", linger=LINGER)
 
 
 class Figures:
@@ -177,15 +178,14 @@ def sse_handler(events: EventLog, fanout: FanOut, ping_every: Callable[[], float
                     every = ping_every()
                     now = time.monotonic()
                     batch = await subscription.next(max(0.01, min(every - (now - pinged),
-                                                                  SESSION_CHECK_EVERY - (now - checked))),
-                                                    linger=LINGER)
+                                                                  SESSION_CHECK_EVERY - (now - checked))))
                     if time.monotonic() - checked >= SESSION_CHECK_EVERY:
                         if not await signed_in():
                             break  # signed out (or no longer an agent): the stream ends with the session
                         checked = time.monotonic()
-                    fresh = [message for stream_id, message in batch if stream_id_key(stream_id) > position]
+                    fresh = [message for key, message in batch if key > position]
                     if batch:
-                        position = max(position, stream_id_key(batch[-1][0]))
+                        position = max(position, batch[-1][0])
                     if fresh:
                         # The figures (waiting, ...) change with the chats: send them along.
                         await response.write(b"".join(fresh) + await figures())
