@@ -93,7 +93,7 @@ def _chat_message(stream_id: str, data: dict) -> bytes:
 def console_fanout(redis_url: str, key: str) -> FanOut:
     """The process's one reader of the console stream: every event, encoded once, to every console stream."""
 
-    def route(stream_id: str, fields: dict) -> tuple[Hashable, tuple[str, bytes]] | None:
+    def route(stream_id: str, fields: dict) -> tuple[Hashable, tuple[tuple[int, int], bytes]] | None:
         data: dict
         raw = fields.get(b"d") or fields.get("d") or b"{}"
         try:
