@@ -414,6 +414,23 @@ def test_twilio_media_is_fetched_with_the_account_credentials_and_uploaded(team,
     assert team.twilio.calls_to("media")
 
 
+def test_a_failed_upload_is_retried_alone_and_the_text_before_it_is_posted_once(team):
+    number = "+442079460022"
+    url = team.twilio.add_media(f"2010-04-01/Accounts/{ACCOUNT_SID}/Messages/MMretry/Media/ME1", JPEG, "image/jpeg")
+    # Slack fails the upload's last step twice: the job is retried, the thread's text must not come again.
+    team.slack.method_failures["files.completeUploadExternal"] = [(500, {"ok": False, "error": "internal_error"}, {})] * 2
+    conversation_id, card_ts = team.start("sms", number, lambda: team.twilio_post(inbound(
+        "SMuploadretry", number, "Photo of the dent", NumMedia=1, MediaUrl0=url, MediaContentType0="image/jpeg")),
+        accept=False)
+    eventually(lambda: [f for f in team.slack.files if f["thread_ts"] == card_ts], timeout=30,
+               what="the photo, uploaded on a retry")
+    texts = [c.params.get("text", "") for c in team.slack.calls_to("chat.postMessage")
+             if c.params.get("thread_ts") == card_ts]
+    assert sum("Photo of the dent" in t for t in texts) == 1, texts
+    assert len([f for f in team.slack.files if f["thread_ts"] == card_ts]) == 1
+    assert not team.slack.method_failures["files.completeUploadExternal"], "both failures were met"
+
+
 # -- 4. files, agent -> customer ------------------------------------------------------------------------------
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20

@@ -235,13 +235,14 @@ class Delivery:
                 relayed = max(relayed, entry.seq)
         await self.store.through_outage(lambda: self.store.set_ref("slack-relayed", conversation.id, str(relayed)))
 
-    async def post_parts(self, channel: str, thread_ts: str, text: str, progress: str = "") -> None:
+    async def post_parts(self, channel: str, thread_ts: str, text: str, progress: str = "",
+                         more_follow: bool = False) -> None:
         """Post ``text`` in the thread, whole: split into ordered posts within Slack's limits (3,000 per
-        section). With ``progress``, the parts of a long text already posted are remembered, so a retry never
-        reposts one."""
+        section). With ``progress``, the parts already posted are remembered (of a long text, or of any text
+        when ``more_follow``: files uploaded after it), so a retry never reposts one."""
         parts = split_for_slack(text, SECTION_LIMIT) or ["(empty message)"]
-        # A single post needs no note: its outbox item is acknowledged once it is posted.
-        remember = bool(progress) and len(parts) > 1
+        # A single post with nothing after it needs no note: its outbox item is acknowledged once it is posted.
+        remember = bool(progress) and (len(parts) > 1 or more_follow)
         done = int(await self.store.get_ref("slack-posted", progress) or 0) if remember else 0
         for index in range(done, len(parts)):
             await self.post(channel=channel, thread_ts=thread_ts, text=parts[index])
@@ -256,8 +257,10 @@ class Delivery:
         files_follow = bool(entry.attachments) and source is not None and source.fetches_files
         body = text if text is not None else _relayed_text(conversation, entry, files_follow)
         progress = f"{conversation.id}:{entry.seq}:{thread_ts}"
-        await self.post_parts(channel, thread_ts, lead + body, progress)
-        if files_follow and text is None:
+        uploads = files_follow and text is None
+        # The text and each file are steps of their own: a failed upload is retried alone.
+        await self.post_parts(channel, thread_ts, lead + body, progress, more_follow=uploads)
+        if uploads:
             for index, attachment in enumerate(entry.attachments):
                 await self.upload(source, attachment, channel, thread_ts, f"{progress}:{index}")
 

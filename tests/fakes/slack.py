@@ -78,6 +78,8 @@ class FakeSlack(FakeServer):
         # chat.postMessage's limit per channel (Slack: about one a second, short bursts allowed) as
         # (rate per second, burst); None: off. Over it: HTTP 429, Retry-After and "ratelimited".
         self.post_limit: tuple[float, int] | None = None
+        # Failures of one method only, answered (status, body, headers) before the method's work.
+        self.method_failures: dict[str, list[tuple[int, dict, dict]]] = {}
 
     @property
     def api_url(self) -> str:
@@ -117,6 +119,11 @@ class FakeSlack(FakeServer):
         self.record("file_download", {"file_id": request.match_info["file_id"]})
         return web.Response(body=found[0], content_type=found[1])
 
+    def _take_method_failure(self, method: str) -> tuple[int, dict, dict] | None:
+        with self._lock:
+            waiting = self.method_failures.get(method)
+            return waiting.pop(0) if waiting else None
+
     async def _upload(self, request: web.Request) -> web.Response:
         """The upload URL files.getUploadURLExternal hands out: stores the bytes posted to it."""
         upload = self.uploads.get(request.match_info["file_id"])
@@ -146,7 +153,7 @@ class FakeSlack(FakeServer):
         for key in ("blocks", "attachments", "metadata"):
             if isinstance(params.get(key), str):
                 params[key] = json.loads(params[key])
-        failure = self.take_failure()
+        failure = self.take_failure() or self._take_method_failure(method)
         if failure:
             status, body, headers = failure
             return web.json_response(body, status=status, headers=headers)
