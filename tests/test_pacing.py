@@ -247,6 +247,35 @@ api_url = "{api_url}"
 """
 
 
+async def test_a_combined_post_counts_as_delivered_for_every_message_it_carries(make_services, slack, clock):
+    clock.now = time.time()
+    services = make_services(SLACK_TABLE.format(channel=CHANNEL, api_url=slack.api_url))
+    console, store = services.consoles["slack"], services.store
+
+    async def write(text: str, platform_id: str) -> AgentEvent:
+        received = await services.conversations.receive(InboundMessage(
+            channel="fake", customer_id="c-2", platform_id=platform_id, text=text, name="Ada"))
+        outbox = store.console_outbox("slack", received.conversation_id)
+        return AgentEvent.from_json((await store.redis.lrange(outbox, -1, -1))[0])
+
+    created = await write("Where is my parcel?", "q1")
+    await console.deliver(created, services)
+    card_ts = await store.get_ref("slack-card", created.conversation_id)
+    first = await write("Hello?", "q2")
+    # The thread fell behind: two more messages are stored before the first one's event is shown.
+    second, third = await write("It was due on Monday", "q3"), await write("Order 4711", "q4")
+    await console.deliver(first, services)
+    posts = [c.params for c in slack.calls_to("chat.postMessage") if c.params.get("thread_ts") == card_ts]
+    combined = [p for p in posts if "Order 4711" in p.get("text", "")]
+    assert len(combined) == 1 and "It was due on Monday" in combined[0]["text"] and "Hello?" in combined[0]["text"]
+    # The worker died after the post and before noting what it relayed: the drainer taking over asks Slack.
+    await store.redis.hdel(store.key("ref", "slack-relayed"), second.conversation_id)
+    assert await console.already_delivered(second, services)
+    assert await console.already_delivered(third, services)
+    later = AgentEvent(second.conversation_id, EventKind.MESSAGE, seq=third.seq + 1, at=third.at + 1)
+    assert not await console.already_delivered(later, services)
+
+
 async def test_already_delivered_finds_the_event_s_post_in_slack(make_services, slack, clock):
     clock.now = time.time()  # the fake Slack stamps messages with the real time
     services = make_services(SLACK_TABLE.format(channel=CHANNEL, api_url=slack.api_url))

@@ -58,8 +58,25 @@ def event_id(event: AgentEvent) -> str:
     return f"{event.conversation_id}:{event.kind.value}:{event.seq}:{event.at!r}:{event.by}"
 
 
-def _metadata(event: AgentEvent) -> dict:
-    return {"event_type": METADATA_TYPE, "event_payload": {"id": event_id(event)}}
+def _metadata(event: AgentEvent, carries: tuple[str, ...] = ()) -> dict:
+    payload: dict = {"id": event_id(event)}
+    if carries:
+        payload["carries"] = list(carries)
+    return {"event_type": METADATA_TYPE, "event_payload": payload}
+
+
+def carried(conversation_id: str, seq: int) -> str:
+    """How a post that carries a customer message besides its own event's names it (``carries``)."""
+    return f"{conversation_id}:{seq}"
+
+
+def _carries(message: dict) -> list[str]:
+    """The customer messages a combined post carries besides its own event's (see ``relay_together``)."""
+    metadata = message.get("metadata") or {}
+    if metadata.get("event_type") != METADATA_TYPE:
+        return []
+    found = (metadata.get("event_payload") or {}).get("carries")
+    return [str(item) for item in found] if isinstance(found, list) else []
 
 
 def _posted_for(message: dict) -> str:
@@ -139,13 +156,14 @@ class Delivery:
         self.pacer = console.pacer
         self._cards: dict[str, str] = {}  # conversation id -> its card's ts, once posted and caught up
         self.event: AgentEvent | None = None  # the event being shown: its id goes with every post
+        self.carries: tuple[str, ...] = ()  # the later customer messages a combined post carries too
 
     async def post(self, **message) -> dict:
         """``chat.postMessage``, paced per channel with every other process (``slack.post_rate``, before
         Slack answers 429) and tagged with the event's id (message metadata)."""
         await self.pacer.wait(f"slack-post:{message['channel']}", self.config.post_rate, self.config.post_burst)
         if self.event is not None:
-            message["metadata"] = _metadata(self.event)
+            message["metadata"] = _metadata(self.event, self.carries)
         return await _call(self.web.chat_postMessage(**message))
 
     def who(self, agent: str) -> str:
@@ -281,7 +299,13 @@ class Delivery:
         """Several consecutive customer messages in one thread post, in order; the later ones' own events
         then find them relayed (``slack-relayed``)."""
         body = "\n".join(_relayed_text(conversation, entry) for entry in entries)
-        await self.post_parts(channel, thread_ts, lead + body, f"{conversation.id}:{entries[0].seq}:{thread_ts}")
+        # Every message it carries is named in the post's metadata: a drainer taking over after a crash
+        # before ``slack-relayed`` was written finds the later ones posted too (``already_posted``).
+        self.carries = tuple(carried(conversation.id, entry.seq) for entry in entries[1:])
+        try:
+            await self.post_parts(channel, thread_ts, lead + body, f"{conversation.id}:{entries[0].seq}:{thread_ts}")
+        finally:
+            self.carries = ()
         last = str(entries[-1].seq)
         await self.store.through_outage(lambda: self.store.set_ref("slack-relayed", conversation.id, last))
 
@@ -385,6 +409,8 @@ class Delivery:
         thread, in the head start DM's thread, or (no card known yet) among the channel's messages since the
         event. A card found that way is recorded as posted, so the next event does not post another."""
         store, wanted = self.store, event_id(event)
+        # A customer message may have gone out in an earlier message's combined post.
+        as_carried = carried(event.conversation_id, event.seq) if event.kind is EventKind.MESSAGE else None
         conversation = await store.get(event.conversation_id)
         if conversation is None:
             return False
@@ -408,7 +434,7 @@ class Delivery:
                     log.warning("cannot look for event %s in %s: %s", wanted, where["channel"], exc)
                     break
                 for message in page.get("messages") or []:
-                    if _posted_for(message) != wanted:
+                    if _posted_for(message) != wanted and (as_carried is None or as_carried not in _carries(message)):
                         continue
                     if not card and where["channel"] == channel and not message.get("thread_ts"):
                         await self._found_card(conversation, channel, message["ts"])
