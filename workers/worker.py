@@ -61,7 +61,7 @@ class ChatgateWorker(SimpleWorker):
         consoles, customers = await sweep(services.store, self.context.config.delivery.recovery_after)
         if consoles or customers:
             log.warning("restarting delivery of %d outbox(es) left by a dead worker", len(consoles) + len(customers))
-            restart_drains(self.connection, self.context.config, consoles, customers)
+            await restart_drains(services, consoles, customers)
         # A timer whose wake-up was lost (Redis restarted between the two, say) runs now.
         await fire_due(services)
         await self._retention(services)
@@ -77,13 +77,15 @@ class ChatgateWorker(SimpleWorker):
             log.info("retention: %d closed conversations exported to %s and removed", done.removed, done.directory)
 
 
-def restart_drains(connection: Redis, config: Config, consoles: list[tuple[str, str]],
-                   customers: list[tuple[str, str]]) -> None:
-    """Queue drain jobs again for outboxes a dead worker left (their ``:job`` mark is still set)."""
-    for console, conversation_id in consoles:
-        jobs.retry_job(connection, config, "workers.jobs.deliver_to_console", console, conversation_id, first=False)
-    for channel, customer_id in customers:
-        jobs.retry_job(connection, config, "workers.jobs.deliver_to_customer", channel, customer_id, first=False)
+async def restart_drains(services, consoles: list[tuple[str, str]], customers: list[tuple[str, str]]) -> None:
+    """Put the outboxes a dead worker left (their ``:job`` mark is still set) back on the ready list: they
+    are drained in the same lanes as in normal operation, so one platform's pacing (Slack's per channel)
+    hands its outbox back rather than holding up another platform's deliveries."""
+    store = services.store
+    outboxes = [store.console_outbox(console, conversation_id) for console, conversation_id in consoles]
+    outboxes += [store.customer_outbox(channel, customer_id) for channel, customer_id in customers]
+    for outbox in outboxes:
+        await services.conversations.ready_later(outbox, 0.0)
 
 
 def run_worker(config: Config, redis_url: str, burst: bool = False) -> None:

@@ -10,9 +10,10 @@ TALLIES: list[Tally] = []
 
 
 @pytest.fixture
-def deployment(deployment):
-    """The shared deployment fixture (tests/conftest.py), started with the fault tests' options."""
-    return deployment(**OPTIONS)
+def deployment(deployment, request):
+    """The shared deployment fixture (tests/conftest.py), started with the fault tests' options (and a
+    test's own, given as an indirect parameter: ``{"slack": {"post_rate": 1}}``)."""
+    return deployment(**{**OPTIONS, **getattr(request, "param", {})})
 
 
 @pytest.fixture

@@ -4,12 +4,15 @@ and in order, and every conversation must be consistent."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from .harness import check_conversations
 from tests.support import eventually
@@ -211,3 +214,58 @@ def test_burst_of_concurrent_clicks_from_many_agents(deployment, tally):
     tally.sent = len(clicks)
     tally.delivered = len(clicks) - len(problems)
     assert problems == []
+
+
+
+async def _web_console_replies(deployment, ids: dict[int, str], per_chat: int) -> dict[int, list[str]]:
+    """``per_chat`` replies to each chat from the web console, as the admin who accepts them there."""
+    import aiohttp
+
+    from tests.live_support import console_cookie, session
+
+    base = deployment.gateway.base
+    sent: dict[int, list[str]] = {chat: [] for chat in ids}
+    async with session() as http:
+        cookie = await console_cookie(http, base, deployment.redis_url)
+        async with http.get(f"{base}/console/api/me", headers={"Cookie": cookie}) as me:
+            headers = {"Cookie": cookie, "X-CSRF-Token": (await me.json())["csrf"]}
+        for chat, conversation_id in ids.items():
+            async with http.post(f"{base}/console/api/chats/{conversation_id}/accept", json={},
+                                 headers=headers) as accepted:
+                assert accepted.status == 200, await accepted.text()
+
+        async def reply(chat: int, text: str) -> None:
+            async with http.post(f"{base}/console/api/chats/{ids[chat]}/reply", json={"text": text},
+                                 headers=headers) as answer:
+                assert answer.status == 200, await answer.text()
+            sent[chat].append(text)
+
+        for n in range(1, per_chat + 1):
+            await asyncio.gather(*(reply(chat, token(chat, n, "a")) for chat in ids))
+    return sent
+
+
+@pytest.mark.parametrize("deployment", [{"slack": {"post_rate": 1}}], indirect=True)
+def test_web_console_replies_through_a_redis_restart_reach_customers_without_waiting_for_slack(deployment, tally):
+    """Web-console replies are sent to the customers and echoed into the Slack threads, which Slack's pace
+    (one post a second in the channel) makes slow. After a Redis restart every outbox is taken up again as
+    left by a dead worker: the customers' deliveries must not wait behind the Slack echoes."""
+    chats = [9600 + i for i in range(6)]
+    for chat in chats:
+        assert deployment.customer_says(next(_updates), chat, token(chat, 0)) == 200
+    ids = {chat: eventually(lambda: deployment.conversation_of(chat), timeout=30, what=f"chat {chat}")
+           for chat in chats}
+    deployment.telegram.delay = 1.0  # the customers' deliveries are still under way when Redis stops
+    sent = asyncio.run(_web_console_replies(deployment, ids, per_chat=4))
+    deployment.redis_server.stop()
+    deployment.telegram.delay = 0.0
+    deployment.redis_server.start()
+    back = time.monotonic()
+    eventually(lambda: all(len(deployment.telegram.sent_texts(chat)) >= 4 for chat in chats), timeout=60,
+               what="every reply at its customer")
+    assert time.monotonic() - back <= 10, "the customers' deliveries waited behind Slack's pace"
+    deployment.wait_idle(crashed=True, timeout=90)
+    for chat in chats:
+        tally.add(sent[chat], deployment.telegram.sent_texts(chat))
+    assert tally.clean, tally
+    assert check_conversations(deployment.store()) == []
